@@ -1,0 +1,2 @@
+//! Criterion micro-benchmarks of the xvpc pipelines and tables
+#![forbid(unsafe_code)]

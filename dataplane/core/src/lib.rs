@@ -1,0 +1,11 @@
+//! xvpc-core: the packet-processing logic of the xvpc dataplane, with no I/O.
+//!
+//! - [`wire`]: zero-copy views of every packet format the dataplane touches.
+//! - [`model`]: VNIs, guests, gateways, mappings and the fabric.
+//! - [`table`]: the per-core mapping table with prebuilt outer-header templates.
+//! - [`egress`] / [`ingress`]: the two pipelines, one frame in, one verdict out.
+//! - [`counters`]: per-core packet counters and drop reasons.
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod wire;

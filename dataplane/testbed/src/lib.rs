@@ -1,0 +1,2 @@
+//! Network-namespace topologies and process guards for xvpc's privileged tests and benchmarks
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! AF_XDP sockets, UMEM and rings: the only crate of xvpc with unsafe code.

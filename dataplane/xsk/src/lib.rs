@@ -1,3 +1,32 @@
 //! AF_XDP sockets, UMEM and rings: the only crate of xvpc with unsafe code.
+//!
+//! [`QueuePair`] binds one queue of a guest port and of a fabric port to two AF_XDP sockets
+//! sharing one UMEM, so a frame received on one port is transmitted on the other without a
+//! copy. [`Port`] is the single-socket variant (generators, sinks). Unsafe code lives only
+//! in `sys` (syscalls, mmap), `ring` (shared ring memory), `umem` (frame slices) and
+//! `testrun` (BPF_PROG_TEST_RUN); every
+//! other module forbids it. See `docs/AF_XDP.md`.
+
+mod config;
+mod engine;
+mod error;
+mod frame;
+mod frames;
+mod port;
+mod queue_pair;
+mod ring;
+mod sys;
+mod umem;
 
 pub mod testrun;
+
+pub use config::{
+    BindMode, BusyPoll, Side, SocketOptions, UmemConfig, MIN_DATA_ROOM, MIN_HEADROOM,
+    XDP_PACKET_HEADROOM,
+};
+pub use engine::{XskCounters, XskStats};
+pub use error::{DescError, XskError};
+pub use frame::{Desc, FrameMut};
+pub use frames::{FrameAccounting, FrameErrors};
+pub use port::Port;
+pub use queue_pair::QueuePair;

@@ -1,0 +1,546 @@
+//! Sockets sharing one UMEM, and the batched hot-path operations common to
+//! [`crate::QueuePair`] (two ports) and [`crate::Port`] (one port).
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use crate::config::{BindMode, SocketOptions, UmemConfig};
+use crate::error::{DescError, XskError};
+use crate::frame::{Desc, FrameMut};
+use crate::frames::{FrameAccounting, FrameBook, FrameErrors};
+use crate::ring::{End, Ring};
+use crate::sys;
+use crate::umem::Umem;
+
+/// Largest batch moved between the free list and a fill ring in one go, so two ports are
+/// refilled in turn rather than one taking everything.
+const REFILL_CHUNK: u32 = 64;
+
+/// Kernel counters of one socket (`getsockopt(XDP_STATISTICS)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XskStats {
+    /// Frames dropped for reasons other than invalid descriptors (e.g. too big for a chunk).
+    pub rx_dropped: u64,
+    /// Invalid descriptors on the fill ring.
+    pub rx_invalid_descs: u64,
+    /// Invalid descriptors on the TX ring.
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty when the kernel needed a frame.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the TX ring was empty when the kernel looked for work.
+    pub tx_ring_empty_descs: u64,
+}
+
+/// Counters of the user-space side (syscalls made and refused operations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XskCounters {
+    /// `sendto` TX kicks made.
+    pub tx_kicks: u64,
+    /// Kicks answered EAGAIN/EBUSY/ENOBUFS/ENETDOWN (kernel busy or batch limit reached;
+    /// the frames stay on the TX ring and are retried).
+    pub tx_kick_busy: u64,
+    /// Kicks that failed with any other errno.
+    pub tx_kick_errors: u64,
+    /// `recvfrom` fill-ring wakeups made.
+    pub fill_wakeups: u64,
+    /// `poll` calls made by `wait`.
+    pub polls: u64,
+    /// Operations the frame book refused (see [`FrameErrors`]).
+    pub frames: FrameErrors,
+}
+
+/// One AF_XDP socket with its four rings.
+struct Socket {
+    // Rings first: they are unmapped before the socket is closed.
+    rx: Ring<libc::xdp_desc>,
+    tx: Ring<libc::xdp_desc>,
+    fill: Ring<u64>,
+    comp: Ring<u64>,
+    fd: OwnedFd,
+    ifname: String,
+    queue: u32,
+}
+
+/// What to bind with.
+#[derive(Clone, Copy)]
+enum Bind<'a> {
+    /// First socket: owns and registers the UMEM.
+    Owner { zero_copy: bool },
+    /// Further socket: shares the owner's UMEM (mode inherited).
+    Shared(BorrowedFd<'a>),
+}
+
+struct Ctx<'a> {
+    ifname: &'a str,
+    queue: u32,
+}
+
+impl Ctx<'_> {
+    fn sys(&self, op: &'static str) -> impl FnOnce(io::Error) -> XskError + '_ {
+        move |source| XskError::Sys {
+            op,
+            ifname: self.ifname.to_owned(),
+            queue: self.queue,
+            source,
+        }
+    }
+
+    fn mmap(&self, what: &'static str) -> impl FnOnce(io::Error) -> XskError + '_ {
+        move |source| XskError::Mmap {
+            what,
+            ifname: self.ifname.to_owned(),
+            queue: self.queue,
+            source,
+        }
+    }
+
+    fn busy(&self, option: &'static str) -> impl FnOnce(io::Error) -> XskError + '_ {
+        move |source| XskError::BusyPoll {
+            option,
+            ifname: self.ifname.to_owned(),
+            queue: self.queue,
+            source,
+        }
+    }
+}
+
+fn open_socket(
+    ifname: &str,
+    queue: u32,
+    cfg: &UmemConfig,
+    umem: &Umem,
+    bind: Bind<'_>,
+    opts: &SocketOptions,
+) -> Result<Socket, XskError> {
+    let ctx = Ctx { ifname, queue };
+    let ifindex = sys::ifindex(ifname).map_err(|source| XskError::NoSuchInterface {
+        ifname: ifname.to_owned(),
+        source,
+    })?;
+    let fd = sys::xsk_socket().map_err(ctx.sys("socket(AF_XDP)"))?;
+    let f = fd.as_fd();
+    if let Bind::Owner { .. } = bind {
+        sys::setsockopt(
+            f,
+            libc::SOL_XDP,
+            libc::XDP_UMEM_REG,
+            &umem.reg(cfg.headroom),
+        )
+        .map_err(ctx.sys("setsockopt(XDP_UMEM_REG)"))?;
+    }
+    let size = cfg.ring_size;
+    // A socket sharing the UMEM on another (interface, queue) needs its own fill and
+    // completion rings: the kernel creates a separate buffer pool for it.
+    sys::setsockopt(f, libc::SOL_XDP, libc::XDP_UMEM_FILL_RING, &size)
+        .map_err(ctx.sys("setsockopt(XDP_UMEM_FILL_RING)"))?;
+    sys::setsockopt(f, libc::SOL_XDP, libc::XDP_UMEM_COMPLETION_RING, &size)
+        .map_err(ctx.sys("setsockopt(XDP_UMEM_COMPLETION_RING)"))?;
+    sys::setsockopt(f, libc::SOL_XDP, libc::XDP_RX_RING, &size)
+        .map_err(ctx.sys("setsockopt(XDP_RX_RING)"))?;
+    sys::setsockopt(f, libc::SOL_XDP, libc::XDP_TX_RING, &size)
+        .map_err(ctx.sys("setsockopt(XDP_TX_RING)"))?;
+    let (off, len) =
+        sys::getsockopt::<libc::xdp_mmap_offsets>(f, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS)
+            .map_err(ctx.sys("getsockopt(XDP_MMAP_OFFSETS)"))?;
+    if len != std::mem::size_of::<libc::xdp_mmap_offsets>() {
+        // Kernels before 5.4 return offsets without the flags word (no need_wakeup).
+        return Err(XskError::Sys {
+            op: "getsockopt(XDP_MMAP_OFFSETS): kernel without need_wakeup support",
+            ifname: ifname.to_owned(),
+            queue,
+            source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        });
+    }
+    let rx = Ring::map(
+        f,
+        &off.rx,
+        size,
+        libc::XDP_PGOFF_RX_RING as u64,
+        End::Consumer,
+    )
+    .map_err(ctx.mmap("RX ring"))?;
+    let tx = Ring::map(
+        f,
+        &off.tx,
+        size,
+        libc::XDP_PGOFF_TX_RING as u64,
+        End::Producer,
+    )
+    .map_err(ctx.mmap("TX ring"))?;
+    let fill = Ring::map(
+        f,
+        &off.fr,
+        size,
+        libc::XDP_UMEM_PGOFF_FILL_RING,
+        End::Producer,
+    )
+    .map_err(ctx.mmap("fill ring"))?;
+    let comp = Ring::map(
+        f,
+        &off.cr,
+        size,
+        libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+        End::Consumer,
+    )
+    .map_err(ctx.mmap("completion ring"))?;
+
+    if let Some(bp) = opts.busy_poll {
+        let prefer: libc::c_int = bp.prefer.into();
+        sys::setsockopt(f, libc::SOL_SOCKET, sys::SO_PREFER_BUSY_POLL, &prefer)
+            .map_err(ctx.busy("SO_PREFER_BUSY_POLL"))?;
+        let usecs = libc::c_int::try_from(bp.usecs).unwrap_or(libc::c_int::MAX);
+        sys::setsockopt(f, libc::SOL_SOCKET, sys::SO_BUSY_POLL, &usecs)
+            .map_err(ctx.busy("SO_BUSY_POLL"))?;
+        let budget = libc::c_int::try_from(bp.budget).unwrap_or(libc::c_int::MAX);
+        sys::setsockopt(f, libc::SOL_SOCKET, sys::SO_BUSY_POLL_BUDGET, &budget)
+            .map_err(ctx.busy("SO_BUSY_POLL_BUDGET"))?;
+    }
+
+    let (flags, shared, mode) = match bind {
+        Bind::Owner { zero_copy: true } => (
+            libc::XDP_ZEROCOPY | libc::XDP_USE_NEED_WAKEUP,
+            None,
+            "zero-copy",
+        ),
+        Bind::Owner { zero_copy: false } => {
+            (libc::XDP_COPY | libc::XDP_USE_NEED_WAKEUP, None, "copy")
+        }
+        // The kernel refuses mode and need_wakeup flags here (EINVAL): both are inherited
+        // from the UMEM owner.
+        Bind::Shared(owner) => (libc::XDP_SHARED_UMEM, Some(owner), "shared-UMEM"),
+    };
+    sys::bind(f, ifindex, queue, flags, shared).map_err(|source| XskError::Bind {
+        ifname: ifname.to_owned(),
+        queue,
+        mode,
+        source,
+    })?;
+    Ok(Socket {
+        rx,
+        tx,
+        fill,
+        comp,
+        fd,
+        ifname: ifname.to_owned(),
+        queue,
+    })
+}
+
+/// `N` sockets on `N` interfaces (same queue id) sharing one UMEM.
+pub(crate) struct Engine<const N: usize> {
+    // Sockets are declared before the UMEM so they are closed before it is unmapped.
+    socks: [Socket; N],
+    umem: Umem,
+    book: FrameBook,
+    fill_target: u32,
+    zero_copy: bool,
+    counters: XskCounters,
+}
+
+impl<const N: usize> Engine<N> {
+    /// Opens `ifnames.len() == N` sockets; the first owns the UMEM.
+    pub(crate) fn new(
+        ifnames: [&str; N],
+        queue: u32,
+        cfg: UmemConfig,
+        mode: BindMode,
+        opts: &SocketOptions,
+    ) -> Result<Self, XskError> {
+        cfg.validate(N as u32)?;
+        match mode {
+            BindMode::ZeroCopy => Self::build(ifnames, queue, cfg, true, opts),
+            BindMode::Copy => Self::build(ifnames, queue, cfg, false, opts),
+            BindMode::Auto => match Self::build(ifnames, queue, cfg, true, opts) {
+                Err(XskError::Bind { .. }) => Self::build(ifnames, queue, cfg, false, opts),
+                other => other,
+            },
+        }
+    }
+
+    fn build(
+        ifnames: [&str; N],
+        queue: u32,
+        cfg: UmemConfig,
+        zero_copy: bool,
+        opts: &SocketOptions,
+    ) -> Result<Self, XskError> {
+        let umem = Umem::new(cfg.frame_count, cfg.frame_size).map_err(|source| XskError::Mmap {
+            what: "UMEM area",
+            ifname: ifnames.first().copied().unwrap_or_default().to_owned(),
+            queue,
+            source,
+        })?;
+        let mut socks: Vec<Socket> = Vec::with_capacity(N);
+        for name in ifnames {
+            let bind = match socks.first() {
+                None => Bind::Owner { zero_copy },
+                Some(owner) => Bind::Shared(owner.fd.as_fd()),
+            };
+            let s = open_socket(name, queue, &cfg, &umem, bind, opts)?;
+            socks.push(s);
+        }
+        let socks: [Socket; N] = socks
+            .try_into()
+            .map_err(|_| XskError::Config("socket count mismatch".into()))?;
+        // Ask the kernel which mode it actually gave us.
+        let zero_copy = match socks.first() {
+            Some(s) => {
+                let (o, _) = sys::getsockopt::<libc::xdp_options>(
+                    s.fd.as_fd(),
+                    libc::SOL_XDP,
+                    libc::XDP_OPTIONS,
+                )
+                .map_err(|source| XskError::Sys {
+                    op: "getsockopt(XDP_OPTIONS)",
+                    ifname: ifnames[0].to_owned(),
+                    queue,
+                    source,
+                })?;
+                o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
+            }
+            None => zero_copy,
+        };
+        let mut e = Self {
+            socks,
+            umem,
+            book: FrameBook::new(cfg.frame_count, cfg.frame_size),
+            fill_target: cfg.fill_target(N as u32),
+            zero_copy,
+            counters: XskCounters::default(),
+        };
+        e.service();
+        Ok(e)
+    }
+
+    pub(crate) fn bind_mode(&self) -> BindMode {
+        if self.zero_copy {
+            BindMode::ZeroCopy
+        } else {
+            BindMode::Copy
+        }
+    }
+
+    pub(crate) fn fd(&self, i: usize) -> BorrowedFd<'_> {
+        self.socks[i % N].fd.as_fd()
+    }
+
+    pub(crate) fn recv(&mut self, i: usize, out: &mut [Desc]) -> usize {
+        let side = i as u8;
+        let s = &mut self.socks[i % N];
+        let want = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        let n = s.rx.peek(want);
+        let mut k = 0;
+        for j in 0..n {
+            let d = s.rx.read(j);
+            if self.book.received(side, d.addr) {
+                // `k <= j < n <= out.len()`.
+                if let Some(slot) = out.get_mut(k) {
+                    *slot = Desc {
+                        addr: d.addr,
+                        len: d.len,
+                    };
+                }
+                k += 1;
+            }
+        }
+        s.rx.release(n);
+        k
+    }
+
+    fn check(&self, d: Desc) -> Result<(), DescError> {
+        if self.book.chunk_index(d.addr).is_none() {
+            return Err(DescError::OutOfUmem);
+        }
+        let off = d.addr - self.book.chunk_base(d.addr);
+        if off + u64::from(d.len) > u64::from(self.book.frame_size()) {
+            return Err(DescError::CrossesChunk);
+        }
+        if !self.book.owned_by_app(d.addr) {
+            return Err(DescError::NotOwned);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn frame(&mut self, d: Desc) -> Result<FrameMut<'_>, DescError> {
+        self.check(d)?;
+        let idx = self.book.chunk_index(d.addr).ok_or(DescError::OutOfUmem)?;
+        let base = self.book.chunk_base(d.addr);
+        let start = (d.addr - base) as usize;
+        let buf = self.umem.chunk_mut(idx).ok_or(DescError::OutOfUmem)?;
+        Ok(FrameMut::new(buf, base, start, d.len as usize))
+    }
+
+    pub(crate) fn alloc(&mut self) -> Option<u64> {
+        self.book.alloc()
+    }
+
+    pub(crate) fn send(&mut self, i: usize, descs: &[Desc]) -> usize {
+        let side = i as u8;
+        let want = u32::try_from(descs.len()).unwrap_or(u32::MAX);
+        let n = self.socks[i % N].tx.reserve(want);
+        let mut k = 0u32;
+        for d in descs.iter().take(n as usize) {
+            if self.check(*d).is_err() {
+                self.book.errors.send_rejected += 1;
+                break;
+            }
+            self.socks[i % N].tx.write(
+                k,
+                libc::xdp_desc {
+                    addr: d.addr,
+                    len: d.len,
+                    options: 0,
+                },
+            );
+            self.book.sent(side, d.addr);
+            k += 1;
+        }
+        let s = &mut self.socks[i % N];
+        s.tx.submit(k);
+        if k > 0 && s.tx.needs_wakeup() {
+            Self::kick(&mut self.counters, s);
+        }
+        k as usize
+    }
+
+    fn kick(c: &mut XskCounters, s: &Socket) {
+        c.tx_kicks += 1;
+        if let Err(e) = sys::kick_tx(s.fd.as_fd()) {
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => {
+                    c.tx_kick_busy += 1
+                }
+                _ => c.tx_kick_errors += 1,
+            }
+        }
+    }
+
+    pub(crate) fn release(&mut self, addr: u64) {
+        self.book.release(addr);
+    }
+
+    pub(crate) fn service(&mut self) {
+        // 1. Completions back to the free list.
+        for (i, s) in self.socks.iter_mut().enumerate() {
+            let n = s.comp.peek(s.comp.size());
+            for j in 0..n {
+                self.book.completed(i as u8, s.comp.read(j));
+            }
+            s.comp.release(n);
+        }
+        // 2. Refill fill rings in turns so every port can receive.
+        loop {
+            let mut moved = 0;
+            for (i, s) in self.socks.iter_mut().enumerate() {
+                let have = self.book.accounting().in_fill[i & 1];
+                let want = self
+                    .fill_target
+                    .saturating_sub(have)
+                    .min(REFILL_CHUNK)
+                    .min(self.book.free_len());
+                if want == 0 {
+                    continue;
+                }
+                let n = s.fill.reserve(want);
+                let mut k = 0;
+                while k < n {
+                    match self.book.give_to_fill(i as u8) {
+                        Some(addr) => s.fill.write(k, addr),
+                        None => break,
+                    }
+                    k += 1;
+                }
+                s.fill.submit(k);
+                moved += k;
+            }
+            if moved == 0 {
+                break;
+            }
+        }
+        // 3. Wakeups only where the kernel asks for them.
+        for s in &mut self.socks {
+            if s.fill.needs_wakeup() {
+                self.counters.fill_wakeups += 1;
+                // Errors here are transient (EAGAIN); the next service retries.
+                let _ = sys::wake_rx(s.fd.as_fd());
+            }
+            if s.tx.pending() > 0 && s.tx.needs_wakeup() {
+                Self::kick(&mut self.counters, s);
+            }
+        }
+    }
+
+    pub(crate) fn wait(&mut self, timeout: Duration) -> Result<bool, XskError> {
+        let mut tx_pending = false;
+        for s in &mut self.socks {
+            if s.rx.available() > 0 || s.comp.available() > 0 {
+                return Ok(true);
+            }
+            tx_pending |= s.tx.pending() > 0;
+        }
+        if tx_pending {
+            // Copy-mode TX moves only when kicked; sleeping would stall it.
+            for s in &self.socks {
+                Self::kick(&mut self.counters, s);
+            }
+            return Ok(true);
+        }
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        }; N];
+        for (p, s) in fds.iter_mut().zip(&self.socks) {
+            use std::os::fd::AsRawFd;
+            p.fd = s.fd.as_raw_fd();
+            p.events = libc::POLLIN;
+        }
+        self.counters.polls += 1;
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        let n = sys::poll(&mut fds, ms).map_err(XskError::Poll)?;
+        Ok(n > 0)
+    }
+
+    pub(crate) fn accounting(&self) -> FrameAccounting {
+        self.book.accounting()
+    }
+
+    pub(crate) fn audit(&self) -> bool {
+        let a = self.book.accounting();
+        a.is_balanced() && a == self.book.recount()
+    }
+
+    pub(crate) fn counters(&self) -> XskCounters {
+        XskCounters {
+            frames: self.book.errors,
+            ..self.counters
+        }
+    }
+
+    pub(crate) fn stats(&self, i: usize) -> Result<XskStats, XskError> {
+        let sock = &self.socks[i % N];
+        let (s, _) = sys::getsockopt::<libc::xdp_statistics>(
+            sock.fd.as_fd(),
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+        )
+        .map_err(|source| XskError::Sys {
+            op: "getsockopt(XDP_STATISTICS)",
+            ifname: sock.ifname.clone(),
+            queue: sock.queue,
+            source,
+        })?;
+        Ok(XskStats {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! Errors of the AF_XDP layer.
+
+use std::io;
+
+/// Everything that can go wrong while setting up or driving AF_XDP sockets.
+///
+/// Each variant names the operation, and where it applies the interface and queue, so a
+/// message such as "bind AF_XDP socket on veth0 queue 0 in zero-copy mode: Operation not
+/// supported (os error 95)" tells the operator what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    /// The UMEM or ring configuration is unusable.
+    #[error("invalid AF_XDP configuration: {0}")]
+    Config(String),
+    /// The interface name does not resolve to an interface in this network namespace.
+    #[error("interface {ifname:?} not found: {source}")]
+    NoSuchInterface {
+        /// Interface name as given.
+        ifname: String,
+        /// The errno from if_nametoindex.
+        source: io::Error,
+    },
+    /// Allocating or mapping memory (UMEM area or a ring) failed.
+    #[error("mmap {what} for {ifname} queue {queue}: {source}")]
+    Mmap {
+        /// Which mapping (UMEM, fill ring, RX ring...).
+        what: &'static str,
+        /// Interface the mapping belongs to.
+        ifname: String,
+        /// Queue id.
+        queue: u32,
+        /// The errno.
+        source: io::Error,
+    },
+    /// A socket syscall (socket, setsockopt, getsockopt) failed.
+    #[error("{op} on AF_XDP socket for {ifname} queue {queue}: {source}")]
+    Sys {
+        /// The syscall and option, e.g. "setsockopt(XDP_UMEM_REG)".
+        op: &'static str,
+        /// Interface the socket is for.
+        ifname: String,
+        /// Queue id.
+        queue: u32,
+        /// The errno.
+        source: io::Error,
+    },
+    /// bind(2) failed; the mode says which kind of bind was attempted.
+    #[error("bind AF_XDP socket on {ifname} queue {queue} in {mode} mode: {source}")]
+    Bind {
+        /// Interface.
+        ifname: String,
+        /// Queue id.
+        queue: u32,
+        /// "zero-copy", "copy", "driver-chosen" or "shared-UMEM".
+        mode: &'static str,
+        /// The errno.
+        source: io::Error,
+    },
+    /// A busy-poll socket option was refused.
+    #[error("setsockopt({option}) on AF_XDP socket for {ifname} queue {queue}: {source}")]
+    BusyPoll {
+        /// SO_BUSY_POLL, SO_PREFER_BUSY_POLL or SO_BUSY_POLL_BUDGET.
+        option: &'static str,
+        /// Interface.
+        ifname: String,
+        /// Queue id.
+        queue: u32,
+        /// The errno.
+        source: io::Error,
+    },
+    /// poll(2) on the sockets failed.
+    #[error("poll on AF_XDP sockets: {0}")]
+    Poll(io::Error),
+}
+
+/// A descriptor handed to [`crate::QueuePair::frame`] or `send` that does not describe a
+/// frame the application owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DescError {
+    /// The address lies beyond the end of the UMEM.
+    #[error("descriptor address outside the UMEM")]
+    OutOfUmem,
+    /// Data start plus length runs past the end of the chunk.
+    #[error("descriptor data runs past the end of its chunk")]
+    CrossesChunk,
+    /// The chunk is not held by the application (it is free, in a fill ring or in flight).
+    #[error("descriptor refers to a frame the application does not own")]
+    NotOwned,
+}

@@ -1,0 +1,110 @@
+//! A guest port and a fabric port sharing one UMEM: a frame received on one port is
+//! transmitted on the other without a copy.
+#![forbid(unsafe_code)]
+
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use crate::config::{BindMode, Side, SocketOptions, UmemConfig};
+use crate::engine::{Engine, XskCounters, XskStats};
+use crate::error::{DescError, XskError};
+use crate::frame::{Desc, FrameMut};
+use crate::frames::FrameAccounting;
+
+/// One queue id on the guest and the fabric interface, two AF_XDP sockets, one UMEM.
+///
+/// Owned by a single worker thread (`Send`, not `Sync`). Hot-path calls take `&mut self`,
+/// allocate nothing and make syscalls only for wakeups the kernel asks for.
+pub struct QueuePair {
+    engine: Engine<2>,
+}
+
+impl QueuePair {
+    /// Opens sockets on `guest_if` and `fabric_if` at `queue`. The guest socket owns the
+    /// UMEM; the fabric socket shares it (and inherits its bind mode). The fill rings are
+    /// filled before this returns.
+    pub fn new(
+        guest_if: &str,
+        fabric_if: &str,
+        queue: u32,
+        umem: UmemConfig,
+        mode: BindMode,
+        opts: &SocketOptions,
+    ) -> Result<Self, XskError> {
+        Ok(Self {
+            engine: Engine::new([guest_if, fabric_if], queue, umem, mode, opts)?,
+        })
+    }
+
+    /// The mode the sockets are bound in: `ZeroCopy` or `Copy` (never `Auto`).
+    pub fn bind_mode(&self) -> BindMode {
+        self.engine.bind_mode()
+    }
+
+    /// The socket of `side`, for registration in an XSKMAP.
+    pub fn fd(&self, side: Side) -> BorrowedFd<'_> {
+        self.engine.fd(side.index())
+    }
+
+    /// Takes up to `out.len()` received frames from `side`'s RX ring; returns how many.
+    /// The frames are the caller's until sent or released.
+    pub fn recv(&mut self, side: Side, out: &mut [Desc]) -> usize {
+        self.engine.recv(side.index(), out)
+    }
+
+    /// The chunk of a frame the caller holds, to read, edit, prepend or strip headers.
+    pub fn frame(&mut self, desc: Desc) -> Result<FrameMut<'_>, DescError> {
+        self.engine.frame(desc)
+    }
+
+    /// Takes a free frame for the caller (e.g. an ARP reply built from scratch); returns
+    /// the chunk base. Use with `Desc::from_chunk` and [`QueuePair::frame`].
+    pub fn alloc(&mut self) -> Option<u64> {
+        self.engine.alloc()
+    }
+
+    /// Queues frames on `side`'s TX ring in order; returns how many were queued. It stops at
+    /// a full ring or at the first descriptor the caller does not own (counted in
+    /// `counters().frames.send_rejected`). Frames not queued stay the caller's.
+    pub fn send(&mut self, side: Side, descs: &[Desc]) -> usize {
+        self.engine.send(side.index(), descs)
+    }
+
+    /// Returns a frame the caller holds to the free list (any address inside its chunk).
+    pub fn release(&mut self, addr: u64) {
+        self.engine.release(addr)
+    }
+
+    /// Reaps both completion rings, refills both fill rings from the free list in turns,
+    /// and makes the wakeup syscalls the kernel asks for. Call once per loop iteration.
+    pub fn service(&mut self) {
+        self.engine.service()
+    }
+
+    /// Sleeps in `poll()` on both sockets until a frame arrives or `timeout` passes; returns
+    /// at once (true) if RX or completion entries are waiting or TX needs kicking.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool, XskError> {
+        self.engine.wait(timeout)
+    }
+
+    /// Where every frame is.
+    pub fn accounting(&self) -> FrameAccounting {
+        self.engine.accounting()
+    }
+
+    /// Balanced accounting that also matches a full recount of the ownership table
+    /// (O(frame_count); for tests and diagnostics).
+    pub fn audit(&self) -> bool {
+        self.engine.audit()
+    }
+
+    /// User-space counters (kicks, wakeups, refused operations).
+    pub fn counters(&self) -> XskCounters {
+        self.engine.counters()
+    }
+
+    /// Kernel counters of `side`'s socket.
+    pub fn stats(&self, side: Side) -> Result<XskStats, XskError> {
+        self.engine.stats(side.index())
+    }
+}

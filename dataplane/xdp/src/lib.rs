@@ -1,2 +1,488 @@
-//! Loads and attaches the xvpc XDP steering programs (C, built with clang -target bpf)
+//! Loads and attaches the xvpc XDP steering programs (C in `ebpf/`, built by `build.rs` with
+//! `clang -target bpf` and embedded in this crate).
+//!
+//! * [`GuestSteering`] puts `xvpc_guest` on the guest-facing port: every frame goes to the
+//!   AF_XDP socket of its RX queue, and is dropped (fail closed) when there is none.
+//! * [`FabricSteering`] puts `xvpc_fabric` on the fabric port: VXLAN to our underlay
+//!   address goes to the AF_XDP socket, everything else to the host's kernel stack.
+//!
+//! Both attach through a bpf_link that the returned value owns: dropping it, or the process
+//! dying for any reason (`kill -9` included), detaches the program. See `docs/XDP.md`.
 #![forbid(unsafe_code)]
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::BorrowedFd;
+
+use aya::maps::{MapData, MapError, PerCpuArray, XskMap};
+use aya::programs::links::FdLink;
+use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::util::KernelVersion;
+use aya::{Ebpf, EbpfError, EbpfLoader};
+
+/// The `xvpc_guest` object file, compiled from `ebpf/guest.bpf.c`.
+static GUEST_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guest.bpf.o"));
+/// The `xvpc_fabric` object file, compiled from `ebpf/fabric.bpf.c`.
+static FABRIC_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fabric.bpf.o"));
+
+/// Number of XSKMAP slots (`XVPC_MAX_QUEUES` in `ebpf/xvpc_xdp.h`): RX queues 0..64 can
+/// have a socket.
+pub const MAX_QUEUES: u32 = 64;
+
+/// Counter indices of `xvpc_guest` (`enum xvpc_guest_counter` in `ebpf/xvpc_xdp.h`).
+mod guest_idx {
+    pub const REDIRECTED: u32 = 0;
+    pub const DROPPED_NO_SOCKET: u32 = 1;
+}
+
+/// Counter indices of `xvpc_fabric` (`enum xvpc_fabric_counter` in `ebpf/xvpc_xdp.h`).
+mod fabric_idx {
+    pub const STEERED: u32 = 0;
+    pub const PASSED: u32 = 1;
+    pub const DROPPED_NO_SOCKET: u32 = 2;
+    pub const MALFORMED: u32 = 3;
+}
+
+/// Bits of the fabric program's `cfg_flags` (`XVPC_CFG_*` in `ebpf/xvpc_xdp.h`).
+const CFG_V4: u32 = 1 << 0;
+const CFG_V6: u32 = 1 << 1;
+
+/// bpf_link for XDP appeared in Linux 5.9; before that aya would attach through netlink,
+/// which outlives a crashed process.
+const BPF_LINK_XDP: KernelVersion = KernelVersion::new(5, 9, 0);
+
+/// Errors from loading, attaching and driving the XDP programs.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// The embedded object could not be loaded (bad object, map creation failed, missing
+    /// privileges).
+    #[error("{ifname}: loading the {program} XDP object failed: {source}")]
+    Load {
+        /// Interface the program was meant for.
+        ifname: String,
+        /// Program name.
+        program: &'static str,
+        /// aya's error.
+        source: EbpfError,
+    },
+    /// The object lacks a program or map this crate expects (object and crate out of step).
+    #[error("{ifname}: the XDP object has no {kind} named {name}")]
+    Missing {
+        /// Interface the program was meant for.
+        ifname: String,
+        /// "program" or "map".
+        kind: &'static str,
+        /// The missing name.
+        name: &'static str,
+    },
+    /// The kernel refused the program (the verifier log is in the source).
+    #[error("{ifname}: loading program {program} into the kernel failed: {source}")]
+    Verify {
+        /// Interface the program was meant for.
+        ifname: String,
+        /// Program name.
+        program: &'static str,
+        /// aya's error, with the verifier output.
+        source: ProgramError,
+    },
+    /// Attaching to the interface failed (no such interface, unsupported mode, busy).
+    #[error("{ifname}: attaching {program} in {mode} mode failed: {source}")]
+    Attach {
+        /// The interface.
+        ifname: String,
+        /// Program name.
+        program: &'static str,
+        /// The mode tried last.
+        mode: AttachMode,
+        /// aya's error.
+        source: ProgramError,
+    },
+    /// The kernel is too old for XDP bpf_links, so a crash would leave the program attached.
+    #[error("{ifname}: kernel {kernel} has no XDP bpf_link (needs >= 5.9)")]
+    NoBpfLink {
+        /// The interface.
+        ifname: String,
+        /// The running kernel version (or why it is unknown).
+        kernel: String,
+    },
+    /// A map operation failed.
+    #[error("{ifname}: {what}: {source}")]
+    Map {
+        /// The interface.
+        ifname: String,
+        /// What was being done.
+        what: &'static str,
+        /// aya's error.
+        source: MapError,
+    },
+    /// A queue index beyond the XSKMAP's size.
+    #[error("{ifname}: queue {queue} is beyond the {MAX_QUEUES} queues the XDP program serves")]
+    QueueOutOfRange {
+        /// The interface.
+        ifname: String,
+        /// The rejected queue.
+        queue: u32,
+    },
+    /// The fabric filter cannot match anything.
+    #[error("invalid fabric filter: {0}")]
+    InvalidFilter(&'static str),
+}
+
+/// How to attach an XDP program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native (driver) XDP; fails if the driver has none.
+    Driver,
+    /// Generic (SKB) XDP: works on any device, slower.
+    Generic,
+    /// Driver mode, falling back to generic when the driver refuses.
+    Auto,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::Driver => "driver",
+            AttachMode::Generic => "generic",
+            AttachMode::Auto => "auto",
+        })
+    }
+}
+
+/// Counters of `xvpc_guest`, summed over CPUs. Every frame is in exactly one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestCounters {
+    /// Handed to the AF_XDP socket of the frame's RX queue.
+    pub redirected: u64,
+    /// No socket registered for the queue: dropped (fail closed).
+    pub dropped_no_socket: u64,
+}
+
+/// Counters of `xvpc_fabric`, summed over CPUs. Every frame is in exactly one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FabricCounters {
+    /// VXLAN to our underlay address and port: handed to the AF_XDP socket.
+    pub steered: u64,
+    /// Not ours (ARP, ND, other IP traffic, fragments): passed to the kernel stack.
+    pub passed: u64,
+    /// VXLAN for us, but no socket registered for the queue: dropped.
+    pub dropped_no_socket: u64,
+    /// Truncated or invalid Ethernet/IP/UDP header: passed to the kernel, which drops and
+    /// counts it by its own rules.
+    pub malformed: u64,
+}
+
+/// What the fabric program steers: UDP to `vxlan_port` at either underlay address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FabricFilter {
+    /// Our IPv4 underlay address, if we terminate VXLAN over IPv4.
+    pub underlay_ipv4: Option<Ipv4Addr>,
+    /// Our IPv6 underlay address, if we terminate VXLAN over IPv6.
+    pub underlay_ipv6: Option<Ipv6Addr>,
+    /// The VXLAN UDP destination port (4789 by IANA).
+    pub vxlan_port: u16,
+}
+
+/// A loaded program attached to one interface through a bpf_link, with its maps.
+struct Attached {
+    // Declared first so it is dropped first: closing the link fd detaches the program.
+    link: FdLink,
+    xsks: XskMap<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    ifname: String,
+    mode: AttachMode,
+    // Keeps the program and the rest of the object alive.
+    _ebpf: Ebpf,
+}
+
+impl Attached {
+    fn load(
+        obj: &[u8],
+        program: &'static str,
+        ifname: &str,
+        mode: AttachMode,
+        loader: &mut EbpfLoader<'_>,
+    ) -> Result<Self, XdpError> {
+        match KernelVersion::current() {
+            Ok(v) if v >= BPF_LINK_XDP => {}
+            Ok(v) => {
+                return Err(XdpError::NoBpfLink {
+                    ifname: ifname.to_string(),
+                    kernel: format!("{v:?}"),
+                })
+            }
+            Err(e) => {
+                return Err(XdpError::NoBpfLink {
+                    ifname: ifname.to_string(),
+                    kernel: format!("unknown ({e})"),
+                })
+            }
+        }
+        let mut ebpf = loader.load(obj).map_err(|source| XdpError::Load {
+            ifname: ifname.to_string(),
+            program,
+            source,
+        })?;
+        let missing = |kind, name| XdpError::Missing {
+            ifname: ifname.to_string(),
+            kind,
+            name,
+        };
+        let map_err = |what| {
+            move |source| XdpError::Map {
+                ifname: ifname.to_string(),
+                what,
+                source,
+            }
+        };
+        let xsks: XskMap<MapData> = ebpf
+            .take_map("xsks_map")
+            .ok_or_else(|| missing("map", "xsks_map"))?
+            .try_into()
+            .map_err(map_err("xsks_map is not an XSKMAP"))?;
+        let counters: PerCpuArray<MapData, u64> = ebpf
+            .take_map("counters")
+            .ok_or_else(|| missing("map", "counters"))?
+            .try_into()
+            .map_err(map_err("counters is not a per-CPU array"))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(program)
+            .ok_or_else(|| missing("program", program))?
+            .try_into()
+            .map_err(|source| XdpError::Verify {
+                ifname: ifname.to_string(),
+                program,
+                source,
+            })?;
+        prog.load().map_err(|source| XdpError::Verify {
+            ifname: ifname.to_string(),
+            program,
+            source,
+        })?;
+
+        let attach = |prog: &mut Xdp, m: AttachMode| {
+            let xm = match m {
+                AttachMode::Driver => XdpMode::Driver,
+                _ => XdpMode::Skb,
+            };
+            prog.attach(ifname, xm).map_err(|source| XdpError::Attach {
+                ifname: ifname.to_string(),
+                program,
+                mode: m,
+                source,
+            })
+        };
+        let (link_id, used) = match mode {
+            AttachMode::Driver | AttachMode::Generic => (attach(prog, mode)?, mode),
+            AttachMode::Auto => match attach(prog, AttachMode::Driver) {
+                Ok(id) => (id, AttachMode::Driver),
+                Err(e) => {
+                    tracing::warn!(%ifname, program, error = %e,
+                        "driver-mode XDP refused; falling back to generic (SKB) mode");
+                    (attach(prog, AttachMode::Generic)?, AttachMode::Generic)
+                }
+            },
+        };
+        tracing::info!(%ifname, program, mode = %used, "XDP program attached via bpf_link");
+        let link = prog.take_link(link_id).map_err(|source| XdpError::Attach {
+            ifname: ifname.to_string(),
+            program,
+            mode: used,
+            source,
+        })?;
+        // On >= 5.9 aya only falls back to a netlink attach when bpf_link_create says
+        // EINVAL; refuse such an attachment, it would survive a crash.
+        let link = FdLink::try_from(link).map_err(|_| XdpError::NoBpfLink {
+            ifname: ifname.to_string(),
+            kernel: "bpf_link_create refused; attached through netlink".to_string(),
+        })?;
+        Ok(Attached {
+            link,
+            xsks,
+            counters,
+            ifname: ifname.to_string(),
+            mode: used,
+            _ebpf: ebpf,
+        })
+    }
+
+    fn register(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
+        if queue >= MAX_QUEUES {
+            return Err(XdpError::QueueOutOfRange {
+                ifname: self.ifname.clone(),
+                queue,
+            });
+        }
+        self.xsks.set(queue, fd, 0).map_err(|source| XdpError::Map {
+            ifname: self.ifname.clone(),
+            what: "registering the AF_XDP socket in xsks_map",
+            source,
+        })
+    }
+
+    fn unregister(&mut self, queue: u32) -> Result<(), XdpError> {
+        if queue >= MAX_QUEUES {
+            return Err(XdpError::QueueOutOfRange {
+                ifname: self.ifname.clone(),
+                queue,
+            });
+        }
+        self.xsks.unset(queue).map_err(|source| XdpError::Map {
+            ifname: self.ifname.clone(),
+            what: "removing the AF_XDP socket from xsks_map",
+            source,
+        })
+    }
+
+    fn counter(&self, idx: u32) -> Result<u64, XdpError> {
+        let values = self.counters.get(&idx, 0).map_err(|source| XdpError::Map {
+            ifname: self.ifname.clone(),
+            what: "reading counters",
+            source,
+        })?;
+        Ok(values.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+    }
+}
+
+impl fmt::Debug for Attached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attached")
+            .field("ifname", &self.ifname)
+            .field("mode", &self.mode)
+            .field("link", &self.link)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `xvpc_guest` attached to the guest-facing port. Dropping it detaches the program.
+#[derive(Debug)]
+pub struct GuestSteering {
+    inner: Attached,
+}
+
+impl GuestSteering {
+    /// Loads `xvpc_guest` and attaches it to `ifname` through a bpf_link.
+    pub fn attach(ifname: &str, mode: AttachMode) -> Result<Self, XdpError> {
+        let inner = Attached::load(
+            GUEST_OBJ,
+            "xvpc_guest",
+            ifname,
+            mode,
+            &mut EbpfLoader::new(),
+        )?;
+        Ok(GuestSteering { inner })
+    }
+
+    /// Sends frames received on RX `queue` to the AF_XDP socket `fd` (bound to that queue
+    /// of this interface).
+    pub fn register_socket(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
+        self.inner.register(queue, fd)
+    }
+
+    /// Removes the socket of `queue`; its frames are dropped from then on.
+    pub fn unregister_socket(&mut self, queue: u32) -> Result<(), XdpError> {
+        self.inner.unregister(queue)
+    }
+
+    /// The counters, summed over CPUs.
+    pub fn counters(&self) -> Result<GuestCounters, XdpError> {
+        Ok(GuestCounters {
+            redirected: self.inner.counter(guest_idx::REDIRECTED)?,
+            dropped_no_socket: self.inner.counter(guest_idx::DROPPED_NO_SOCKET)?,
+        })
+    }
+
+    /// The mode actually used (never [`AttachMode::Auto`]).
+    pub fn mode(&self) -> AttachMode {
+        self.inner.mode
+    }
+
+    /// The interface the program is attached to.
+    pub fn ifname(&self) -> &str {
+        &self.inner.ifname
+    }
+}
+
+/// `xvpc_fabric` attached to the fabric port. Dropping it detaches the program.
+#[derive(Debug)]
+pub struct FabricSteering {
+    inner: Attached,
+    filter: FabricFilter,
+}
+
+impl FabricSteering {
+    /// Loads `xvpc_fabric` configured with `cfg` and attaches it to `ifname` through a
+    /// bpf_link. The filter is fixed for the program's lifetime (read-only globals).
+    pub fn attach(ifname: &str, mode: AttachMode, cfg: &FabricFilter) -> Result<Self, XdpError> {
+        if cfg.underlay_ipv4.is_none() && cfg.underlay_ipv6.is_none() {
+            return Err(XdpError::InvalidFilter(
+                "neither an IPv4 nor an IPv6 underlay address is set",
+            ));
+        }
+        if cfg.vxlan_port == 0 {
+            return Err(XdpError::InvalidFilter("VXLAN port 0"));
+        }
+        let mut flags = 0u32;
+        // The program compares raw header words, so hand it the bytes in network order.
+        let v4 = match cfg.underlay_ipv4 {
+            Some(a) => {
+                flags |= CFG_V4;
+                u32::from_ne_bytes(a.octets())
+            }
+            None => 0,
+        };
+        let v6: [u32; 4] = match cfg.underlay_ipv6 {
+            Some(a) => {
+                flags |= CFG_V6;
+                let o = a.octets();
+                [0, 4, 8, 12].map(|i| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]))
+            }
+            None => [0; 4],
+        };
+        let port = u16::from_ne_bytes(cfg.vxlan_port.to_be_bytes());
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global("cfg_flags", &flags, true)
+            .override_global("cfg_underlay_v4", &v4, true)
+            .override_global("cfg_underlay_v6", &v6, true)
+            .override_global("cfg_vxlan_port", &port, true);
+        let inner = Attached::load(FABRIC_OBJ, "xvpc_fabric", ifname, mode, &mut loader)?;
+        Ok(FabricSteering { inner, filter: *cfg })
+    }
+
+    /// Sends VXLAN frames received on RX `queue` to the AF_XDP socket `fd`.
+    pub fn register_socket(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
+        self.inner.register(queue, fd)
+    }
+
+    /// Removes the socket of `queue`; its VXLAN frames are dropped from then on.
+    pub fn unregister_socket(&mut self, queue: u32) -> Result<(), XdpError> {
+        self.inner.unregister(queue)
+    }
+
+    /// The counters, summed over CPUs.
+    pub fn counters(&self) -> Result<FabricCounters, XdpError> {
+        Ok(FabricCounters {
+            steered: self.inner.counter(fabric_idx::STEERED)?,
+            passed: self.inner.counter(fabric_idx::PASSED)?,
+            dropped_no_socket: self.inner.counter(fabric_idx::DROPPED_NO_SOCKET)?,
+            malformed: self.inner.counter(fabric_idx::MALFORMED)?,
+        })
+    }
+
+    /// The mode actually used (never [`AttachMode::Auto`]).
+    pub fn mode(&self) -> AttachMode {
+        self.inner.mode
+    }
+
+    /// The interface the program is attached to.
+    pub fn ifname(&self) -> &str {
+        &self.inner.ifname
+    }
+
+    /// The filter the program was loaded with.
+    pub fn filter(&self) -> &FabricFilter {
+        &self.filter
+    }
+}

@@ -7,5 +7,11 @@
 //! - [`counters`]: per-core packet counters and drop reasons.
 #![forbid(unsafe_code)]
 
+pub mod counters;
+pub mod egress;
+pub mod frame;
+pub mod ingress;
 pub mod model;
+pub mod pipeline;
+pub mod table;
 pub mod wire;

@@ -1,0 +1,304 @@
+//! Per-core packet counters. On the hot path an error is a [`DropReason`] and a counter
+//! increment, never a string or a log line.
+
+/// Why a frame was dropped. Every drop in either pipeline has exactly one reason.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
+pub enum DropReason {
+    // --- egress (guest → fabric) ---
+    /// The guest frame is too short or its headers are inconsistent.
+    GuestMalformed,
+    /// The guest sent an 802.1Q/802.1ad tagged frame; guests are untagged.
+    GuestVlanTagged,
+    /// The guest's source MAC is not its own.
+    SpoofedSourceMac,
+    /// The guest's source IP (or ARP sender address) is not its own.
+    SpoofedSourceIp,
+    /// Broadcast other than an ARP request.
+    Broadcast,
+    /// Multicast other than IPv6 neighbor solicitation.
+    Multicast,
+    /// Neither IPv4, IPv6 nor ARP.
+    UnsupportedEthertype,
+    /// An ARP reply or other non-request operation from the guest.
+    ArpNotRequest,
+    /// A gratuitous ARP or ARP probe: never leaves the guest port.
+    ArpGratuitous,
+    /// An ARP request for an address that is neither the gateway nor mapped.
+    ArpUnknownTarget,
+    /// A neighbor solicitation that breaks RFC 4861 (hop limit, code, DAD source).
+    NdInvalid,
+    /// A neighbor solicitation for an address that is neither the gateway nor mapped.
+    NdUnknownTarget,
+    /// A duplicate address detection probe (unspecified source): nothing to answer.
+    NdDad,
+    /// The destination is the gateway itself, for a protocol it does not answer.
+    ToGateway,
+    /// The destination is known not to exist (a negative table entry).
+    NegativeEntry,
+    /// The destination has no mapping; the agent has been asked.
+    Miss,
+    /// An IPv4 packet without DF that would exceed the fabric MTU: we never fragment.
+    TooBigNoDf,
+    /// An oversized ICMP error: no ICMP error is sent about an ICMP error (RFC 1122).
+    TooBigIcmpError,
+    /// The frame buffer has no room to prepend the outer headers or build the reply.
+    NoHeadroom,
+    // --- ingress (fabric → guest) ---
+    /// The outer headers are too short or inconsistent.
+    OuterMalformed,
+    /// The outer IPv4 header checksum is wrong.
+    OuterBadIpChecksum,
+    /// The outer packet is an IP fragment (VXLAN is never fragmented on our fabric).
+    OuterFragment,
+    /// The outer destination is not one of our underlay addresses.
+    OuterNotForUs,
+    /// Not UDP to our VXLAN port.
+    OuterNotVxlan,
+    /// The outer UDP checksum is wrong (or zero over IPv6).
+    OuterBadUdpChecksum,
+    /// The VXLAN I flag is clear (RFC 7348: the VNI is not valid).
+    VxlanNoVni,
+    /// The VNI is not the one of our guest.
+    UnknownVni,
+    /// The inner frame is too short or its headers are inconsistent.
+    InnerMalformed,
+    /// The inner frame is not IPv4 or IPv6 unicast to our guest's MAC and address.
+    InnerWrongDestination,
+    /// The inner frame is not IPv4/IPv6 (ARP, tagged, other ethertypes).
+    InnerNotIp,
+    /// No mapping for the inner source: we cannot prove who sent it.
+    UnknownSource,
+    /// The inner source's mapping names another underlay address or MAC.
+    SpoofedUnderlay,
+    // --- worker (I/O level) ---
+    /// The transmit ring was full.
+    TxRingFull,
+    /// The kernel handed us a descriptor outside our UMEM (never touched).
+    InvalidDescriptor,
+    /// A miss was not sent to the agent because the per-core miss limit was reached.
+    MissRateLimited,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = DropReason::MissRateLimited as usize + 1;
+
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; DropReason::COUNT] = {
+        use DropReason::*;
+        [
+            GuestMalformed,
+            GuestVlanTagged,
+            SpoofedSourceMac,
+            SpoofedSourceIp,
+            Broadcast,
+            Multicast,
+            UnsupportedEthertype,
+            ArpNotRequest,
+            ArpGratuitous,
+            ArpUnknownTarget,
+            NdInvalid,
+            NdUnknownTarget,
+            NdDad,
+            ToGateway,
+            NegativeEntry,
+            Miss,
+            TooBigNoDf,
+            TooBigIcmpError,
+            NoHeadroom,
+            OuterMalformed,
+            OuterBadIpChecksum,
+            OuterFragment,
+            OuterNotForUs,
+            OuterNotVxlan,
+            OuterBadUdpChecksum,
+            VxlanNoVni,
+            UnknownVni,
+            InnerMalformed,
+            InnerWrongDestination,
+            InnerNotIp,
+            UnknownSource,
+            SpoofedUnderlay,
+            TxRingFull,
+            InvalidDescriptor,
+            MissRateLimited,
+        ]
+    };
+
+    /// A stable snake_case name for stats output.
+    pub const fn name(self) -> &'static str {
+        use DropReason::*;
+        match self {
+            GuestMalformed => "guest_malformed",
+            GuestVlanTagged => "guest_vlan_tagged",
+            SpoofedSourceMac => "spoofed_source_mac",
+            SpoofedSourceIp => "spoofed_source_ip",
+            Broadcast => "broadcast",
+            Multicast => "multicast",
+            UnsupportedEthertype => "unsupported_ethertype",
+            ArpNotRequest => "arp_not_request",
+            ArpGratuitous => "arp_gratuitous",
+            ArpUnknownTarget => "arp_unknown_target",
+            NdInvalid => "nd_invalid",
+            NdUnknownTarget => "nd_unknown_target",
+            NdDad => "nd_dad",
+            ToGateway => "to_gateway",
+            NegativeEntry => "negative_entry",
+            Miss => "miss",
+            TooBigNoDf => "too_big_no_df",
+            TooBigIcmpError => "too_big_icmp_error",
+            NoHeadroom => "no_headroom",
+            OuterMalformed => "outer_malformed",
+            OuterBadIpChecksum => "outer_bad_ip_checksum",
+            OuterFragment => "outer_fragment",
+            OuterNotForUs => "outer_not_for_us",
+            OuterNotVxlan => "outer_not_vxlan",
+            OuterBadUdpChecksum => "outer_bad_udp_checksum",
+            VxlanNoVni => "vxlan_no_vni",
+            UnknownVni => "unknown_vni",
+            InnerMalformed => "inner_malformed",
+            InnerWrongDestination => "inner_wrong_destination",
+            InnerNotIp => "inner_not_ip",
+            UnknownSource => "unknown_source",
+            SpoofedUnderlay => "spoofed_underlay",
+            TxRingFull => "tx_ring_full",
+            InvalidDescriptor => "invalid_descriptor",
+            MissRateLimited => "miss_rate_limited",
+        }
+    }
+}
+
+/// The counters of one worker. Plain integers: one writer (the worker); readers get copies.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Counters {
+    /// Frames received from the guest port.
+    pub guest_rx_packets: u64,
+    /// Frames received from the fabric port.
+    pub fabric_rx_packets: u64,
+    /// Frames encapsulated and sent to the fabric.
+    pub egress_packets: u64,
+    /// Bytes (outer frame) sent to the fabric.
+    pub egress_bytes: u64,
+    /// Frames decapsulated and delivered to the guest.
+    pub ingress_packets: u64,
+    /// Bytes (inner frame) delivered to the guest.
+    pub ingress_bytes: u64,
+    /// ARP replies generated for the guest.
+    pub arp_replies: u64,
+    /// Neighbor advertisements generated for the guest.
+    pub nd_replies: u64,
+    /// ICMP echo replies generated for pings to the gateway.
+    pub gateway_echo_replies: u64,
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" sent to the guest.
+    pub icmp_errors: u64,
+    /// Lookups that found no mapping (each one asked the agent unless rate limited).
+    pub misses: u64,
+    /// Drops by reason, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            guest_rx_packets: 0,
+            fabric_rx_packets: 0,
+            egress_packets: 0,
+            egress_bytes: 0,
+            ingress_packets: 0,
+            ingress_bytes: 0,
+            arp_replies: 0,
+            nd_replies: 0,
+            gateway_echo_replies: 0,
+            icmp_errors: 0,
+            misses: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl Counters {
+    /// Count one drop.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// Drops for one reason.
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// All drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Named scalar counters, for stats output.
+    pub fn scalars(&self) -> [(&'static str, u64); 11] {
+        [
+            ("guest_rx_packets", self.guest_rx_packets),
+            ("fabric_rx_packets", self.fabric_rx_packets),
+            ("egress_packets", self.egress_packets),
+            ("egress_bytes", self.egress_bytes),
+            ("ingress_packets", self.ingress_packets),
+            ("ingress_bytes", self.ingress_bytes),
+            ("arp_replies", self.arp_replies),
+            ("nd_replies", self.nd_replies),
+            ("gateway_echo_replies", self.gateway_echo_replies),
+            ("icmp_errors", self.icmp_errors),
+            ("misses", self.misses),
+        ]
+    }
+
+    /// Add another worker's counters to these.
+    pub fn add(&mut self, other: &Counters) {
+        self.guest_rx_packets += other.guest_rx_packets;
+        self.fabric_rx_packets += other.fabric_rx_packets;
+        self.egress_packets += other.egress_packets;
+        self.egress_bytes += other.egress_bytes;
+        self.ingress_packets += other.ingress_packets;
+        self.ingress_bytes += other.ingress_bytes;
+        self.arp_replies += other.arp_replies;
+        self.nd_replies += other.nd_replies;
+        self.gateway_echo_replies += other.gateway_echo_replies;
+        self.icmp_errors += other.icmp_errors;
+        self.misses += other.misses;
+        for (mine, theirs) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *mine += theirs;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_reason_in_order() {
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?} out of order");
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            DropReason::COUNT,
+            "drop reason names must be unique"
+        );
+    }
+
+    #[test]
+    fn add_sums_everything() {
+        let mut a = Counters::default();
+        let mut b = Counters::default();
+        a.egress_packets = 2;
+        b.egress_packets = 3;
+        b.drop(DropReason::Miss);
+        a.add(&b);
+        assert_eq!(a.egress_packets, 5);
+        assert_eq!(a.drops_for(DropReason::Miss), 1);
+        assert_eq!(a.total_drops(), 1);
+    }
+}

@@ -1,0 +1,560 @@
+//! The egress pipeline: one frame from the guest in, one verdict out.
+//!
+//! Anti-spoofing first; ARP and neighbor solicitations are answered in place; IPv4/IPv6
+//! unicast is looked up and encapsulated in the frame's headroom without moving the payload.
+//! Packets that would exceed the fabric MTU after encapsulation are never fragmented: the
+//! guest gets an ICMP "fragmentation needed" / ICMPv6 "packet too big" built in place.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::counters::{Counters, DropReason};
+use crate::frame::Frame;
+use crate::model::{MacAddr, MappingKey};
+use crate::pipeline::{flow_hash, flow_source_port, Context, Verdict};
+use crate::table::{CompiledEntry, Lookup, MappingTable};
+use crate::wire::arp::{ArpOperation, ArpPacket};
+use crate::wire::checksum;
+use crate::wire::ethernet::{EtherType, EthernetFrame};
+use crate::wire::icmpv4::{self, Icmpv4Packet};
+use crate::wire::icmpv6::{self, Icmpv6Packet};
+use crate::wire::ip::IpProtocol;
+use crate::wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use crate::wire::ipv6::{Ipv6Packet, Ipv6Repr};
+
+const ETH_LEN: usize = 14;
+/// RFC 1812 4.3.2.3: an ICMPv4 error carries as much of the packet as fits in 576 bytes.
+const ICMPV4_ERROR_MAX: usize = 576;
+/// RFC 4443 2.4(c): an ICMPv6 error must not exceed the minimum IPv6 MTU.
+const ICMPV6_ERROR_MAX: usize = 1280;
+/// Neighbor advertisement: IPv6 header + NA (24) + target link-layer address option (8).
+const NA_FRAME_LEN: usize = ETH_LEN + 40 + 24 + 8;
+
+use DropReason::*;
+
+/// Run the egress pipeline on one frame from the guest, at worker time `now_ms`.
+pub fn egress(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    frame: &mut Frame<'_>,
+    counters: &mut Counters,
+) -> Verdict {
+    counters.guest_rx_packets += 1;
+    let verdict = classify(ctx, table, now_ms, frame, counters);
+    match verdict {
+        Verdict::ToFabric => {
+            counters.egress_packets += 1;
+            counters.egress_bytes += frame.len() as u64;
+        }
+        Verdict::Miss(_) => counters.misses += 1,
+        Verdict::Drop(reason) => counters.drop(reason),
+        Verdict::ToGuest => {}
+    }
+    verdict
+}
+
+fn classify(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    frame: &mut Frame<'_>,
+    counters: &mut Counters,
+) -> Verdict {
+    let Ok(eth) = EthernetFrame::new_checked(frame.data()) else {
+        return Verdict::Drop(GuestMalformed);
+    };
+    let ethertype = eth.ethertype();
+    if ethertype == EtherType::VLAN || ethertype == EtherType::QINQ {
+        return Verdict::Drop(GuestVlanTagged);
+    }
+    if eth.src_addr() != ctx.guest.mac {
+        return Verdict::Drop(SpoofedSourceMac);
+    }
+    let dst_mac = eth.dst_addr();
+    let verdict = match ethertype {
+        EtherType::ARP => arp_request(ctx, table, now_ms, frame),
+        EtherType::IPV4 if dst_mac.is_multicast() => Verdict::Drop(group_reason(dst_mac)),
+        EtherType::IPV4 => ipv4(ctx, table, now_ms, frame),
+        EtherType::IPV6 => ipv6(ctx, table, now_ms, frame, dst_mac),
+        _ => Verdict::Drop(UnsupportedEthertype),
+    };
+    if verdict == Verdict::ToGuest {
+        count_reply(frame, counters);
+    }
+    verdict
+}
+
+fn group_reason(mac: MacAddr) -> DropReason {
+    if mac == MacAddr::BROADCAST {
+        Broadcast
+    } else {
+        Multicast
+    }
+}
+
+/// Attribute a locally built reply to its counter by looking at what was built.
+fn count_reply(frame: &Frame<'_>, counters: &mut Counters) {
+    let data = frame.data();
+    let ethertype = u16::from_be_bytes([data[12], data[13]]);
+    match EtherType(ethertype) {
+        EtherType::ARP => counters.arp_replies += 1,
+        EtherType::IPV4 => match data.get(ETH_LEN + 20) {
+            Some(&icmpv4::ECHO_REPLY) => counters.gateway_echo_replies += 1,
+            _ => counters.icmp_errors += 1,
+        },
+        _ => match data.get(ETH_LEN + 40) {
+            Some(&icmpv6::NEIGHBOR_ADVERT) => counters.nd_replies += 1,
+            Some(&icmpv6::ECHO_REPLY) => counters.gateway_echo_replies += 1,
+            _ => counters.icmp_errors += 1,
+        },
+    }
+}
+
+/// What a lookup means for a frame that needs the mapping.
+fn resolve<'t>(
+    table: &'t MappingTable,
+    key: MappingKey,
+    now_ms: u64,
+    negative: DropReason,
+) -> Result<&'t CompiledEntry, Verdict> {
+    match table.lookup(&key, now_ms) {
+        Lookup::Hit(entry) => Ok(entry),
+        Lookup::Absent => Err(Verdict::Miss(key)),
+        Lookup::Pending => Err(Verdict::Drop(Miss)),
+        Lookup::Negative => Err(Verdict::Drop(negative)),
+    }
+}
+
+fn arp_request(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    frame: &mut Frame<'_>,
+) -> Verdict {
+    let guest = ctx.guest;
+    let Ok(arp) = ArpPacket::new_checked(&frame.data()[ETH_LEN..]) else {
+        return Verdict::Drop(GuestMalformed);
+    };
+    if arp.operation() != ArpOperation::REQUEST {
+        return Verdict::Drop(ArpNotRequest);
+    }
+    if arp.sender_hw_addr() != guest.mac {
+        return Verdict::Drop(SpoofedSourceMac);
+    }
+    let (sender_ip, target_ip) = (arp.sender_ip(), arp.target_ip());
+    if sender_ip.is_unspecified() || sender_ip == target_ip {
+        return Verdict::Drop(ArpGratuitous);
+    }
+    if !guest.ipv4.contains(&sender_ip) {
+        return Verdict::Drop(SpoofedSourceIp);
+    }
+    let answer = if ctx.gateway.ipv4 == Some(target_ip) {
+        ctx.gateway.mac
+    } else if guest.ipv4.contains(&target_ip) {
+        return Verdict::Drop(ArpUnknownTarget);
+    } else {
+        let key = MappingKey {
+            vni: guest.vni,
+            overlay_ip: IpAddr::V4(target_ip),
+        };
+        match resolve(table, key, now_ms, ArpUnknownTarget) {
+            Ok(entry) => entry.overlay_mac,
+            Err(verdict) => return verdict,
+        }
+    };
+    let data = frame.data_mut();
+    let mut eth = EthernetFrame::new_unchecked(&mut *data);
+    eth.set_dst_addr(guest.mac);
+    eth.set_src_addr(answer);
+    let mut arp = ArpPacket::new_unchecked(&mut data[ETH_LEN..]);
+    arp.set_operation(ArpOperation::REPLY);
+    arp.set_sender_hw_addr(answer);
+    arp.set_sender_ip(target_ip);
+    arp.set_target_hw_addr(guest.mac);
+    arp.set_target_ip(sender_ip);
+    Verdict::ToGuest
+}
+
+/// SCTP (RFC 4960) has ports where TCP and UDP have them.
+const SCTP: u8 = 132;
+
+/// ICMPv4 error messages (RFC 1122 3.2.2): never answered with another ICMP error.
+fn icmpv4_is_error(msg_type: u8) -> bool {
+    matches!(
+        msg_type,
+        icmpv4::DEST_UNREACHABLE | 4 | 5 | icmpv4::TIME_EXCEEDED | 12
+    )
+}
+
+/// The first four bytes of a TCP/UDP/SCTP header (both ports) for the flow hash.
+fn l4_ports(protocol: u8, l4: &[u8]) -> u32 {
+    match (protocol, l4) {
+        (IpProtocol::TCP | IpProtocol::UDP | SCTP, [a, b, c, d, ..]) => {
+            u32::from_be_bytes([*a, *b, *c, *d])
+        }
+        _ => 0,
+    }
+}
+
+fn ipv4(ctx: &Context<'_>, table: &MappingTable, now_ms: u64, frame: &mut Frame<'_>) -> Verdict {
+    let Ok(ip) = Ipv4Packet::new_checked(&frame.data()[ETH_LEN..]) else {
+        return Verdict::Drop(GuestMalformed);
+    };
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    if !ctx.guest.ipv4.contains(&src) {
+        return Verdict::Drop(SpoofedSourceIp);
+    }
+    if dst.is_broadcast() || dst.is_multicast() {
+        return Verdict::Drop(group_reason(if dst.is_broadcast() {
+            MacAddr::BROADCAST
+        } else {
+            MacAddr::ZERO
+        }));
+    }
+    let ip_len = usize::from(ip.total_len());
+    let protocol = ip.protocol();
+    let ports = if ip.is_fragment() {
+        0
+    } else {
+        l4_ports(protocol, ip.payload())
+    };
+    let dont_frag = ip.dont_frag();
+    let icmp_type = (protocol == IpProtocol::ICMP)
+        .then(|| ip.payload().first().copied())
+        .flatten();
+    // Drop Ethernet padding: the fabric carries exactly the IP packet.
+    if frame.set_bounds(frame.start(), ETH_LEN + ip_len).is_err() {
+        return Verdict::Drop(GuestMalformed);
+    }
+    if ctx.gateway.ipv4 == Some(dst) {
+        return gateway_echo_v4(ctx, frame, icmp_type);
+    }
+    let key = MappingKey {
+        vni: ctx.guest.vni,
+        overlay_ip: IpAddr::V4(dst),
+    };
+    let entry = match resolve(table, key, now_ms, NegativeEntry) {
+        Ok(entry) => entry,
+        Err(verdict) => return verdict,
+    };
+    let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.template.len());
+    if ip_len > max_ip_len {
+        return match (dont_frag, icmp_type) {
+            (false, _) => Verdict::Drop(TooBigNoDf),
+            (true, Some(t)) if icmpv4_is_error(t) => Verdict::Drop(TooBigIcmpError),
+            (true, _) => frag_needed(ctx, frame, src, max_ip_len),
+        };
+    }
+    let hash = flow_hash(IpAddr::V4(src), IpAddr::V4(dst), protocol, ports);
+    encapsulate(frame, entry, flow_source_port(hash))
+}
+
+fn ipv6(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    frame: &mut Frame<'_>,
+    dst_mac: MacAddr,
+) -> Verdict {
+    let Ok(ip) = Ipv6Packet::new_checked(&frame.data()[ETH_LEN..]) else {
+        return Verdict::Drop(GuestMalformed);
+    };
+    let Ok(upper) = ip.upper_layer() else {
+        return Verdict::Drop(GuestMalformed);
+    };
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let ip_len = 40 + usize::from(ip.payload_len());
+    let l4 = &frame.data()[ETH_LEN + upper.offset..ETH_LEN + ip_len];
+    let icmp_type = (upper.protocol == IpProtocol::IPV6_ICMP && !upper.is_fragment)
+        .then(|| l4.first().copied())
+        .flatten();
+    if icmp_type == Some(icmpv6::NEIGHBOR_SOLICIT) {
+        let hop_limit = ip.hop_limit();
+        let l4_at = ETH_LEN + upper.offset;
+        return neighbor_solicit(
+            ctx,
+            table,
+            now_ms,
+            frame,
+            src,
+            hop_limit,
+            l4_at,
+            ETH_LEN + ip_len,
+        );
+    }
+    if dst_mac.is_multicast() {
+        return Verdict::Drop(group_reason(dst_mac));
+    }
+    if dst.is_multicast() {
+        return Verdict::Drop(Multicast);
+    }
+    if !ctx.guest.ipv6.contains(&src) {
+        return Verdict::Drop(SpoofedSourceIp);
+    }
+    let ports = if upper.is_fragment {
+        0
+    } else {
+        l4_ports(upper.protocol, l4)
+    };
+    let protocol = upper.protocol;
+    if frame.set_bounds(frame.start(), ETH_LEN + ip_len).is_err() {
+        return Verdict::Drop(GuestMalformed);
+    }
+    if ctx.gateway.ipv6 == Some(dst) {
+        return gateway_echo_v6(ctx, frame, icmp_type, ETH_LEN + upper.offset);
+    }
+    let key = MappingKey {
+        vni: ctx.guest.vni,
+        overlay_ip: IpAddr::V6(dst),
+    };
+    let entry = match resolve(table, key, now_ms, NegativeEntry) {
+        Ok(entry) => entry,
+        Err(verdict) => return verdict,
+    };
+    let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.template.len());
+    if ip_len > max_ip_len {
+        return match icmp_type {
+            // ICMPv6 error messages have types below 128 (RFC 4443 2.1).
+            Some(t) if t < 128 => Verdict::Drop(TooBigIcmpError),
+            _ => packet_too_big(ctx, frame, src, max_ip_len),
+        };
+    }
+    let hash = flow_hash(IpAddr::V6(src), IpAddr::V6(dst), protocol, ports);
+    encapsulate(frame, entry, flow_source_port(hash))
+}
+
+/// Rewrite the inner destination MAC and prepend the outer headers in the headroom.
+#[inline]
+fn encapsulate(frame: &mut Frame<'_>, entry: &CompiledEntry, src_port: u16) -> Verdict {
+    let outer_len = entry.template.len();
+    let inner_len = frame.len();
+    let Some(start) = frame.start().checked_sub(outer_len) else {
+        return Verdict::Drop(NoHeadroom);
+    };
+    EthernetFrame::new_unchecked(frame.data_mut()).set_dst_addr(entry.overlay_mac);
+    if frame.set_bounds(start, outer_len + inner_len).is_err() {
+        return Verdict::Drop(NoHeadroom);
+    }
+    entry.template.write(frame.data_mut(), inner_len, src_port);
+    Verdict::ToFabric
+}
+
+/// Build an ICMP "fragmentation needed" (RFC 1191) to the guest, quoting its packet in place:
+/// the new headers go in front of the original IP header, which is not moved.
+fn frag_needed(
+    ctx: &Context<'_>,
+    frame: &mut Frame<'_>,
+    guest_ip: Ipv4Addr,
+    mtu: usize,
+) -> Verdict {
+    let Some(gateway_ip) = ctx.gateway.ipv4 else {
+        return Verdict::Drop(TooBigNoDf);
+    };
+    const HEADERS: usize = ETH_LEN + 20 + 8;
+    let quote_len = (frame.len() - ETH_LEN).min(ICMPV4_ERROR_MAX - 28);
+    let Some(start) = (frame.start() + ETH_LEN).checked_sub(HEADERS) else {
+        return Verdict::Drop(NoHeadroom);
+    };
+    if frame.set_bounds(start, HEADERS + quote_len).is_err() {
+        return Verdict::Drop(NoHeadroom);
+    }
+    let data = frame.data_mut();
+    reply_ethernet(data, ctx, EtherType::IPV4);
+    let repr = Ipv4Repr {
+        src_addr: gateway_ip,
+        dst_addr: guest_ip,
+        protocol: IpProtocol::ICMP,
+        payload_len: 8 + quote_len,
+        ttl: 64,
+        dont_frag: false,
+    };
+    repr.emit(&mut Ipv4Packet::new_unchecked(&mut data[ETH_LEN..]));
+    let mut icmp = Icmpv4Packet::new_unchecked(&mut data[ETH_LEN + 20..]);
+    icmp.set_msg_type(icmpv4::DEST_UNREACHABLE);
+    icmp.set_code(icmpv4::FRAG_NEEDED);
+    icmp.set_echo_ident(0);
+    icmp.set_next_hop_mtu(mtu as u16);
+    icmp.fill_checksum();
+    Verdict::ToGuest
+}
+
+/// Build an ICMPv6 "packet too big" (RFC 4443 3.2) to the guest, quoting its packet in place.
+fn packet_too_big(
+    ctx: &Context<'_>,
+    frame: &mut Frame<'_>,
+    guest_ip: Ipv6Addr,
+    mtu: usize,
+) -> Verdict {
+    let Some(gateway_ip) = ctx.gateway.ipv6 else {
+        return Verdict::Drop(TooBigNoDf);
+    };
+    const HEADERS: usize = ETH_LEN + 40 + 8;
+    let quote_len = (frame.len() - ETH_LEN).min(ICMPV6_ERROR_MAX - 48);
+    let Some(start) = (frame.start() + ETH_LEN).checked_sub(HEADERS) else {
+        return Verdict::Drop(NoHeadroom);
+    };
+    if frame.set_bounds(start, HEADERS + quote_len).is_err() {
+        return Verdict::Drop(NoHeadroom);
+    }
+    let data = frame.data_mut();
+    reply_ethernet(data, ctx, EtherType::IPV6);
+    let repr = Ipv6Repr {
+        src_addr: gateway_ip,
+        dst_addr: guest_ip,
+        next_header: IpProtocol::IPV6_ICMP,
+        payload_len: 8 + quote_len,
+        hop_limit: 64,
+    };
+    repr.emit(&mut Ipv6Packet::new_unchecked(&mut data[ETH_LEN..]));
+    let mut icmp = Icmpv6Packet::new_unchecked(&mut data[ETH_LEN + 40..]);
+    icmp.set_msg_type(icmpv6::PKT_TOO_BIG);
+    icmp.set_code(0);
+    icmp.set_pkt_too_big_mtu(mtu as u32);
+    icmp.fill_checksum(&gateway_ip, &guest_ip);
+    Verdict::ToGuest
+}
+
+fn reply_ethernet(data: &mut [u8], ctx: &Context<'_>, ethertype: EtherType) {
+    let mut eth = EthernetFrame::new_unchecked(data);
+    eth.set_dst_addr(ctx.guest.mac);
+    eth.set_src_addr(ctx.gateway.mac);
+    eth.set_ethertype(ethertype);
+}
+
+/// Answer a neighbor solicitation (RFC 4861 7.2.4) with an advertisement built in place.
+#[allow(clippy::too_many_arguments)]
+fn neighbor_solicit(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    frame: &mut Frame<'_>,
+    src: Ipv6Addr,
+    hop_limit: u8,
+    l4_at: usize,
+    ip_end: usize,
+) -> Verdict {
+    let guest = ctx.guest;
+    let Ok(ns) = Icmpv6Packet::new_checked(&frame.data()[l4_at..ip_end]) else {
+        return Verdict::Drop(NdInvalid);
+    };
+    let dst = Ipv6Packet::new_unchecked(&frame.data()[ETH_LEN..]).dst_addr();
+    if hop_limit != 255 || ns.code() != 0 || !ns.verify_checksum(&src, &dst) {
+        return Verdict::Drop(NdInvalid);
+    }
+    if src.is_unspecified() {
+        return Verdict::Drop(NdDad);
+    }
+    let link_local = (src.segments()[0] & 0xffc0) == 0xfe80;
+    if !link_local && !guest.ipv6.contains(&src) {
+        return Verdict::Drop(SpoofedSourceIp);
+    }
+    match ns.source_lladdr() {
+        Some(mac) if mac != guest.mac => return Verdict::Drop(SpoofedSourceMac),
+        _ => {}
+    }
+    let target = ns.target_addr();
+    let (answer, router) = if ctx.gateway.ipv6 == Some(target) {
+        (ctx.gateway.mac, true)
+    } else if guest.ipv6.contains(&target) {
+        return Verdict::Drop(NdUnknownTarget);
+    } else {
+        let key = MappingKey {
+            vni: guest.vni,
+            overlay_ip: IpAddr::V6(target),
+        };
+        match resolve(table, key, now_ms, NdUnknownTarget) {
+            Ok(entry) => (entry.overlay_mac, false),
+            Err(verdict) => return verdict,
+        }
+    };
+    if frame.set_bounds(frame.start(), NA_FRAME_LEN).is_err() {
+        return Verdict::Drop(NoHeadroom);
+    }
+    let data = frame.data_mut();
+    let mut eth = EthernetFrame::new_unchecked(&mut *data);
+    eth.set_dst_addr(guest.mac);
+    eth.set_src_addr(answer);
+    eth.set_ethertype(EtherType::IPV6);
+    let repr = Ipv6Repr {
+        src_addr: target,
+        dst_addr: src,
+        next_header: IpProtocol::IPV6_ICMP,
+        payload_len: 32,
+        hop_limit: 255,
+    };
+    repr.emit(&mut Ipv6Packet::new_unchecked(&mut data[ETH_LEN..]));
+    let mut na = Icmpv6Packet::new_unchecked(&mut data[ETH_LEN + 40..]);
+    na.set_msg_type(icmpv6::NEIGHBOR_ADVERT);
+    na.set_code(0);
+    na.set_na_flags(router, true, true);
+    na.set_target_addr(target);
+    na.set_target_lladdr_option(answer);
+    na.fill_checksum(&target, &src);
+    Verdict::ToGuest
+}
+
+/// The gateway answers ICMP echo requests (so `ping <gateway>` works) and nothing else.
+fn gateway_echo_v4(ctx: &Context<'_>, frame: &mut Frame<'_>, icmp_type: Option<u8>) -> Verdict {
+    if icmp_type != Some(icmpv4::ECHO_REQUEST) {
+        return Verdict::Drop(ToGateway);
+    }
+    let data = frame.data_mut();
+    let mut ip = Ipv4Packet::new_unchecked(&mut data[ETH_LEN..]);
+    if ip.is_fragment() {
+        return Verdict::Drop(ToGateway);
+    }
+    let header_len = ip.header_len();
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    ip.set_src_addr(dst);
+    ip.set_dst_addr(src);
+    ip.set_ttl(64);
+    ip.fill_checksum();
+    let Ok(mut icmp) = Icmpv4Packet::new_checked(&mut data[ETH_LEN + header_len..]) else {
+        return Verdict::Drop(GuestMalformed);
+    };
+    if icmp.code() != 0 {
+        return Verdict::Drop(ToGateway);
+    }
+    let old = icmp.checksum();
+    icmp.set_msg_type(icmpv4::ECHO_REPLY);
+    icmp.set_checksum(checksum::update_u16(
+        old,
+        u16::from(icmpv4::ECHO_REQUEST) << 8,
+        0,
+    ));
+    reply_ethernet(data, ctx, EtherType::IPV4);
+    Verdict::ToGuest
+}
+
+fn gateway_echo_v6(
+    ctx: &Context<'_>,
+    frame: &mut Frame<'_>,
+    icmp_type: Option<u8>,
+    l4_at: usize,
+) -> Verdict {
+    if icmp_type != Some(icmpv6::ECHO_REQUEST) {
+        return Verdict::Drop(ToGateway);
+    }
+    let data = frame.data_mut();
+    let mut ip = Ipv6Packet::new_unchecked(&mut data[ETH_LEN..]);
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    ip.set_src_addr(dst);
+    ip.set_dst_addr(src);
+    ip.set_hop_limit(64);
+    let Ok(mut icmp) = Icmpv6Packet::new_checked(&mut data[l4_at..]) else {
+        return Verdict::Drop(GuestMalformed);
+    };
+    if icmp.code() != 0 {
+        return Verdict::Drop(ToGateway);
+    }
+    // Swapping source and destination leaves the pseudo-header sum unchanged.
+    let old = icmp.checksum();
+    icmp.set_msg_type(icmpv6::ECHO_REPLY);
+    icmp.set_checksum(checksum::update_u16(
+        old,
+        u16::from(icmpv6::ECHO_REQUEST) << 8,
+        u16::from(icmpv6::ECHO_REPLY) << 8,
+    ));
+    reply_ethernet(data, ctx, EtherType::IPV6);
+    Verdict::ToGuest
+}

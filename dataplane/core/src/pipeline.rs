@@ -1,0 +1,92 @@
+//! What both pipelines share: the per-port context, the verdict and the flow hash.
+
+use std::net::IpAddr;
+
+use crate::counters::DropReason;
+use crate::model::{Fabric, Gateway, Guest, MappingKey};
+
+/// The configuration a pipeline runs against: one guest, its gateway, and the fabric.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// The local guest behind the guest port.
+    pub guest: &'a Guest,
+    /// The virtual gateway answered by the dataplane.
+    pub gateway: &'a Gateway,
+    /// Our side of the underlay.
+    pub fabric: &'a Fabric,
+}
+
+/// What to do with a frame after a pipeline has run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    /// Encapsulated in place: transmit on the fabric port.
+    ToFabric,
+    /// Transmit on the guest port: a decapsulated frame, or a reply built in place
+    /// (ARP, neighbor advertisement, ICMP error, echo reply from the gateway).
+    ToGuest,
+    /// No mapping for this key: ask the agent. The frame is unchanged.
+    Miss(MappingKey),
+    /// Drop, counted under this reason.
+    Drop(DropReason),
+}
+
+/// The outer UDP source port for an inner flow: 49152–65535 so that ECMP spreads flows
+/// (RFC 7348 section 5), the same for every packet of a flow.
+#[inline]
+pub fn flow_source_port(hash: u32) -> u16 {
+    0xC000 | (hash as u16 & 0x3FFF)
+}
+
+/// A hash of the inner 5-tuple (ports are 0 for non-TCP/UDP and non-first fragments).
+#[inline]
+pub fn flow_hash(src: IpAddr, dst: IpAddr, protocol: u8, ports: u32) -> u32 {
+    #[inline]
+    fn mix(h: u64, v: u64) -> u64 {
+        (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(31)
+    }
+    fn addr_words(ip: IpAddr) -> (u64, u64) {
+        match ip {
+            IpAddr::V4(a) => (u64::from(u32::from(a)), 0),
+            IpAddr::V6(a) => {
+                let v = u128::from(a);
+                (v as u64, (v >> 64) as u64)
+            }
+        }
+    }
+    let (s0, s1) = addr_words(src);
+    let (d0, d1) = addr_words(dst);
+    let mut h = mix(0x51_7CC1_B727_220A, s0);
+    h = mix(h, s1);
+    h = mix(h, d0);
+    h = mix(h, d1);
+    h = mix(h, (u64::from(protocol) << 32) | u64::from(ports));
+    (h ^ (h >> 32)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_port_is_in_dynamic_range() {
+        for hash in [0, 1, 0x3FFF, 0x4000, u32::MAX, 0xDEAD_BEEF] {
+            assert!(flow_source_port(hash) >= 49152);
+        }
+    }
+
+    #[test]
+    fn flows_spread_over_ports() {
+        let src: IpAddr = "198.18.0.1".parse().expect("addr");
+        let dst: IpAddr = "198.18.0.2".parse().expect("addr");
+        let mut ports: Vec<u16> = (0..256u32)
+            .map(|p| flow_source_port(flow_hash(src, dst, 17, p)))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert!(
+            ports.len() > 240,
+            "only {} distinct ports for 256 flows",
+            ports.len()
+        );
+    }
+}

@@ -1,2 +1,80 @@
+//! `xvpc-agent`: the mapping agent binary.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use xvpc_agent::config::{Config, RawConfig, SourceKind};
+use xvpc_agent::{enter_netns, Agent, Hooks};
+
+/// Feeds mappings from a file or etcd to the xvpc dataplane over its control socket.
+#[derive(Parser, Debug)]
+#[command(name = "xvpc-agent", version)]
+struct Cli {
+    /// TOML configuration file (see docs/MAPPING-AGENT.md). Flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Mapping source.
+    #[arg(long, value_enum)]
+    source: Option<SourceKind>,
+    /// Mappings file (source = file).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The dataplane's control socket.
+    #[arg(long)]
+    control: Option<PathBuf>,
+    /// etcd client URLs, comma-separated (source = etcd).
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoints: Option<Vec<String>>,
+    /// etcd key prefix (source = etcd).
+    #[arg(long)]
+    etcd_prefix: Option<String>,
+    /// Network namespace (under /run/netns) to enter at start: the management namespace.
+    #[arg(long)]
+    management_netns: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let mut raw = match &cli.config {
+        Some(p) => RawConfig::from_file(p)?,
+        None => RawConfig::default(),
+    };
+    if cli.source.is_some() {
+        raw.source = cli.source;
+    }
+    if cli.file.is_some() {
+        raw.file.path = cli.file;
+    }
+    if cli.control.is_some() {
+        raw.control_socket = cli.control;
+    }
+    if cli.etcd_endpoints.is_some() {
+        raw.etcd.endpoints = cli.etcd_endpoints;
+    }
+    if cli.etcd_prefix.is_some() {
+        raw.etcd.prefix = cli.etcd_prefix;
+    }
+    if cli.management_netns.is_some() {
+        raw.management_netns = cli.management_netns;
+    }
+    let cfg = Config::validate(raw).context("invalid configuration")?;
+    if let Some(ns) = &cfg.management_netns {
+        // Before any thread exists, so every thread (etcd traffic included) is in it.
+        enter_netns(ns).context("set management_netns to an existing namespace, or remove it")?;
+        tracing::info!(netns = %ns, "entered the management network namespace");
+    }
+    let _agent = Agent::start(cfg, Hooks::default()).context("starting the agent")?;
+    // Runs until killed (SIGTERM/SIGINT end the process; there is no state to flush: the
+    // dataplane keeps its tables and the next agent full-syncs).
+    loop {
+        std::thread::park();
+    }
+}

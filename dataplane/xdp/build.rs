@@ -13,7 +13,10 @@ fn main() {
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
 
     println!("cargo:rerun-if-env-changed=CLANG");
-    println!("cargo:rerun-if-changed={}", ebpf.join("xvpc_xdp.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf.join("xvpc_xdp.h").display()
+    );
 
     // Debian keeps asm/types.h under the multiarch directory, which `-target bpf` does not
     // search by itself.

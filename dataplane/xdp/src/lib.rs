@@ -23,8 +23,7 @@ use aya::{Ebpf, EbpfError, EbpfLoader};
 /// The `xvpc_guest` object file, compiled from `ebpf/guest.bpf.c`.
 static GUEST_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guest.bpf.o"));
 /// The `xvpc_fabric` object file, compiled from `ebpf/fabric.bpf.c`.
-static FABRIC_OBJ: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fabric.bpf.o"));
+static FABRIC_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fabric.bpf.o"));
 
 /// Number of XSKMAP slots (`XVPC_MAX_QUEUES` in `ebpf/xvpc_xdp.h`): RX queues 0..64 can
 /// have a socket.
@@ -63,8 +62,8 @@ pub enum XdpError {
         ifname: String,
         /// Program name.
         program: &'static str,
-        /// aya's error.
-        source: EbpfError,
+        /// aya's error (boxed: it is large).
+        source: Box<EbpfError>,
     },
     /// The object lacks a program or map this crate expects (object and crate out of step).
     #[error("{ifname}: the XDP object has no {kind} named {name}")]
@@ -83,8 +82,8 @@ pub enum XdpError {
         ifname: String,
         /// Program name.
         program: &'static str,
-        /// aya's error, with the verifier output.
-        source: ProgramError,
+        /// aya's error, with the verifier output (boxed: it is large).
+        source: Box<ProgramError>,
     },
     /// Attaching to the interface failed (no such interface, unsupported mode, busy).
     #[error("{ifname}: attaching {program} in {mode} mode failed: {source}")]
@@ -95,8 +94,8 @@ pub enum XdpError {
         program: &'static str,
         /// The mode tried last.
         mode: AttachMode,
-        /// aya's error.
-        source: ProgramError,
+        /// aya's error (boxed: it is large).
+        source: Box<ProgramError>,
     },
     /// The kernel is too old for XDP bpf_links, so a crash would leave the program attached.
     #[error("{ifname}: kernel {kernel} has no XDP bpf_link (needs >= 5.9)")]
@@ -113,8 +112,8 @@ pub enum XdpError {
         ifname: String,
         /// What was being done.
         what: &'static str,
-        /// aya's error.
-        source: MapError,
+        /// aya's error (boxed: it is large).
+        source: Box<MapError>,
     },
     /// A queue index beyond the XSKMAP's size.
     #[error("{ifname}: queue {queue} is beyond the {MAX_QUEUES} queues the XDP program serves")]
@@ -222,7 +221,7 @@ impl Attached {
         let mut ebpf = loader.load(obj).map_err(|source| XdpError::Load {
             ifname: ifname.to_string(),
             program,
-            source,
+            source: Box::new(source),
         })?;
         let missing = |kind, name| XdpError::Missing {
             ifname: ifname.to_string(),
@@ -233,7 +232,7 @@ impl Attached {
             move |source| XdpError::Map {
                 ifname: ifname.to_string(),
                 what,
-                source,
+                source: Box::new(source),
             }
         };
         let xsks: XskMap<MapData> = ebpf
@@ -253,12 +252,12 @@ impl Attached {
             .map_err(|source| XdpError::Verify {
                 ifname: ifname.to_string(),
                 program,
-                source,
+                source: Box::new(source),
             })?;
         prog.load().map_err(|source| XdpError::Verify {
             ifname: ifname.to_string(),
             program,
-            source,
+            source: Box::new(source),
         })?;
 
         let attach = |prog: &mut Xdp, m: AttachMode| {
@@ -270,7 +269,7 @@ impl Attached {
                 ifname: ifname.to_string(),
                 program,
                 mode: m,
-                source,
+                source: Box::new(source),
             })
         };
         let (link_id, used) = match mode {
@@ -289,7 +288,7 @@ impl Attached {
             ifname: ifname.to_string(),
             program,
             mode: used,
-            source,
+            source: Box::new(source),
         })?;
         // On >= 5.9 aya only falls back to a netlink attach when bpf_link_create says
         // EINVAL; refuse such an attachment, it would survive a crash.
@@ -317,7 +316,7 @@ impl Attached {
         self.xsks.set(queue, fd, 0).map_err(|source| XdpError::Map {
             ifname: self.ifname.clone(),
             what: "registering the AF_XDP socket in xsks_map",
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -331,7 +330,7 @@ impl Attached {
         self.xsks.unset(queue).map_err(|source| XdpError::Map {
             ifname: self.ifname.clone(),
             what: "removing the AF_XDP socket from xsks_map",
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -339,7 +338,7 @@ impl Attached {
         let values = self.counters.get(&idx, 0).map_err(|source| XdpError::Map {
             ifname: self.ifname.clone(),
             what: "reading counters",
-            source,
+            source: Box::new(source),
         })?;
         Ok(values.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
     }
@@ -448,7 +447,10 @@ impl FabricSteering {
             .override_global("cfg_underlay_v6", &v6, true)
             .override_global("cfg_vxlan_port", &port, true);
         let inner = Attached::load(FABRIC_OBJ, "xvpc_fabric", ifname, mode, &mut loader)?;
-        Ok(FabricSteering { inner, filter: *cfg })
+        Ok(FabricSteering {
+            inner,
+            filter: *cfg,
+        })
     }
 
     /// Sends VXLAN frames received on RX `queue` to the AF_XDP socket `fd`.

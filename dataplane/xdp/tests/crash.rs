@@ -27,7 +27,9 @@ fn hold(ifname: &str) {
 }
 
 fn xdp_attached(ns: &Netns, dev: &str) -> bool {
-    let out = ns.ip(&["-d", "link", "show", "dev", dev]).expect("ip link show");
+    let out = ns
+        .ip(&["-d", "link", "show", "dev", dev])
+        .expect("ip link show");
     out.contains("prog/xdp") || out.contains(" xdp")
 }
 
@@ -65,8 +67,15 @@ fn guest_program_is_detached_when_its_process_is_killed() {
             break;
         }
     }
-    assert!(ready, "holder exited without attaching: {:?}", holder.wait());
-    assert!(xdp_attached(&ns, "cr0"), "holder said attached but no program on cr0");
+    assert!(
+        ready,
+        "holder exited without attaching: {:?}",
+        holder.wait()
+    );
+    assert!(
+        xdp_attached(&ns, "cr0"),
+        "holder said attached but no program on cr0"
+    );
 
     let status = holder.kill_hard().expect("SIGKILL holder");
     use std::os::unix::process::ExitStatusExt;

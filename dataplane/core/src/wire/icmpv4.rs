@@ -9,12 +9,27 @@ use super::{Result, WireError};
 pub const ECHO_REPLY: u8 = 0;
 /// Message type: destination unreachable.
 pub const DEST_UNREACHABLE: u8 = 3;
+/// Message type: source quench (deprecated, RFC 6633).
+pub const SOURCE_QUENCH: u8 = 4;
+/// Message type: redirect.
+pub const REDIRECT: u8 = 5;
 /// Message type: echo request.
 pub const ECHO_REQUEST: u8 = 8;
 /// Message type: time exceeded.
 pub const TIME_EXCEEDED: u8 = 11;
+/// Message type: parameter problem.
+pub const PARAM_PROBLEM: u8 = 12;
 /// Destination-unreachable code: fragmentation needed and DF set (RFC 1191).
 pub const FRAG_NEEDED: u8 = 4;
+
+/// Is `msg_type` an ICMP error message? Errors must never be sent in response to errors
+/// (RFC 1122 section 3.2.2).
+pub const fn is_error(msg_type: u8) -> bool {
+    matches!(
+        msg_type,
+        DEST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAM_PROBLEM
+    )
+}
 
 mod field {
     pub const TYPE: usize = 0;
@@ -236,6 +251,12 @@ mod tests {
         p.data_mut().copy_from_slice(&ICMPV4_FRAG_NEEDED[8..]);
         p.fill_checksum();
         assert_eq!(bytes, ICMPV4_FRAG_NEEDED);
+    }
+
+    #[test]
+    fn error_types() {
+        let errors: Vec<u8> = (0..=255).filter(|t| is_error(*t)).collect();
+        assert_eq!(errors, [3, 4, 5, 11, 12]);
     }
 
     #[test]

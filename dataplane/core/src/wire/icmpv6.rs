@@ -32,6 +32,12 @@ pub const NEIGHBOR_ADVERT: u8 = 136;
 /// Message type: redirect.
 pub const REDIRECT: u8 = 137;
 
+/// Is `msg_type` an ICMPv6 error message (types 0–127, RFC 4443 section 2.1)? Errors must
+/// never be sent in response to errors.
+pub const fn is_error(msg_type: u8) -> bool {
+    msg_type < 128
+}
+
 /// Neighbor discovery option type: source link-layer address.
 pub const OPT_SOURCE_LLADDR: u8 = 1;
 /// Neighbor discovery option type: target link-layer address.
@@ -325,7 +331,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
 
     /// Set the target address of a neighbor solicitation or advertisement.
     #[inline]
-    pub fn set_target_addr(&mut self, addr: &Ipv6Addr) {
+    pub fn set_target_addr(&mut self, addr: Ipv6Addr) {
         self.buffer.as_mut()[field::TARGET].copy_from_slice(&addr.octets());
     }
 
@@ -392,16 +398,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     }
 
     /// Write a target link-layer address option (type 2, length 1) at the start of the
-    /// options area. Set the message type first; fails with `Truncated` if the buffer has no
-    /// room for the 8-byte option.
-    pub fn set_target_lladdr(&mut self, addr: MacAddr) -> Result<()> {
-        write_lladdr_option(self.ndisc_options_mut(), OPT_TARGET_LLADDR, addr)
+    /// options area. Set the message type first. Like every setter, this assumes the caller
+    /// sized the buffer (24 + 8 bytes for an advertisement) and panics otherwise; use
+    /// [`write_lladdr_option`] on [`Self::ndisc_options_mut`] for a checked write.
+    pub fn set_target_lladdr_option(&mut self, addr: MacAddr) {
+        lladdr_option(self.ndisc_options_mut(), OPT_TARGET_LLADDR, addr);
     }
 
     /// Write a source link-layer address option (type 1, length 1) at the start of the
-    /// options area, like [`Self::set_target_lladdr`].
-    pub fn set_source_lladdr(&mut self, addr: MacAddr) -> Result<()> {
-        write_lladdr_option(self.ndisc_options_mut(), OPT_SOURCE_LLADDR, addr)
+    /// options area, like [`Self::set_target_lladdr_option`].
+    pub fn set_source_lladdr_option(&mut self, addr: MacAddr) {
+        lladdr_option(self.ndisc_options_mut(), OPT_SOURCE_LLADDR, addr);
     }
 
     /// Compute the checksum over the pseudo-header and the whole message and store it.
@@ -412,15 +419,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     }
 }
 
-/// Write an Ethernet link-layer address option of `kind` into the first 8 bytes of `buf`.
+/// Write an Ethernet link-layer address option of `kind` into the first 8 bytes of `buf`,
+/// failing with `Truncated` if `buf` is shorter.
 pub fn write_lladdr_option(buf: &mut [u8], kind: u8, addr: MacAddr) -> Result<()> {
     let option = buf
         .get_mut(..LLADDR_OPTION_LEN)
         .ok_or(WireError::Truncated)?;
-    option[0] = kind;
-    option[1] = 1;
-    option[2..].copy_from_slice(&addr.0);
+    lladdr_option(option, kind, addr);
     Ok(())
+}
+
+fn lladdr_option(buf: &mut [u8], kind: u8, addr: MacAddr) {
+    buf[0] = kind;
+    buf[1] = 1;
+    buf[2..LLADDR_OPTION_LEN].copy_from_slice(&addr.0);
 }
 
 #[cfg(test)]
@@ -511,8 +523,8 @@ mod tests {
         p.set_msg_type(NEIGHBOR_ADVERT);
         p.set_code(0);
         p.set_na_flags(true, true, true);
-        p.set_target_addr(&addr("2001:2::fe"));
-        p.set_target_lladdr(GW_MAC).expect("room for the option");
+        p.set_target_addr(addr("2001:2::fe"));
+        p.set_target_lladdr_option(GW_MAC);
         p.fill_checksum(&src, &dst);
         assert_eq!(bytes, IPV6_NA[40..]);
 
@@ -533,8 +545,8 @@ mod tests {
         p.set_msg_type(NEIGHBOR_SOLICIT);
         p.set_code(0);
         p.clear_reserved();
-        p.set_target_addr(&addr("2001:2::fe"));
-        p.set_source_lladdr(GUEST_MAC).expect("room for the option");
+        p.set_target_addr(addr("2001:2::fe"));
+        p.set_source_lladdr_option(GUEST_MAC);
         p.fill_checksum(&src, &dst);
         assert_eq!(bytes, IPV6_NS[40..]);
     }
@@ -599,11 +611,30 @@ mod tests {
     }
 
     #[test]
+    fn error_types() {
+        assert!(is_error(DST_UNREACHABLE) && is_error(PKT_TOO_BIG) && is_error(PARAM_PROBLEM));
+        assert!(!is_error(ECHO_REQUEST) && !is_error(NEIGHBOR_SOLICIT));
+    }
+
+    #[test]
     fn lladdr_option_needs_room() {
         let mut b = [0u8; 24];
         let mut p = Icmpv6Packet::new_unchecked(&mut b[..]);
         p.set_msg_type(NEIGHBOR_ADVERT);
-        assert_eq!(p.set_target_lladdr(GW_MAC), Err(WireError::Truncated));
+        let options = p.ndisc_options_mut();
+        assert!(options.is_empty());
+        assert_eq!(
+            write_lladdr_option(options, OPT_TARGET_LLADDR, GW_MAC),
+            Err(WireError::Truncated)
+        );
+        let mut b = [0u8; 40];
+        b[0] = NEIGHBOR_ADVERT;
+        let mut p = Icmpv6Packet::new_unchecked(&mut b[..]);
+        assert_eq!(
+            write_lladdr_option(p.ndisc_options_mut(), OPT_TARGET_LLADDR, GW_MAC),
+            Ok(())
+        );
+        assert_eq!(&b[24..34], &[2, 1, 2, 0, 0, 0, 0, 0xfe, 0, 0]);
     }
 
     proptest! {
@@ -649,8 +680,8 @@ mod tests {
             let mut p = Icmpv6Packet::new_unchecked(&mut b[..]);
             p.set_msg_type(NEIGHBOR_ADVERT);
             p.set_na_flags(flags.0, flags.1, flags.2);
-            p.set_target_addr(&target.into());
-            p.set_target_lladdr(MacAddr(mac)).expect("room");
+            p.set_target_addr(target.into());
+            p.set_target_lladdr_option(MacAddr(mac));
             p.fill_checksum(&src, &dst);
             let p = Icmpv6Packet::new_checked(&b[..]).expect("emitted NA");
             prop_assert!(p.verify_checksum(&src, &dst));

@@ -26,6 +26,8 @@ pub mod protocol {
     pub const IPV6_NONXT: u8 = 59;
     /// IPv6 Destination Options extension header.
     pub const IPV6_OPTS: u8 = 60;
+    /// Stream Control Transmission Protocol.
+    pub const SCTP: u8 = 132;
 }
 
 /// The same protocol numbers as associated consts, for `IpProtocol::UDP`-style paths.
@@ -57,4 +59,6 @@ impl IpProtocol {
     pub const IPV6_NONXT: u8 = protocol::IPV6_NONXT;
     /// IPv6 Destination Options extension header.
     pub const IPV6_OPTS: u8 = protocol::IPV6_OPTS;
+    /// Stream Control Transmission Protocol.
+    pub const SCTP: u8 = protocol::SCTP;
 }

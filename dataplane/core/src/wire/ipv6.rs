@@ -252,13 +252,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
 
     /// Set the source address.
     #[inline]
-    pub fn set_src_addr(&mut self, addr: &Ipv6Addr) {
+    pub fn set_src_addr(&mut self, addr: Ipv6Addr) {
         self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&addr.octets());
     }
 
     /// Set the destination address.
     #[inline]
-    pub fn set_dst_addr(&mut self, addr: &Ipv6Addr) {
+    pub fn set_dst_addr(&mut self, addr: Ipv6Addr) {
         self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&addr.octets());
     }
 
@@ -311,8 +311,8 @@ impl Ipv6Repr {
         packet.set_payload_len(self.payload_len.min(usize::from(u16::MAX)) as u16);
         packet.set_next_header(self.next_header);
         packet.set_hop_limit(self.hop_limit);
-        packet.set_src_addr(&self.src_addr);
-        packet.set_dst_addr(&self.dst_addr);
+        packet.set_src_addr(self.src_addr);
+        packet.set_dst_addr(self.dst_addr);
     }
 }
 

@@ -353,9 +353,8 @@ impl Ipv4Repr {
     }
 
     /// Write a 20-byte header (DSCP/ECN 0, ident 0, no fragmentation, checksum filled) into a
-    /// buffer of at least 20 bytes. `payload_len` must be at most 65 515.
+    /// buffer of at least 20 bytes. A `payload_len` above 65 515 saturates the total length.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Ipv4Packet<T>) {
-        debug_assert!(self.payload_len <= usize::from(u16::MAX) - HEADER_LEN);
         let total = (HEADER_LEN + self.payload_len).min(usize::from(u16::MAX)) as u16;
         let buf = packet.buffer.as_mut();
         buf[field::VER_IHL] = 0x45;

@@ -304,9 +304,8 @@ impl Ipv6Repr {
     }
 
     /// Write the fixed header (traffic class and flow label 0) into a buffer of at least 40
-    /// bytes. `payload_len` must be at most 65 535.
+    /// bytes. A `payload_len` above 65 535 saturates the length field.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Ipv6Packet<T>) {
-        debug_assert!(self.payload_len <= usize::from(u16::MAX));
         packet.set_first_word(0x6000_0000);
         packet.set_payload_len(self.payload_len.min(usize::from(u16::MAX)) as u16);
         packet.set_next_header(self.next_header);

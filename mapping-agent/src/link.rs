@@ -59,6 +59,11 @@ pub fn run(
     let mut backoff = BACKOFF_MIN;
     let mut logged_waiting = false;
     while !ctl.shutdown.load(Ordering::Relaxed) {
+        if !store.is_ready() {
+            // Never full-sync before the first load: it would empty the dataplane's table.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
         let mut stream = match UnixStream::connect(&path) {
             Ok(s) => s,
             Err(e) => {

@@ -44,6 +44,9 @@ struct Inner {
     /// The connected dataplane: connection id and its outbound queue.
     sink: Option<(u64, Sender<Message>)>,
     next_conn: u64,
+    /// The source has been loaded once: until then a full sync would wipe the
+    /// dataplane's table.
+    ready: bool,
 }
 
 /// The shared state of the agent.
@@ -64,6 +67,7 @@ impl Store {
                 epoch: 0,
                 sink: None,
                 next_conn: 0,
+                ready: false,
             }),
             counters: Counters::default(),
             negative_ttl_ms,
@@ -137,6 +141,12 @@ impl Store {
             self.upsert_locked(&mut inner, m);
         }
         inner.revision = rev;
+        inner.ready = true;
+    }
+
+    /// Has the source been loaded at least once?
+    pub fn is_ready(&self) -> bool {
+        self.lock().ready
     }
 
     /// The source revision the table reflects.

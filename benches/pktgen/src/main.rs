@@ -1,2 +1,223 @@
+//! `xvpc-pktgen`: a traffic generator built on the kernel's XDP live-frames mode of
+//! `BPF_PROG_TEST_RUN`, a counting/latency sink, and an XDP redirect loader for the forwarding
+//! ceiling. See docs/BENCHMARKING.md.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use xvpc_pktgen::args::GenArgs;
+use xvpc_pktgen::bpf::{self, BenchError, SinkOpts};
+use xvpc_pktgen::{frame, hist};
+
+/// Exit status when live frames is unavailable (distinct from errors and usage mistakes).
+const EXIT_NO_LIVE_FRAMES: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "xvpc-pktgen",
+    about = "XDP live-frames traffic generator and sink (198.18.0.0/15 and 2001:2::/48 only)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    gen: GenArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Generate traffic (the default when no subcommand is given).
+    Gen(GenArgs),
+    /// Count received frames and their latency, then drop them.
+    Sink {
+        /// Interface to attach to.
+        #[arg(long)]
+        dev: String,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: f64,
+        /// Stop once traffic was seen and nothing arrived for this many seconds.
+        #[arg(long)]
+        idle_exit: Option<f64>,
+        /// Byte offset of the marker to look for (repeatable, at most 8). Default: plain
+        /// UDP over IPv4/IPv6 and the same inside VXLAN over an IPv4 or IPv6 underlay.
+        #[arg(long = "offset")]
+        offsets: Vec<u32>,
+        /// Attach in generic (skb) mode instead of driver mode.
+        #[arg(long)]
+        skb: bool,
+    },
+    /// Redirect every frame from one interface to another in XDP (the forwarding ceiling).
+    Redirect {
+        /// Interface frames arrive on.
+        #[arg(long = "in")]
+        in_dev: String,
+        /// Interface frames leave on.
+        #[arg(long = "out")]
+        out_dev: String,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: f64,
+    },
+}
+
+fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
+    match Duration::try_from_secs_f64(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => bail!("--{name} must be a positive number of seconds, got {s}"),
+    }
+}
+
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    ctrlc::set_handler(move || s.store(true, Ordering::Relaxed))
+        .context("installing the SIGINT/SIGTERM handler")?;
+    Ok(stop)
+}
+
+fn gen(a: &GenArgs) -> anyhow::Result<ExitCode> {
+    let spec = a.validate()?;
+    let fspec = frame::FrameSpec {
+        src_mac: spec.src_mac,
+        dst_mac: spec.dst_mac,
+        src_ip: spec.src_ip,
+        dst_ip: spec.dst_ip,
+        src_port: spec.src_port,
+        dst_port: spec.dst_port,
+        size: spec.size,
+        flows: spec.flows,
+        ts_every: spec.ts_every,
+    };
+    let stop = stop_flag()?;
+    let mut g = bpf::Generator::new(&fspec)?;
+    let r = match g.run(&spec, &stop) {
+        Ok(r) => r,
+        Err(e @ BenchError::LiveFramesUnavailable { .. }) => {
+            eprintln!("xvpc-pktgen: {e}");
+            return Ok(ExitCode::from(EXIT_NO_LIVE_FRAMES));
+        }
+        Err(e) => return Err(e).context(format!("generating on {}", spec.dev)),
+    };
+    let pps = r.pps();
+    let bits = pps * f64::from(spec.size + 24) * 8.0; // + FCS, preamble, inter-frame gap
+    println!(
+        "sent {} frames of {} bytes on {} in {:.3} s: {:.3} Mpps ({:.2} Gbit/s on the wire), stopped by {:?}",
+        r.sent,
+        spec.size,
+        spec.dev,
+        r.elapsed.as_secs_f64(),
+        pps / 1e6,
+        bits / 1e9,
+        r.reason
+    );
+    println!(
+        "RESULT sent={} elapsed_ns={} pps={:.0} size={} flows={}",
+        r.sent,
+        r.elapsed.as_nanos(),
+        pps,
+        spec.size,
+        spec.flows
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sink(opts: SinkOpts) -> anyhow::Result<ExitCode> {
+    let stop = stop_flag()?;
+    let r = bpf::run_sink(&opts, &stop, |n, pps| {
+        eprintln!("sink {}: {n} frames, {:.3} Mpps", opts.dev, pps / 1e6);
+    })
+    .with_context(|| format!("sink on {}", opts.dev))?;
+    let p = |q| hist::percentile_us(&r.hist, q).map_or(0, |us| us * 1000);
+    println!(
+        "received {} frames ({} with marker, {} bytes) at {:.3} Mpps over {:.3} s; latency p50 < {} us, p99 < {} us, p99.9 < {} us",
+        r.packets,
+        r.marked,
+        r.bytes,
+        r.pps / 1e6,
+        r.active.as_secs_f64(),
+        p(0.5) / 1000,
+        p(0.99) / 1000,
+        p(0.999) / 1000
+    );
+    if r.future > 0 {
+        eprintln!(
+            "warning: {} marked frames carried a timestamp from the future",
+            r.future
+        );
+    }
+    println!(
+        "RESULT received={} marked={} sampled={} bytes={} future={} active_ns={} pps={:.0} p50_ns={} p99_ns={} p999_ns={}",
+        r.packets,
+        r.marked,
+        r.sampled,
+        r.bytes,
+        r.future,
+        r.active.as_nanos(),
+        r.pps,
+        p(0.5),
+        p(0.99),
+        p(0.999)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        None => gen(&cli.gen),
+        Some(Cmd::Gen(a)) => gen(&a),
+        Some(Cmd::Sink {
+            dev,
+            duration,
+            idle_exit,
+            offsets,
+            skb,
+        }) => {
+            if offsets.len() > 8 {
+                bail!("at most 8 --offset values");
+            }
+            let opts = SinkOpts {
+                dev,
+                duration: seconds("duration", duration)?,
+                idle_exit: idle_exit.map(|s| seconds("idle-exit", s)).transpose()?,
+                offsets: if offsets.is_empty() {
+                    frame::MARKER_OFFSETS.to_vec()
+                } else {
+                    offsets
+                },
+                skb_mode: skb,
+            };
+            sink(opts)
+        }
+        Some(Cmd::Redirect {
+            in_dev,
+            out_dev,
+            duration,
+        }) => {
+            let d = seconds("duration", duration)?;
+            let stop = stop_flag()?;
+            eprintln!("redirecting {in_dev} -> {out_dev} for up to {d:?}");
+            bpf::run_redirect(&in_dev, &out_dev, d, &stop)
+                .with_context(|| format!("redirect {in_dev} -> {out_dev}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xvpc-pktgen: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

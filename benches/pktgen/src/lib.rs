@@ -1,0 +1,9 @@
+//! xvpc-pktgen as a library: frame templates, the benchmark XDP programs' loaders, the latency
+//! histogram and argument validation. The binary in `main.rs` is the command-line front end;
+//! the integration tests drive the programs through this API.
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod bpf;
+pub mod frame;
+pub mod hist;

@@ -1,0 +1,228 @@
+//! Privileged tests: the generator and sink programs in the kernel, and a generator → veth →
+//! sink run in two network namespaces. They need root and fail (never skip) without it.
+
+use std::time::{Duration, Instant};
+
+use xvpc_pktgen::frame::{self, FrameSpec, MacAddr, MAGIC};
+use xvpc_testbed::{require_root, veth_pair, Netns};
+
+const BIN: &str = env!("CARGO_BIN_EXE_xvpc-pktgen");
+
+/// `key=value` from the `RESULT` line of a run's stdout.
+fn result_field(stdout: &str, key: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in output:\n{stdout}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{key} in {line}: {e}"))
+}
+
+fn spec(src: &str, dst: &str, size: u16) -> FrameSpec {
+    FrameSpec {
+        src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+        src_ip: src.parse().expect("literal address"),
+        dst_ip: dst.parse().expect("literal address"),
+        src_port: 4000,
+        dst_port: 9,
+        size,
+        flows: 3,
+        ts_every: 1,
+    }
+}
+
+/// Runs the real gen.bpf.c on the template (plain test run, nothing transmitted) and checks
+/// that what it writes is a valid frame: headers from the template, the flow's source port,
+/// marker, sequence, timestamp and a correct UDP checksum.
+#[test]
+fn generator_program_writes_valid_frames() {
+    require_root();
+    for (src, dst, size) in [
+        ("198.18.0.1", "198.19.0.9", 64),
+        ("198.18.0.1", "198.19.0.9", 1401),
+        ("2001:2::1", "2001:2::9", 78),
+        ("2001:2::1", "2001:2::9", 1500),
+    ] {
+        let s = spec(src, dst, size);
+        let mut g = xvpc_pktgen::bpf::Generator::new(&s).expect("load gen.bpf.c (root, BPF)");
+        let t = g.template().clone();
+        let h = t.hdr_len;
+        for run in 0..4u32 {
+            let (verdict, out) = g.dry_run().expect("BPF_PROG_TEST_RUN");
+            assert_eq!(verdict, 3, "XDP_TX expected");
+            assert_eq!(out.len(), usize::from(size));
+            // Everything up to the source port is the template.
+            assert_eq!(out[..h - 8], t.frame[..h - 8], "{src} run {run}");
+            let sport = u16::from_be_bytes([out[h - 8], out[h - 7]]);
+            assert_eq!(sport, 4000 + (run % 3) as u16, "flow rotates over 3 ports");
+            assert_eq!(out[h - 6..h - 2], t.frame[h - 6..h - 2], "dst port, length");
+            assert_eq!(out[h..h + 4], MAGIC.to_be_bytes());
+            let seq = u32::from_ne_bytes(out[h + 4..h + 8].try_into().expect("4 bytes"));
+            assert_eq!(seq, run);
+            let ts = u64::from_ne_bytes(out[h + 8..h + 16].try_into().expect("8 bytes"));
+            assert!(ts > 0, "timestamp written");
+            assert_eq!(out[h + 16..], t.frame[h + 16..], "payload tail");
+            assert_eq!(
+                frame::verify_udp_checksum(&out),
+                Some(0),
+                "UDP checksum of {src}->{dst} size {size} run {run}"
+            );
+        }
+        // The per-CPU counter saw every run.
+        assert_eq!(g.built().expect("gen_count"), 4);
+    }
+}
+
+fn xmit_errors(ns: &Netns, dev: &str) -> u64 {
+    let out = ns.sh(&format!("ethtool -S {dev}")).expect("ethtool -S");
+    out.lines()
+        .filter(|l| l.contains("xdp_xmit_errors"))
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// gen ns —veth— sink ns: 100,000 frames with --count. Every frame the generator built is
+/// either counted by the sink or counted by the kernel as a failed veth transmission.
+#[test]
+fn generator_to_sink_over_veth() {
+    require_root();
+    let g = Netns::new("pg-gen").expect("gen netns");
+    let s = Netns::new("pg-sink").expect("sink netns");
+    for ns in [&g, &s] {
+        ns.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1")
+            .expect("disable IPv6 autoconf noise");
+    }
+    veth_pair((&g, "g0"), (&s, "s0")).expect("veth pair");
+    let mut sink = s
+        .spawn_piped(&[
+            BIN,
+            "sink",
+            "--dev",
+            "s0",
+            "--duration",
+            "120",
+            "--idle-exit",
+            "2",
+        ])
+        .expect("start sink");
+    // Wait (bounded) until the sink's program is attached.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let link = s.ip(&["link", "show", "s0"]).expect("ip link show");
+        if link.contains("xdp") {
+            break;
+        }
+        if let Some(st) = sink.try_wait().expect("sink status") {
+            panic!("sink exited early: {st}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sink did not attach to s0 within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = g
+        .exec(&[
+            BIN,
+            "--dev",
+            "g0",
+            "--src-ip",
+            "198.18.0.1",
+            "--dst-ip",
+            "198.18.0.2",
+            "--count",
+            "100000",
+            "--duration",
+            "60",
+            "--ts-every",
+            "1",
+        ])
+        .expect("run generator");
+    let gen_out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "generator failed: {}\n{gen_out}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = result_field(&gen_out, "sent");
+    assert_eq!(sent, 100_000, "the --count bound is exact");
+
+    let st = sink
+        .wait_timeout(Duration::from_secs(120))
+        .expect("wait for sink")
+        .expect("sink exits after --idle-exit");
+    let mut sink_out = String::new();
+    std::io::Read::read_to_string(
+        sink.child_mut().stdout.as_mut().expect("piped stdout"),
+        &mut sink_out,
+    )
+    .expect("read sink output");
+    assert!(st.success(), "sink failed: {st}\n{sink_out}");
+    let marked = result_field(&sink_out, "marked");
+    let sampled = result_field(&sink_out, "sampled");
+    let lost = xmit_errors(&g, "g0");
+    eprintln!("{gen_out}{sink_out}veth xmit errors: {lost}");
+    assert!(marked > 0, "sink saw no generated frame");
+    assert!(marked <= sent, "sink counted more than was sent");
+    assert_eq!(
+        marked + lost,
+        sent,
+        "every frame is received or counted as a veth transmit error"
+    );
+    assert_eq!(sampled, marked, "--ts-every 1 timestamps every frame");
+    let p50 = result_field(&sink_out, "p50_ns");
+    let p999 = result_field(&sink_out, "p999_ns");
+    assert!(
+        p50 > 0 && p50 <= p999,
+        "latency percentiles p50 {p50} p99.9 {p999}"
+    );
+    assert_eq!(result_field(&sink_out, "future"), 0);
+}
+
+/// Addresses outside the benchmarking ranges are refused before anything is loaded.
+#[test]
+fn refuses_addresses_outside_the_benchmarking_ranges() {
+    for (src, dst) in [
+        ("198.18.0.1", "10.0.0.1"),
+        ("192.168.0.1", "198.18.0.2"),
+        ("2001:db8::1", "2001:2::2"),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args([
+                "--dev",
+                "lo",
+                "--src-ip",
+                src,
+                "--dst-ip",
+                dst,
+                "--count",
+                "1",
+                "--duration",
+                "1",
+            ])
+            .output()
+            .expect("run xvpc-pktgen");
+        assert!(!out.status.success(), "{src} -> {dst} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("outside the benchmarking ranges"), "{err}");
+    }
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--dev",
+            "lo",
+            "--src-ip",
+            "198.18.0.1",
+            "--dst-ip",
+            "198.18.0.2",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .expect("run xvpc-pktgen");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--count is required"));
+}

@@ -488,3 +488,82 @@ impl FabricSteering {
         &self.filter
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of `NAME = <n>` (enum member) or `#define NAME (1u << n)` in the C header.
+    fn c_value(header: &str, name: &str) -> u32 {
+        for line in header.lines() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix(name) {
+                let rest = rest.trim_start();
+                if let Some(v) = rest.strip_prefix('=') {
+                    let v = v.trim().trim_end_matches(',');
+                    let v = v.split_whitespace().next().expect("value");
+                    return v.trim_end_matches(',').parse().expect("numeric enum value");
+                }
+            }
+            if let Some(rest) = line.strip_prefix(&format!("#define {name} (1u << ")) {
+                let n: u32 = rest
+                    .split(')')
+                    .next()
+                    .expect("shift")
+                    .parse()
+                    .expect("numeric shift");
+                return 1 << n;
+            }
+        }
+        panic!("{name} not found in ebpf/xvpc_xdp.h");
+    }
+
+    #[test]
+    fn rust_constants_match_the_c_header() {
+        let header = include_str!("../../../ebpf/xvpc_xdp.h");
+        assert_eq!(c_value(header, "GUEST_REDIRECTED"), guest_idx::REDIRECTED);
+        assert_eq!(
+            c_value(header, "GUEST_DROPPED_NO_SOCKET"),
+            guest_idx::DROPPED_NO_SOCKET
+        );
+        assert_eq!(c_value(header, "FABRIC_STEERED"), fabric_idx::STEERED);
+        assert_eq!(c_value(header, "FABRIC_PASSED"), fabric_idx::PASSED);
+        assert_eq!(
+            c_value(header, "FABRIC_DROPPED_NO_SOCKET"),
+            fabric_idx::DROPPED_NO_SOCKET
+        );
+        assert_eq!(c_value(header, "FABRIC_MALFORMED"), fabric_idx::MALFORMED);
+        assert_eq!(c_value(header, "XVPC_CFG_V4"), CFG_V4);
+        assert_eq!(c_value(header, "XVPC_CFG_V6"), CFG_V6);
+        let max_queues = header
+            .lines()
+            .find_map(|l| l.strip_prefix("#define XVPC_MAX_QUEUES "))
+            .expect("XVPC_MAX_QUEUES")
+            .trim()
+            .parse::<u32>()
+            .expect("numeric");
+        assert_eq!(max_queues, MAX_QUEUES);
+    }
+
+    #[test]
+    fn a_filter_that_matches_nothing_is_rejected_before_loading() {
+        let none = FabricFilter {
+            underlay_ipv4: None,
+            underlay_ipv6: None,
+            vxlan_port: 4789,
+        };
+        assert!(matches!(
+            FabricSteering::attach("eth0", AttachMode::Auto, &none),
+            Err(XdpError::InvalidFilter(_))
+        ));
+        let port0 = FabricFilter {
+            underlay_ipv4: Some(Ipv4Addr::new(198, 18, 0, 1)),
+            underlay_ipv6: None,
+            vxlan_port: 0,
+        };
+        assert!(matches!(
+            FabricSteering::attach("eth0", AttachMode::Auto, &port0),
+            Err(XdpError::InvalidFilter(_))
+        ));
+    }
+}

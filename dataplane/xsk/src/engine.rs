@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::config::{BindMode, SocketOptions, UmemConfig};
@@ -476,17 +476,21 @@ impl<const N: usize> Engine<N> {
 
     pub(crate) fn wait(&mut self, timeout: Duration) -> Result<bool, XskError> {
         let mut tx_pending = false;
+        let mut kicked = false;
         for s in &mut self.socks {
             if s.rx.available() > 0 || s.comp.available() > 0 {
                 return Ok(true);
             }
-            tx_pending |= s.tx.pending() > 0;
-        }
-        if tx_pending {
-            // Copy-mode TX moves only when kicked; sleeping would stall it.
-            for s in &self.socks {
-                Self::kick(&mut self.counters, s);
+            if s.tx.pending() > 0 {
+                tx_pending = true;
+                // Copy-mode TX moves only when kicked; sleeping would stall it.
+                if s.tx.needs_wakeup() {
+                    Self::kick(&mut self.counters, s);
+                    kicked = true;
+                }
             }
+        }
+        if kicked {
             return Ok(true);
         }
         let mut fds = [libc::pollfd {
@@ -495,10 +499,16 @@ impl<const N: usize> Engine<N> {
             revents: 0,
         }; N];
         for (p, s) in fds.iter_mut().zip(&self.socks) {
-            use std::os::fd::AsRawFd;
             p.fd = s.fd.as_raw_fd();
             p.events = libc::POLLIN;
         }
+        // A driver still working through our TX ring will post completions, which poll()
+        // does not report: nap briefly instead of for the whole timeout.
+        let timeout = if tx_pending {
+            timeout.min(Duration::from_millis(1))
+        } else {
+            timeout
+        };
         self.counters.polls += 1;
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         let n = sys::poll(&mut fds, ms).map_err(XskError::Poll)?;
@@ -519,6 +529,22 @@ impl<const N: usize> Engine<N> {
             frames: self.book.errors,
             ..self.counters
         }
+    }
+
+    pub(crate) fn set_tx_budget(&mut self, i: usize, budget: u32) -> Result<(), XskError> {
+        let sock = &self.socks[i % N];
+        sys::setsockopt(
+            sock.fd.as_fd(),
+            libc::SOL_XDP,
+            sys::XDP_MAX_TX_SKB_BUDGET,
+            &budget,
+        )
+        .map_err(|source| XskError::Sys {
+            op: "setsockopt(XDP_MAX_TX_SKB_BUDGET)",
+            ifname: sock.ifname.clone(),
+            queue: sock.queue,
+            source,
+        })
     }
 
     pub(crate) fn stats(&self, i: usize) -> Result<XskStats, XskError> {

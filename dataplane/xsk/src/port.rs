@@ -91,6 +91,12 @@ impl Port {
         self.engine.counters()
     }
 
+    /// Copy mode: frames per TX kick (`XDP_MAX_TX_SKB_BUDGET`), see
+    /// [`crate::QueuePair::set_tx_budget`].
+    pub fn set_tx_budget(&mut self, budget: u32) -> Result<(), XskError> {
+        self.engine.set_tx_budget(0, budget)
+    }
+
     /// Kernel counters.
     pub fn stats(&self) -> Result<XskStats, XskError> {
         self.engine.stats(0)

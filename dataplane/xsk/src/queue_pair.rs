@@ -103,6 +103,13 @@ impl QueuePair {
         self.engine.counters()
     }
 
+    /// Copy mode: how many frames one TX kick may transmit (`XDP_MAX_TX_SKB_BUDGET`, Linux ≥
+    /// 6.17; the kernel default is 32 and it accepts 32..=TX ring size). Fewer kicks per
+    /// frame; errors on older kernels.
+    pub fn set_tx_budget(&mut self, side: Side, budget: u32) -> Result<(), XskError> {
+        self.engine.set_tx_budget(side.index(), budget)
+    }
+
     /// Kernel counters of `side`'s socket.
     pub fn stats(&self, side: Side) -> Result<XskStats, XskError> {
         self.engine.stats(side.index())

@@ -15,6 +15,10 @@ pub(crate) const SO_PREFER_BUSY_POLL: libc::c_int = 69;
 /// `SO_BUSY_POLL_BUDGET` (asm-generic/socket.h, Linux ≥ 5.11).
 pub(crate) const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
 
+/// `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h, Linux ≥ 6.17): frames a copy-mode socket
+/// transmits per `sendto` (default 32). Not yet in `libc`.
+pub(crate) const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
 /// Types the kernel reads or writes as plain bytes through `setsockopt`/`getsockopt`.
 ///
 /// # Safety

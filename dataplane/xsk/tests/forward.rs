@@ -17,6 +17,8 @@ const FRAMES: u64 = 1_000_000;
 /// The generator stays at most this many frames ahead of what the forwarder received, so
 /// the test measures the forwarder rather than the veth queue in front of it.
 const WINDOW: u64 = 1536;
+/// Frames per copy-mode TX kick (kernel default 32).
+const TX_BUDGET: Option<u32> = Some(256);
 
 fn wait_ready(flag: &AtomicBool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -27,8 +29,14 @@ fn wait_ready(flag: &AtomicBool, what: &str) {
 }
 
 /// Sends `count` 64-byte frames from an AF_XDP socket on `GEN_IF`, paced by `progress`.
-/// Returns (frames sent, whether the generator's accounting balanced after draining).
-fn generate(topo: &Topology, count: u64, progress: &AtomicU64, failed: &AtomicBool) -> (u64, bool) {
+/// Returns (frames sent, whether the generator's accounting balanced after draining, pacing
+/// stalls).
+fn generate(
+    topo: &Topology,
+    count: u64,
+    progress: &AtomicU64,
+    failed: &AtomicBool,
+) -> (u64, bool, u64) {
     topo.gen.run_in(|| {
         let cfg = UmemConfig {
             frame_count: 4096,
@@ -36,16 +44,24 @@ fn generate(topo: &Topology, count: u64, progress: &AtomicU64, failed: &AtomicBo
         };
         let mut port = Port::new(GEN_IF, 0, cfg, BindMode::Auto, &SocketOptions::default())
             .expect("open generator socket");
+        if let Some(b) = TX_BUDGET {
+            port.set_tx_budget(b)
+                .expect("set the generator's TX budget");
+        }
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut descs = [Desc::default(); 64];
         let mut sent = 0u64;
         let mut stalled_since: Option<Instant> = None;
+        let mut stalls = 0u64;
         while sent < count && Instant::now() < deadline && !failed.load(Ordering::Relaxed) {
             port.service();
             // Pace on the forwarder; if it stops making progress (frames lost before it),
             // go on after a short pause rather than hang.
             if sent > progress.load(Ordering::Acquire) + WINDOW {
-                let since = *stalled_since.get_or_insert_with(Instant::now);
+                let since = *stalled_since.get_or_insert_with(|| {
+                    stalls += 1;
+                    Instant::now()
+                });
                 if since.elapsed() < Duration::from_millis(5) {
                     std::thread::yield_now();
                     continue;
@@ -78,7 +94,11 @@ fn generate(topo: &Topology, count: u64, progress: &AtomicU64, failed: &AtomicBo
             let _ = port.wait(Duration::from_millis(1));
         }
         let acc = port.accounting();
-        (sent, port.audit() && acc.in_tx == [0, 0] && acc.in_app == 0)
+        (
+            sent,
+            port.audit() && acc.in_tx == [0, 0] && acc.in_app == 0,
+            stalls,
+        )
     })
 }
 
@@ -92,7 +112,7 @@ fn forwards_a_million_frames_and_loses_none() {
     let sink_before = if_counter(&topo.sink, SINK_IF, "rx_packets");
     let cfg = UmemConfig::default();
 
-    let (report, (sent, gen_ok)) = std::thread::scope(|s| {
+    let (report, (sent, gen_ok, stalls)) = std::thread::scope(|s| {
         let fwd = s.spawn(|| {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 run_forwarder(
@@ -102,6 +122,7 @@ fn forwards_a_million_frames_and_loses_none() {
                     &stop,
                     &progress,
                     Duration::from_secs(180),
+                    TX_BUDGET,
                 )
             }));
             if r.is_err() {
@@ -129,7 +150,7 @@ fn forwards_a_million_frames_and_loses_none() {
     let fg0_rx_dropped = if_counter(&topo.fwd, FWD_GUEST_IF, "rx_dropped");
     let busy = report.busy.as_secs_f64().max(1e-9);
     eprintln!(
-        "generated {sent}, forwarder mode {:?}: rx {:?} tx {:?} tx-full drops {:?}, \
+        "generated {sent} ({stalls} pacing stalls), forwarder mode {:?}: rx {:?} tx {:?} tx-full drops {:?}, \
          sink rx {sink_rx}, ff0 tx_dropped {ff0_tx_dropped}, g0 tx_dropped {g0_tx_dropped}, \
          fg0 rx_dropped {fg0_rx_dropped}, xdp redirected {:?}, guest xsk stats {:?}, \
          {:.3} Mframes/s over {:.2}s ({} loops), counters {:?}",
@@ -267,6 +288,7 @@ fn forwarded_frames_are_byte_identical_both_ways() {
                 &stop,
                 &progress,
                 Duration::from_secs(60),
+                None,
             )
         });
         wait_ready(&ready, "forwarder");

@@ -85,6 +85,7 @@ pub fn run_forwarder(
     stop: &AtomicBool,
     progress: &AtomicU64,
     limit: Duration,
+    tx_budget: Option<u32>,
 ) -> FwdReport {
     fwd.run_in(|| {
         let mut gs = GuestSteering::attach(FWD_GUEST_IF, AttachMode::Driver)
@@ -100,6 +101,12 @@ pub fn run_forwarder(
             &SocketOptions::default(),
         )
         .expect("open the QueuePair");
+        if let Some(b) = tx_budget {
+            for side in Side::ALL {
+                qp.set_tx_budget(side, b)
+                    .expect("set the copy-mode TX budget");
+            }
+        }
         gs.register_socket(0, qp.fd(Side::Guest))
             .expect("register guest socket");
         fs.register_socket(0, qp.fd(Side::Fabric))

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use xvpc_xdp::{AttachMode, GuestSteering};
 use xvpc_xsk::{
-    BindMode, Desc, Port, QueuePair, SocketOptions, UmemConfig, XskError, XDP_PACKET_HEADROOM,
+    BindMode, BusyPoll, Desc, Port, QueuePair, Side, SocketOptions, UmemConfig, XskError,
+    XDP_PACKET_HEADROOM,
 };
 
 const FRAMES: u64 = 1_000_000;
@@ -355,6 +356,35 @@ fn zero_copy_is_refused_on_veth_and_auto_falls_back_to_copy() {
         let acc = qp.accounting();
         assert_eq!(acc.in_fill, [2048, 2048]);
         assert!(acc.is_balanced() && qp.audit());
+
+        drop(qp);
+
+        // Busy-poll options are accepted (as root) and the pair still works.
+        let opts = SocketOptions {
+            busy_poll: Some(BusyPoll {
+                usecs: 20,
+                budget: 64,
+                prefer: true,
+            }),
+        };
+        let mut qp = QueuePair::new(
+            FWD_GUEST_IF,
+            FWD_FABRIC_IF,
+            0,
+            UmemConfig::default(),
+            BindMode::Copy,
+            &opts,
+        )
+        .expect("busy-poll options on veth");
+        qp.set_tx_budget(Side::Fabric, 256)
+            .expect("XDP_MAX_TX_SKB_BUDGET (Linux >= 6.17)");
+        let err = qp
+            .set_tx_budget(Side::Guest, 1 << 20)
+            .expect_err("budget above the ring size");
+        assert!(
+            err.to_string().contains("XDP_MAX_TX_SKB_BUDGET") && err.to_string().contains("fg0"),
+            "{err}"
+        );
 
         let missing = QueuePair::new(
             "nosuch0",

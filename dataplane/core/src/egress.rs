@@ -111,12 +111,12 @@ fn count_reply(frame: &Frame<'_>, counters: &mut Counters) {
 }
 
 /// What a lookup means for a frame that needs the mapping.
-fn resolve<'t>(
-    table: &'t MappingTable,
+fn resolve(
+    table: &MappingTable,
     key: MappingKey,
     now_ms: u64,
     negative: DropReason,
-) -> Result<&'t CompiledEntry, Verdict> {
+) -> Result<&CompiledEntry, Verdict> {
     match table.lookup(&key, now_ms) {
         Lookup::Hit(entry) => Ok(entry),
         Lookup::Absent => Err(Verdict::Miss(key)),
@@ -175,21 +175,10 @@ fn arp_request(
     Verdict::ToGuest
 }
 
-/// SCTP (RFC 4960) has ports where TCP and UDP have them.
-const SCTP: u8 = 132;
-
-/// ICMPv4 error messages (RFC 1122 3.2.2): never answered with another ICMP error.
-fn icmpv4_is_error(msg_type: u8) -> bool {
-    matches!(
-        msg_type,
-        icmpv4::DEST_UNREACHABLE | 4 | 5 | icmpv4::TIME_EXCEEDED | 12
-    )
-}
-
 /// The first four bytes of a TCP/UDP/SCTP header (both ports) for the flow hash.
 fn l4_ports(protocol: u8, l4: &[u8]) -> u32 {
     match (protocol, l4) {
-        (IpProtocol::TCP | IpProtocol::UDP | SCTP, [a, b, c, d, ..]) => {
+        (IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP, [a, b, c, d, ..]) => {
             u32::from_be_bytes([*a, *b, *c, *d])
         }
         _ => 0,
@@ -241,7 +230,7 @@ fn ipv4(ctx: &Context<'_>, table: &MappingTable, now_ms: u64, frame: &mut Frame<
     if ip_len > max_ip_len {
         return match (dont_frag, icmp_type) {
             (false, _) => Verdict::Drop(TooBigNoDf),
-            (true, Some(t)) if icmpv4_is_error(t) => Verdict::Drop(TooBigIcmpError),
+            (true, Some(t)) if icmpv4::is_error(t) => Verdict::Drop(TooBigIcmpError),
             (true, _) => frag_needed(ctx, frame, src, max_ip_len),
         };
     }
@@ -314,8 +303,7 @@ fn ipv6(
     let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.template.len());
     if ip_len > max_ip_len {
         return match icmp_type {
-            // ICMPv6 error messages have types below 128 (RFC 4443 2.1).
-            Some(t) if t < 128 => Verdict::Drop(TooBigIcmpError),
+            Some(t) if icmpv6::is_error(t) => Verdict::Drop(TooBigIcmpError),
             _ => packet_too_big(ctx, frame, src, max_ip_len),
         };
     }

@@ -32,7 +32,7 @@ pub fn ingress(
     counters: &mut Counters,
 ) -> Verdict {
     counters.fabric_rx_packets += 1;
-    let verdict = match decapsulate(ctx, table, now_ms, frame) {
+    match decapsulate(ctx, table, now_ms, frame) {
         Ok(()) => {
             counters.ingress_packets += 1;
             counters.ingress_bytes += frame.len() as u64;
@@ -42,8 +42,7 @@ pub fn ingress(
             counters.drop(reason);
             Verdict::Drop(reason)
         }
-    };
-    verdict
+    }
 }
 
 /// Where the outer UDP header is, where the IP packet ends, and who sent it.

@@ -1,2 +1,297 @@
+//! `xvpc`: the dataplane daemon.
+//!
+//! - `xvpc run --config FILE`: attach the XDP programs, open the AF_XDP queue pairs, run the
+//!   workers until SIGINT/SIGTERM, then detach and print the final counters.
+//! - `xvpc check-config FILE`: validate a config file and exit.
+//! - `xvpc stats`: print a running daemon's counters as JSON.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod config;
+mod control;
+mod host;
+mod stats;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use crossbeam_utils::CachePadded;
+use xvpc_core::table::MappingTable;
+use xvpc_xdp::{AttachMode, FabricFilter, FabricSteering, GuestSteering};
+use xvpc_xsk::{BindMode, BusyPoll, QueuePair, Side, SocketOptions, UmemConfig};
+
+use crate::config::{AttachModeConfig, BindModeConfig, Config, NextHop};
+use crate::worker::{WorkerSetup, WorkerStatus};
+
+#[derive(Parser)]
+#[command(
+    name = "xvpc",
+    version,
+    about = "xvpc: a kernel-bypass VPC dataplane (AF_XDP + VXLAN)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the dataplane.
+    Run {
+        /// The TOML config file (see docs/CONFIGURATION.md).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit.
+    CheckConfig {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+    /// Print a running daemon's counters (JSON).
+    Stats {
+        /// The daemon's stats socket.
+        #[arg(long, default_value = "/run/xvpc/stats.sock")]
+        socket: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Run { config } => run(&config),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Stats { socket } => print_stats(&socket),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xvpc: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    println!(
+        "config OK: guest {} (VNI {}, {} IPv4, {} IPv6), fabric {}, {} queue(s), {} static mapping(s)",
+        config.guest_interface,
+        config.guest.vni,
+        config.guest.ipv4.len(),
+        config.guest.ipv6.len(),
+        config.fabric_interface,
+        config.dataplane.queues.len(),
+        config.mappings.len()
+    );
+    Ok(())
+}
+
+fn print_stats(socket: &Path) -> anyhow::Result<()> {
+    let snapshot = stats::fetch(socket).with_context(|| {
+        format!(
+            "cannot read stats from {} (is `xvpc run` running?)",
+            socket.display()
+        )
+    })?;
+    println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    Ok(())
+}
+
+/// Fill in what the config left to the host: MACs, MTU, next hop.
+fn resolve_host(config: &mut Config) -> anyhow::Result<()> {
+    host::check_interface(&config.guest_interface).context("guest.interface")?;
+    host::check_interface(&config.fabric_interface).context("fabric.interface")?;
+    if config.local_mac_from_interface {
+        config.fabric.local_mac =
+            host::interface_mac(&config.fabric_interface).context("fabric.local_mac")?;
+    }
+    if config.mtu_from_interface {
+        config.fabric.mtu = host::interface_mtu(&config.fabric_interface).context("fabric.mtu")?;
+        config::check_fabric_mtu(config.fabric.mtu, config.fabric.underlay_ipv6.is_some())?;
+    }
+    if let NextHop::Resolve(ip) = config.next_hop {
+        config.fabric.next_hop_mac =
+            host::resolve_next_hop(ip, &config.fabric_interface).context("fabric.next_hop_ip")?;
+        tracing::info!(%ip, mac = %config.fabric.next_hop_mac, "fabric next hop resolved");
+    }
+    Ok(())
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
+    let mut config = Config::load(path)?;
+    resolve_host(&mut config)?;
+    let settings = config.dataplane.clone();
+    let attach = match settings.attach_mode {
+        AttachModeConfig::Auto => AttachMode::Auto,
+        AttachModeConfig::Driver => AttachMode::Driver,
+        AttachModeConfig::Generic => AttachMode::Generic,
+    };
+    // Guest first: from here on nothing from the guest reaches the host stack (fail closed).
+    let mut guest_prog = GuestSteering::attach(&config.guest_interface, attach)
+        .with_context(|| format!("attaching XDP to guest port {}", config.guest_interface))?;
+    let filter = FabricFilter {
+        underlay_ipv4: config.fabric.underlay_ipv4,
+        underlay_ipv6: config.fabric.underlay_ipv6,
+        vxlan_port: config.fabric.vxlan_port,
+    };
+    let mut fabric_prog = FabricSteering::attach(&config.fabric_interface, attach, &filter)
+        .with_context(|| format!("attaching XDP to fabric port {}", config.fabric_interface))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+
+    let compiler = config.compiler();
+    let mut initial = MappingTable::with_capacity(0, config.mappings.len());
+    for mapping in &config.mappings {
+        initial.upsert(mapping.key(), compiler.compile(mapping)?);
+    }
+    let (miss_tx, miss_rx) = crossbeam_channel::bounded(4096);
+    let (garbage_tx, garbage_rx) = crossbeam_channel::unbounded::<Box<MappingTable>>();
+    let garbage = std::thread::Builder::new()
+        .name("xvpc-free".into())
+        .spawn(move || garbage_rx.iter().for_each(drop))?;
+
+    let umem = UmemConfig {
+        frame_count: settings.frame_count,
+        frame_size: settings.frame_size,
+        ring_size: settings.ring_size,
+        ..UmemConfig::default()
+    };
+    let bind_mode = match settings.bind_mode {
+        BindModeConfig::Auto => BindMode::Auto,
+        BindModeConfig::ZeroCopy => BindMode::ZeroCopy,
+        BindModeConfig::Copy => BindMode::Copy,
+    };
+    let options = SocketOptions {
+        busy_poll: (settings.busy_poll_usecs > 0).then_some(BusyPoll {
+            usecs: settings.busy_poll_usecs,
+            budget: settings.busy_poll_budget,
+            prefer: true,
+        }),
+    };
+    let mut update_senders = Vec::new();
+    let mut statuses = Vec::new();
+    let mut workers = Vec::new();
+    for (index, (queue, core)) in settings.queues.iter().copied().enumerate() {
+        let queue_pair = QueuePair::new(
+            &config.guest_interface,
+            &config.fabric_interface,
+            queue,
+            umem,
+            bind_mode,
+            &options,
+        )
+        .with_context(|| format!("opening AF_XDP sockets on queue {queue}"))?;
+        guest_prog.register_socket(queue, queue_pair.fd(Side::Guest))?;
+        fabric_prog.register_socket(queue, queue_pair.fd(Side::Fabric))?;
+        tracing::info!(queue, mode = ?queue_pair.bind_mode(), "AF_XDP queue pair bound");
+        let (update_tx, update_rx) = crossbeam_channel::bounded(65536);
+        let status = Arc::new(CachePadded::new(Mutex::new(WorkerStatus::default())));
+        let setup = WorkerSetup {
+            index,
+            core,
+            queue_pair,
+            table: initial.clone(),
+            guest: config.guest.clone(),
+            gateway: config.gateway.clone(),
+            fabric: config.fabric.clone(),
+            batch_size: settings.batch_size,
+            updates: update_rx,
+            garbage: garbage_tx.clone(),
+            misses: miss_tx.clone(),
+            miss_limit_per_sec: settings.miss_limit_per_sec,
+            pending_timeout_ms: settings.pending_timeout_ms,
+            status: status.clone(),
+            stop: stop.clone(),
+        };
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("xvpc-worker-{index}"))
+                .spawn(move || worker::run(setup))?,
+        );
+        update_senders.push(update_tx);
+        statuses.push(status);
+    }
+    drop((miss_tx, garbage_tx));
+
+    let fanout = Arc::new(control::Fanout::new(
+        update_senders,
+        statuses.clone(),
+        compiler,
+        config.guest.vni,
+        &config.mappings,
+    ));
+    let control_threads = control::spawn(
+        &settings.control_socket,
+        fanout.clone(),
+        miss_rx,
+        stop.clone(),
+    )?;
+    let stats_listener = control::bind(&settings.stats_socket)?;
+    let guest_prog = Arc::new(guest_prog);
+    let fabric_prog = Arc::new(fabric_prog);
+    let sources = stats::StatsSources {
+        workers: statuses,
+        fanout,
+        guest: guest_prog.clone(),
+        fabric: fabric_prog.clone(),
+    };
+    let stats_thread = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("xvpc-stats".into())
+            .spawn(move || stats::serve(stats_listener, sources, stop))?
+    };
+    tracing::info!(
+        guest = %config.guest_interface,
+        fabric = %config.fabric_interface,
+        vni = %config.guest.vni,
+        workers = workers.len(),
+        control = %settings.control_socket.display(),
+        "xvpc running"
+    );
+    while !stop.load(Ordering::Relaxed) {
+        if workers.iter().any(|w| w.is_finished()) {
+            stop.store(true, Ordering::Relaxed);
+            bail!("a worker thread exited unexpectedly");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping");
+    let mut total = xvpc_core::counters::Counters::default();
+    let mut balanced = true;
+    for worker in workers {
+        let status = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
+        total.add(&status.counters);
+        balanced &= status.accounting.is_some_and(|a| a.is_balanced());
+    }
+    for thread in control_threads {
+        let _ = thread.join();
+    }
+    let _ = stats_thread.join();
+    let _ = garbage.join();
+    for path in [&settings.control_socket, &settings.stats_socket] {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(guest_prog);
+    drop(fabric_prog);
+    tracing::info!("XDP programs detached");
+    let mut summary = stats::counters_json(&total);
+    summary["frames_balanced"] = serde_json::json!(balanced);
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}

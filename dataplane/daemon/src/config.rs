@@ -1,0 +1,538 @@
+//! The daemon's TOML configuration: parsed once, validated into typed values at start-up.
+//! Bad config fails fast with a message naming the key. Every key is documented in
+//! docs/CONFIGURATION.md.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use xvpc_core::model::{Fabric, Gateway, Guest, MacAddr, Mapping, Vni};
+use xvpc_core::table::Compiler;
+
+/// What is wrong with a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type, ...).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// How AF_XDP sockets bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindModeConfig {
+    /// Zero-copy if the driver supports it, copy mode otherwise.
+    #[default]
+    Auto,
+    /// Zero-copy only (fails on veth).
+    ZeroCopy,
+    /// Copy mode only.
+    Copy,
+}
+
+/// How XDP programs attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachModeConfig {
+    /// Native (driver) XDP; generic if the driver has none.
+    #[default]
+    Auto,
+    /// Native (driver) XDP only.
+    Driver,
+    /// Generic (SKB) XDP: slow, for testing only.
+    Generic,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    guest: RawGuest,
+    gateway: RawGateway,
+    fabric: RawFabric,
+    #[serde(default)]
+    dataplane: RawDataplane,
+    #[serde(default)]
+    mappings: Vec<Mapping>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuest {
+    interface: String,
+    vni: u32,
+    mac: MacAddr,
+    #[serde(default)]
+    ipv4: Vec<Ipv4Addr>,
+    #[serde(default)]
+    ipv6: Vec<Ipv6Addr>,
+    #[serde(default = "default_mtu")]
+    mtu: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    mac: MacAddr,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFabric {
+    interface: String,
+    underlay_ipv4: Option<Ipv4Addr>,
+    underlay_ipv6: Option<Ipv6Addr>,
+    local_mac: Option<MacAddr>,
+    next_hop_mac: Option<MacAddr>,
+    next_hop_ip: Option<IpAddr>,
+    #[serde(default = "default_vxlan_port")]
+    vxlan_port: u16,
+    mtu: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDataplane {
+    queues: Vec<u32>,
+    cores: Vec<usize>,
+    bind_mode: BindModeConfig,
+    attach_mode: AttachModeConfig,
+    batch_size: usize,
+    frame_count: u32,
+    frame_size: u32,
+    ring_size: u32,
+    control_socket: PathBuf,
+    stats_socket: PathBuf,
+    miss_limit_per_sec: u32,
+    pending_timeout_ms: u32,
+    busy_poll_usecs: u32,
+    busy_poll_budget: u32,
+}
+
+impl Default for RawDataplane {
+    fn default() -> Self {
+        RawDataplane {
+            queues: vec![0],
+            cores: Vec::new(),
+            bind_mode: BindModeConfig::Auto,
+            attach_mode: AttachModeConfig::Auto,
+            batch_size: 64,
+            frame_count: 8192,
+            frame_size: 2048,
+            ring_size: 2048,
+            control_socket: PathBuf::from("/run/xvpc/control.sock"),
+            stats_socket: PathBuf::from("/run/xvpc/stats.sock"),
+            miss_limit_per_sec: 1000,
+            pending_timeout_ms: 500,
+            busy_poll_usecs: 0,
+            busy_poll_budget: 64,
+        }
+    }
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+fn default_vxlan_port() -> u16 {
+    Fabric::VXLAN_PORT
+}
+
+/// How the fabric next hop's MAC is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// Given in the config.
+    Mac(MacAddr),
+    /// To be read from the kernel's neighbour table at start-up.
+    Resolve(IpAddr),
+}
+
+/// Per-queue worker settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneSettings {
+    /// (queue id, core to pin its worker to, if any).
+    pub queues: Vec<(u32, Option<usize>)>,
+    /// AF_XDP bind mode.
+    pub bind_mode: BindModeConfig,
+    /// XDP attach mode.
+    pub attach_mode: AttachModeConfig,
+    /// Frames per receive batch.
+    pub batch_size: usize,
+    /// UMEM frames per queue pair.
+    pub frame_count: u32,
+    /// UMEM frame size.
+    pub frame_size: u32,
+    /// Descriptors per ring.
+    pub ring_size: u32,
+    /// Where the mapping agent connects.
+    pub control_socket: PathBuf,
+    /// Where `xvpc stats` connects.
+    pub stats_socket: PathBuf,
+    /// Misses each worker may report per second.
+    pub miss_limit_per_sec: u32,
+    /// How long a reported miss suppresses further reports of the same key.
+    pub pending_timeout_ms: u32,
+    /// SO_BUSY_POLL microseconds (0 = off).
+    pub busy_poll_usecs: u32,
+    /// SO_BUSY_POLL_BUDGET.
+    pub busy_poll_budget: u32,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The guest port's interface.
+    pub guest_interface: String,
+    /// The guest behind it.
+    pub guest: Guest,
+    /// Its virtual gateway.
+    pub gateway: Gateway,
+    /// The fabric port's interface.
+    pub fabric_interface: String,
+    /// The fabric, with `local_mac`/`next_hop_mac`/`mtu` possibly still to resolve.
+    pub fabric: Fabric,
+    /// Is `fabric.local_mac` to be read from the interface?
+    pub local_mac_from_interface: bool,
+    /// How to learn the next hop's MAC.
+    pub next_hop: NextHop,
+    /// Is `fabric.mtu` to be read from the interface?
+    pub mtu_from_interface: bool,
+    /// Worker settings.
+    pub dataplane: DataplaneSettings,
+    /// Static mappings (used until a mapping agent syncs).
+    pub mappings: Vec<Mapping>,
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parse and validate config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        validate(raw)
+    }
+
+    /// The compiler for this host's fabric (after resolution).
+    pub fn compiler(&self) -> Compiler {
+        Compiler::new(self.fabric.clone())
+    }
+}
+
+fn check_interface(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+        return Err(invalid(
+            key,
+            format!("{name:?} is not a valid interface name (1–15 chars)"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let RawConfig {
+        guest: g,
+        gateway: gw,
+        fabric: f,
+        dataplane: d,
+        mappings,
+    } = raw;
+    check_interface("guest.interface", &g.interface)?;
+    check_interface("fabric.interface", &f.interface)?;
+    if g.interface == f.interface {
+        return Err(invalid(
+            "fabric.interface",
+            "must differ from guest.interface",
+        ));
+    }
+    let vni = Vni::new(g.vni).map_err(|e| invalid("guest.vni", e.to_string()))?;
+    if !g.mac.is_unicast() {
+        return Err(invalid(
+            "guest.mac",
+            format!("{} is not a unicast MAC", g.mac),
+        ));
+    }
+    if g.ipv4.is_empty() && g.ipv6.is_empty() {
+        return Err(invalid(
+            "guest.ipv4",
+            "the guest needs at least one address (guest.ipv4 or guest.ipv6)",
+        ));
+    }
+    if !(576..=9000).contains(&g.mtu) {
+        return Err(invalid(
+            "guest.mtu",
+            format!("{} is outside 576..=9000", g.mtu),
+        ));
+    }
+    if !gw.mac.is_unicast() || gw.mac == g.mac {
+        return Err(invalid(
+            "gateway.mac",
+            "must be a unicast MAC different from guest.mac",
+        ));
+    }
+    if !g.ipv4.is_empty() && gw.ipv4.is_none() {
+        return Err(invalid(
+            "gateway.ipv4",
+            "required when the guest has IPv4 addresses",
+        ));
+    }
+    if !g.ipv6.is_empty() && gw.ipv6.is_none() {
+        return Err(invalid(
+            "gateway.ipv6",
+            "required when the guest has IPv6 addresses",
+        ));
+    }
+    if gw.ipv4.is_some_and(|ip| g.ipv4.contains(&ip))
+        || gw.ipv6.is_some_and(|ip| g.ipv6.contains(&ip))
+    {
+        return Err(invalid(
+            "gateway",
+            "the gateway address must not be one of the guest's",
+        ));
+    }
+    if f.underlay_ipv4.is_none() && f.underlay_ipv6.is_none() {
+        return Err(invalid(
+            "fabric.underlay_ipv4",
+            "at least one underlay address is required",
+        ));
+    }
+    if f.vxlan_port == 0 {
+        return Err(invalid("fabric.vxlan_port", "must not be 0"));
+    }
+    let next_hop = match (f.next_hop_mac, f.next_hop_ip) {
+        (Some(mac), None) if mac.is_unicast() => NextHop::Mac(mac),
+        (Some(mac), None) => {
+            return Err(invalid(
+                "fabric.next_hop_mac",
+                format!("{mac} is not unicast"),
+            ))
+        }
+        (None, Some(ip)) => NextHop::Resolve(ip),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "fabric.next_hop_ip",
+                "give next_hop_mac or next_hop_ip, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "fabric.next_hop_mac",
+                "required (or fabric.next_hop_ip to resolve it)",
+            ))
+        }
+    };
+    if let Some(mtu) = f.mtu {
+        check_fabric_mtu(mtu, f.underlay_ipv6.is_some())?;
+    }
+    if d.queues.is_empty() {
+        return Err(invalid("dataplane.queues", "at least one queue"));
+    }
+    if !d.cores.is_empty() && d.cores.len() != d.queues.len() {
+        return Err(invalid(
+            "dataplane.cores",
+            "one core per queue (or leave empty for no pinning)",
+        ));
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if let Some(core) = d.cores.iter().find(|c| **c >= cores) {
+        return Err(invalid(
+            "dataplane.cores",
+            format!("core {core} does not exist (this machine has {cores})"),
+        ));
+    }
+    if !(1..=256).contains(&d.batch_size) {
+        return Err(invalid("dataplane.batch_size", "must be within 1..=256"));
+    }
+    if !matches!(d.frame_size, 2048 | 4096) {
+        return Err(invalid("dataplane.frame_size", "must be 2048 or 4096"));
+    }
+    if !d.ring_size.is_power_of_two() || d.ring_size < 64 {
+        return Err(invalid(
+            "dataplane.ring_size",
+            "must be a power of two ≥ 64",
+        ));
+    }
+    if d.frame_count < 2 * d.ring_size || !d.frame_count.is_power_of_two() {
+        return Err(invalid(
+            "dataplane.frame_count",
+            "must be a power of two ≥ 2 × ring_size",
+        ));
+    }
+    let fabric = Fabric {
+        underlay_ipv4: f.underlay_ipv4,
+        underlay_ipv6: f.underlay_ipv6,
+        local_mac: f.local_mac.unwrap_or(MacAddr::ZERO),
+        next_hop_mac: match next_hop {
+            NextHop::Mac(mac) => mac,
+            NextHop::Resolve(_) => MacAddr::ZERO,
+        },
+        vxlan_port: f.vxlan_port,
+        mtu: f.mtu.unwrap_or(1500),
+    };
+    let compiler = Compiler::new(fabric.clone());
+    for (i, m) in mappings.iter().enumerate() {
+        compiler
+            .compile(m)
+            .map_err(|e| invalid(format!("mappings[{i}]"), e.to_string()))?;
+        if m.vni != vni {
+            return Err(invalid(
+                format!("mappings[{i}].vni"),
+                format!("{} is not the guest's VNI {vni}", m.vni),
+            ));
+        }
+    }
+    let queues = d
+        .queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (*q, d.cores.get(i).copied()))
+        .collect();
+    Ok(Config {
+        guest_interface: g.interface,
+        guest: Guest {
+            vni,
+            mac: g.mac,
+            ipv4: g.ipv4,
+            ipv6: g.ipv6,
+            mtu: g.mtu,
+        },
+        gateway: Gateway {
+            mac: gw.mac,
+            ipv4: gw.ipv4,
+            ipv6: gw.ipv6,
+        },
+        fabric_interface: f.interface,
+        local_mac_from_interface: f.local_mac.is_none(),
+        mtu_from_interface: f.mtu.is_none(),
+        fabric,
+        next_hop,
+        dataplane: DataplaneSettings {
+            queues,
+            bind_mode: d.bind_mode,
+            attach_mode: d.attach_mode,
+            batch_size: d.batch_size,
+            frame_count: d.frame_count,
+            frame_size: d.frame_size,
+            ring_size: d.ring_size,
+            control_socket: d.control_socket,
+            stats_socket: d.stats_socket,
+            miss_limit_per_sec: d.miss_limit_per_sec,
+            pending_timeout_ms: d.pending_timeout_ms,
+            busy_poll_usecs: d.busy_poll_usecs,
+            busy_poll_budget: d.busy_poll_budget,
+        },
+        mappings,
+    })
+}
+
+/// The fabric MTU must leave room for a 1280-byte inner IPv6 packet (RFC 8200) under the
+/// largest outer header, so a "packet too big" never asks for less than the IPv6 minimum.
+pub fn check_fabric_mtu(mtu: u16, ipv6_underlay: bool) -> Result<(), ConfigError> {
+    let outer = if ipv6_underlay {
+        xvpc_core::table::OUTER_V6_LEN
+    } else {
+        xvpc_core::table::OUTER_V4_LEN
+    };
+    let min = 1280 + outer as u16;
+    if mtu < min {
+        return Err(invalid("fabric.mtu", format!("{mtu} is too small: VXLAN needs at least {min} so inner IPv6 keeps its 1280-byte minimum")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = include_str!("../../../docs/example-config.toml");
+
+    #[test]
+    fn example_config_is_valid() {
+        let config = Config::parse(EXAMPLE).expect("docs/example-config.toml must be valid");
+        assert_eq!(config.guest.vni.get(), 100);
+        assert_eq!(config.fabric.vxlan_port, 4789);
+        assert!(!config.mappings.is_empty());
+    }
+
+    fn with(from: &str, to: &str) -> String {
+        assert!(EXAMPLE.contains(from), "example lacks {from:?}");
+        EXAMPLE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (with("vni = 100", "vni = 16777216"), "guest.vni"),
+            (with("vni = 100", "vni = 100\nbogus = 1"), "unknown field"),
+            (with("mtu = 1500\n", "mtu = 100\n"), "guest.mtu"),
+            (
+                with("vxlan_port = 4789", "vxlan_port = 0"),
+                "fabric.vxlan_port",
+            ),
+            (
+                with("batch_size = 64", "batch_size = 0"),
+                "dataplane.batch_size",
+            ),
+            (
+                with("frame_size = 2048", "frame_size = 3000"),
+                "dataplane.frame_size",
+            ),
+            (
+                with(
+                    "overlay_mac = \"02:00:00:00:02:02\"",
+                    "overlay_mac = \"01:00:00:00:02:02\"",
+                ),
+                "mappings[0]",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = Config::parse(&text).expect_err(key).to_string();
+            assert!(err.contains(key), "error {err:?} should name {key:?}");
+        }
+    }
+}

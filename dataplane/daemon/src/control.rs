@@ -1,0 +1,407 @@
+//! The control channel's dataplane end: listens on a Unix socket for the mapping agent,
+//! compiles what it sends off the fast path, and fans updates out to every worker. Misses
+//! reported by workers flow back to the agent on the same connection, never as blocking
+//! calls.
+//!
+//! One agent session at a time: a new agent (a restart) replaces the old session, and the
+//! workers keep forwarding on their current tables until its full sync ends.
+
+use std::collections::HashSet;
+use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use xvpc_control::{
+    read_message, write_message, ControlError, Message, Role, StatsReport, SyncAssembler,
+};
+use xvpc_core::model::{Mapping, MappingKey, Vni};
+use xvpc_core::table::{Compiler, MappingTable, TableUpdate};
+
+use crate::worker::StatusSlot;
+
+/// Why the control channel could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlServerError {
+    /// The socket path could not be prepared or bound.
+    #[error("cannot listen on control socket {path}: {source}")]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Counters of the control path.
+#[derive(Default, Debug)]
+pub struct ControlCounters {
+    /// Full syncs swapped in.
+    pub full_syncs: AtomicU64,
+    /// Upserts applied (outside syncs).
+    pub upserts: AtomicU64,
+    /// Deletes applied.
+    pub deletes: AtomicU64,
+    /// Misses sent to the agent.
+    pub misses_sent: AtomicU64,
+    /// Misses that could not be sent (no agent connected).
+    pub misses_unsent: AtomicU64,
+    /// NotFound answers received.
+    pub not_found: AtomicU64,
+    /// Mappings rejected (wrong VNI, no local underlay of that family, bad MAC).
+    pub rejected: AtomicU64,
+    /// Agent sessions accepted.
+    pub sessions: AtomicU64,
+    /// Epoch of the last full sync.
+    pub epoch: AtomicU64,
+}
+
+/// Compiles mappings and sends updates to every worker.
+pub struct Fanout {
+    workers: Vec<Sender<TableUpdate>>,
+    statuses: Vec<StatusSlot>,
+    compiler: Compiler,
+    vni: Vni,
+    /// The control path's view of the mapping set (what the workers converge to).
+    keys: Mutex<HashSet<MappingKey>>,
+    /// Counters.
+    pub counters: ControlCounters,
+}
+
+impl Fanout {
+    /// A fanout to these workers.
+    pub fn new(
+        workers: Vec<Sender<TableUpdate>>,
+        statuses: Vec<StatusSlot>,
+        compiler: Compiler,
+        vni: Vni,
+        initial: &[Mapping],
+    ) -> Self {
+        Fanout {
+            workers,
+            statuses,
+            compiler,
+            vni,
+            keys: Mutex::new(initial.iter().map(Mapping::key).collect()),
+            counters: ControlCounters::default(),
+        }
+    }
+
+    /// Build a full table from `mappings` (invalid ones skipped, counted and logged).
+    pub fn build_table(&self, epoch: u64, mappings: &[Mapping]) -> MappingTable {
+        let mut table = MappingTable::with_capacity(epoch, mappings.len());
+        for mapping in mappings {
+            if let Some(entry) = self.compile(mapping) {
+                table.upsert(mapping.key(), entry);
+            }
+        }
+        table
+    }
+
+    fn compile(&self, mapping: &Mapping) -> Option<xvpc_core::table::CompiledEntry> {
+        if mapping.vni != self.vni {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(vni = %mapping.vni, ip = %mapping.overlay_ip, "mapping rejected: not our guest's VNI {}", self.vni);
+            return None;
+        }
+        match self.compiler.compile(mapping) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "mapping rejected");
+                None
+            }
+        }
+    }
+
+    fn send_all(&self, update: impl Fn() -> TableUpdate) {
+        for worker in &self.workers {
+            // A worker that has exited is shutting down with the daemon.
+            let _ = worker.send(update());
+        }
+    }
+
+    /// Swap in a full sync.
+    pub fn replace(&self, epoch: u64, mappings: &[Mapping]) {
+        let table = self.build_table(epoch, mappings);
+        let keys: HashSet<MappingKey> = table.mappings().map(|(k, _)| *k).collect();
+        tracing::info!(epoch, mappings = keys.len(), "full sync swapped in");
+        self.send_all(|| TableUpdate::Replace(Box::new(table.clone())));
+        if let Ok(mut current) = self.keys.lock() {
+            *current = keys;
+        }
+        self.counters.full_syncs.fetch_add(1, Ordering::Relaxed);
+        self.counters.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Insert or replace one mapping.
+    pub fn upsert(&self, mapping: &Mapping) {
+        if let Some(entry) = self.compile(mapping) {
+            let key = mapping.key();
+            self.send_all(|| TableUpdate::Upsert(key, entry));
+            if let Ok(mut keys) = self.keys.lock() {
+                keys.insert(key);
+            }
+            self.counters.upserts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Remove one mapping.
+    pub fn delete(&self, key: MappingKey) {
+        self.send_all(|| TableUpdate::Delete(key));
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.remove(&key);
+        }
+        self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Remember that a key does not exist.
+    pub fn not_found(&self, key: MappingKey, ttl_ms: u32) {
+        self.send_all(|| TableUpdate::NotFound { key, ttl_ms });
+        self.counters.not_found.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The report sent to the agent (and shown by `xvpc stats`).
+    pub fn report(&self) -> StatsReport {
+        let c = &self.counters;
+        let mut worker_entries = Vec::with_capacity(self.statuses.len());
+        let mut negative = 0;
+        for slot in &self.statuses {
+            if let Ok(status) = slot.lock() {
+                worker_entries.push(status.mapped);
+                negative += status.entries.saturating_sub(status.mapped);
+            }
+        }
+        StatsReport {
+            epoch: c.epoch.load(Ordering::Relaxed),
+            mappings: self.keys.lock().map(|k| k.len() as u64).unwrap_or(0),
+            worker_entries,
+            negative_entries: negative,
+            full_syncs: c.full_syncs.load(Ordering::Relaxed),
+            upserts: c.upserts.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+            misses: c.misses_sent.load(Ordering::Relaxed),
+            misses_rate_limited: c.misses_unsent.load(Ordering::Relaxed),
+            not_found: c.not_found.load(Ordering::Relaxed),
+            invalid_skipped: c.rejected.load(Ordering::Relaxed),
+            ..StatsReport::default()
+        }
+    }
+}
+
+/// The current agent session's id and writing half.
+type Writer = Arc<Mutex<Option<(u64, BufWriter<UnixStream>)>>>;
+
+/// Bind the control socket (replacing a stale socket file) and serve agents until `stop`.
+pub fn spawn(
+    path: &Path,
+    fanout: Arc<Fanout>,
+    misses: Receiver<MappingKey>,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<JoinHandle<()>>, ControlServerError> {
+    let listener = bind(path)?;
+    let writer: Writer = Arc::new(Mutex::new(None));
+    let mut threads = Vec::new();
+    {
+        let (writer, fanout, stop) = (writer.clone(), fanout.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("xvpc-misses".into())
+                .spawn(move || forward_misses(misses, writer, fanout, stop))
+                .map_err(|source| ControlServerError::Bind {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+        );
+    }
+    let instance: u64 = rand::random();
+    threads.push(
+        std::thread::Builder::new()
+            .name("xvpc-control".into())
+            .spawn(move || accept_loop(listener, fanout, writer, stop, instance))
+            .map_err(|source| ControlServerError::Bind {
+                path: path.to_path_buf(),
+                source,
+            })?,
+    );
+    Ok(threads)
+}
+
+/// Bind a Unix socket at `path`, removing a stale socket file left by a crash.
+pub fn bind(path: &Path) -> Result<UnixListener, ControlServerError> {
+    let err = |source| ControlServerError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another process is listening there (is another xvpc running?)",
+            )));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    Ok(listener)
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    fanout: Arc<Fanout>,
+    writer: Writer,
+    stop: Arc<AtomicBool>,
+    instance: u64,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let (fanout, writer) = (fanout.clone(), writer.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("xvpc-agent-session".into())
+                    .spawn(move || {
+                        if let Err(e) = session(stream, &fanout, &writer, instance) {
+                            tracing::warn!(error = %e, "mapping agent session ended");
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start a thread for the agent session");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept on the control socket failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn session(
+    stream: UnixStream,
+    fanout: &Fanout,
+    writer: &Writer,
+    instance: u64,
+) -> Result<(), ControlError> {
+    stream.set_nonblocking(false)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut stream_for_hello = stream.try_clone()?;
+    let peer = xvpc_control::handshake(
+        &mut ReadWrite(&mut reader, &mut stream_for_hello),
+        Role::Dataplane,
+        instance,
+    )?;
+    tracing::info!(agent_instance = peer, "mapping agent connected");
+    let id = fanout.counters.sessions.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut w) = writer.lock() {
+        // A new agent replaces the old session: the old reader ends when its peer is gone.
+        *w = Some((id, BufWriter::new(stream.try_clone()?)));
+    }
+    let result = serve(&mut reader, fanout, writer);
+    if let Ok(mut w) = writer.lock() {
+        if matches!(*w, Some((current, _)) if current == id) {
+            *w = None;
+        }
+    }
+    tracing::info!(
+        agent_instance = peer,
+        "mapping agent disconnected; keeping current tables"
+    );
+    match result {
+        Err(ControlError::Closed) => Ok(()),
+        other => other,
+    }
+}
+
+fn serve(
+    reader: &mut BufReader<UnixStream>,
+    fanout: &Fanout,
+    writer: &Writer,
+) -> Result<(), ControlError> {
+    let mut sync = SyncAssembler::new();
+    loop {
+        match read_message(reader)? {
+            Message::SyncBegin { epoch } => sync.begin(epoch),
+            Message::SyncChunk { mappings } => sync.chunk(mappings)?,
+            Message::SyncEnd { epoch, count } => {
+                let mappings = sync.end(epoch, count)?;
+                fanout.replace(epoch, &mappings);
+            }
+            Message::Upsert(mapping) => fanout.upsert(&mapping),
+            Message::Delete(key) => fanout.delete(key),
+            Message::NotFound { key, ttl_ms } => fanout.not_found(key, ttl_ms),
+            Message::StatsRequest => send(writer, &Message::Stats(fanout.report()))?,
+            Message::Stats(_) => {}
+            Message::Error { reason } => return Err(ControlError::Peer(reason)),
+            other => {
+                let reason = format!("unexpected {} from the agent", other.name());
+                // Best effort: we are closing anyway.
+                let _ = send(
+                    writer,
+                    &Message::Error {
+                        reason: reason.clone(),
+                    },
+                );
+                return Err(ControlError::Peer(reason));
+            }
+        }
+    }
+}
+
+fn send(writer: &Writer, message: &Message) -> Result<(), ControlError> {
+    let mut guard = writer.lock().map_err(|_| ControlError::Closed)?;
+    let Some((_, w)) = guard.as_mut() else {
+        return Err(ControlError::Closed);
+    };
+    write_message(w, message)?;
+    w.flush()?;
+    Ok(())
+}
+
+fn forward_misses(
+    misses: Receiver<MappingKey>,
+    writer: Writer,
+    fanout: Arc<Fanout>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(key) = misses.recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        match send(&writer, &Message::Miss { key }) {
+            Ok(()) => fanout.counters.misses_sent.fetch_add(1, Ordering::Relaxed),
+            Err(_) => fanout
+                .counters
+                .misses_unsent
+                .fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// Joins a reader and a writer into one `Read + Write` for the handshake.
+struct ReadWrite<'a, R, W>(&'a mut R, &'a mut W);
+
+impl<R: std::io::Read, W> std::io::Read for ReadWrite<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R, W: Write> Write for ReadWrite<'_, R, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.1.flush()
+    }
+}

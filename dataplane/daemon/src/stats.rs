@@ -1,0 +1,142 @@
+//! `xvpc stats`: the daemon serves a JSON snapshot of every counter on a Unix socket.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use xvpc_core::counters::{Counters, DropReason};
+use xvpc_xdp::{FabricSteering, GuestSteering};
+
+use crate::control::Fanout;
+use crate::worker::{StatusSlot, WorkerStatus};
+
+/// What the stats snapshot is built from.
+pub struct StatsSources {
+    /// Worker status slots.
+    pub workers: Vec<StatusSlot>,
+    /// The control path.
+    pub fanout: Arc<Fanout>,
+    /// The guest port's XDP program.
+    pub guest: Arc<GuestSteering>,
+    /// The fabric port's XDP program.
+    pub fabric: Arc<FabricSteering>,
+}
+
+/// Counters as a JSON object: scalars and non-zero-or-not drops by reason.
+pub fn counters_json(counters: &Counters) -> Value {
+    let mut object = Map::new();
+    for (name, value) in counters.scalars() {
+        object.insert(name.into(), json!(value));
+    }
+    let drops: Map<String, Value> = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(counters.drops_for(*r))))
+        .collect();
+    object.insert("drops".into(), Value::Object(drops));
+    object.insert("drops_total".into(), json!(counters.total_drops()));
+    Value::Object(object)
+}
+
+fn worker_json(index: usize, status: &WorkerStatus) -> Value {
+    json!({
+        "worker": index,
+        "mapped": status.mapped,
+        "entries": status.entries,
+        "epoch": status.epoch,
+        "counters": counters_json(&status.counters),
+        "frames": status.accounting.map(|a| json!({
+            "frame_count": a.frame_count,
+            "free": a.free,
+            "in_fill": a.in_fill,
+            "in_app": a.in_app,
+            "in_tx": a.in_tx,
+            "balanced": a.is_balanced(),
+        })),
+        "xsk": status.xsk.map(|x| json!({
+            "tx_kicks": x.tx_kicks,
+            "tx_kick_busy": x.tx_kick_busy,
+            "tx_kick_errors": x.tx_kick_errors,
+            "fill_wakeups": x.fill_wakeups,
+            "polls": x.polls,
+        })),
+    })
+}
+
+/// The whole snapshot.
+pub fn snapshot(sources: &StatsSources) -> Value {
+    let mut total = Counters::default();
+    let mut workers = Vec::new();
+    for (i, slot) in sources.workers.iter().enumerate() {
+        if let Ok(status) = slot.lock() {
+            total.add(&status.counters);
+            workers.push(worker_json(i, &status));
+        }
+    }
+    let report = sources.fanout.report();
+    json!({
+        "total": counters_json(&total),
+        "workers": workers,
+        "control": {
+            "epoch": report.epoch,
+            "mappings": report.mappings,
+            "worker_entries": report.worker_entries,
+            "negative_entries": report.negative_entries,
+            "full_syncs": report.full_syncs,
+            "upserts": report.upserts,
+            "deletes": report.deletes,
+            "misses_sent": report.misses,
+            "misses_unsent": report.misses_rate_limited,
+            "not_found": report.not_found,
+            "rejected": report.invalid_skipped,
+        },
+        "xdp": {
+            "guest": match sources.guest.counters() {
+                Ok(c) => json!({"redirected": c.redirected, "dropped_no_socket": c.dropped_no_socket}),
+                Err(e) => json!({"error": e.to_string()}),
+            },
+            "fabric": match sources.fabric.counters() {
+                Ok(c) => json!({
+                    "steered": c.steered,
+                    "passed": c.passed,
+                    "dropped_no_socket": c.dropped_no_socket,
+                    "malformed": c.malformed,
+                }),
+                Err(e) => json!({"error": e.to_string()}),
+            },
+        },
+    })
+}
+
+/// Serve snapshots on `listener` until `stop`.
+pub fn serve(listener: UnixListener, sources: StatsSources, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                let body = snapshot(&sources).to_string();
+                // A client that went away is not our problem.
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.write_all(body.as_bytes());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept on the stats socket failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Read a snapshot from a running daemon.
+pub fn fetch(path: &Path) -> std::io::Result<Value> {
+    let mut stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    serde_json::from_str(&body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}

@@ -1,0 +1,345 @@
+//! A poll-mode worker: owns one queue pair, its mapping table and its counters.
+//!
+//! Per iteration: apply pending table updates (between batches, never during one), receive a
+//! batch from each port, run the pipeline on every frame, transmit, recycle completions into
+//! the fill rings. When there is no work it sleeps on its rings (poll with need_wakeup), so
+//! on a shared core it never starves the kernel's receive thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_utils::CachePadded;
+use xvpc_core::counters::{Counters, DropReason};
+use xvpc_core::egress::egress;
+use xvpc_core::frame::Frame;
+use xvpc_core::ingress::ingress;
+use xvpc_core::model::{Fabric, Gateway, Guest, MappingKey};
+use xvpc_core::pipeline::{Context, Verdict};
+use xvpc_core::table::{MappingTable, TableUpdate};
+use xvpc_xsk::{Desc, FrameAccounting, QueuePair, Side, XskCounters};
+
+/// Largest batch a worker takes from one ring at a time.
+pub const MAX_BATCH: usize = 256;
+/// Updates applied between two batches at most, so a flood of updates cannot stall traffic.
+const UPDATES_PER_ITERATION: usize = 1024;
+/// Idle iterations before sleeping on the rings.
+const IDLE_SPINS: u32 = 32;
+/// How long one sleep on the rings lasts at most (bounds update and shutdown latency).
+const IDLE_WAIT: Duration = Duration::from_millis(1);
+/// How often the worker publishes its counters.
+const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+
+/// What a worker publishes for `stats`; written by the worker, read by the stats thread.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerStatus {
+    /// Pipeline counters.
+    pub counters: Counters,
+    /// Live mappings in the worker's table.
+    pub mapped: u64,
+    /// All slots (live + negative + pending).
+    pub entries: u64,
+    /// Epoch of the table's last full sync.
+    pub epoch: u64,
+    /// Where the UMEM frames are.
+    pub accounting: Option<FrameAccounting>,
+    /// AF_XDP-level counters (wakeups, ring full, ...).
+    pub xsk: Option<XskCounters>,
+}
+
+/// The worker's shared slot for its status.
+pub type StatusSlot = Arc<CachePadded<Mutex<WorkerStatus>>>;
+
+/// Everything a worker needs, built by the daemon before it starts.
+pub struct WorkerSetup {
+    /// Index of this worker (for logs).
+    pub index: usize,
+    /// Core to pin to, if any.
+    pub core: Option<usize>,
+    /// The queue pair it owns.
+    pub queue_pair: QueuePair,
+    /// Its initial table.
+    pub table: MappingTable,
+    /// The guest, gateway and fabric it serves.
+    pub guest: Guest,
+    /// The guest's gateway.
+    pub gateway: Gateway,
+    /// The fabric.
+    pub fabric: Fabric,
+    /// Frames per batch.
+    pub batch_size: usize,
+    /// Table updates from the control thread.
+    pub updates: Receiver<TableUpdate>,
+    /// Replaced tables go back to be freed off the fast path.
+    pub garbage: Sender<Box<MappingTable>>,
+    /// Misses to report to the mapping agent.
+    pub misses: Sender<MappingKey>,
+    /// Misses per second this worker may report.
+    pub miss_limit_per_sec: u32,
+    /// How long a reported miss suppresses further reports of the same key.
+    pub pending_timeout_ms: u32,
+    /// Where to publish status.
+    pub status: StatusSlot,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A token bucket refilled once per millisecond tick.
+struct MissLimiter {
+    per_sec: u32,
+    tokens: u32,
+    last_ms: u64,
+}
+
+impl MissLimiter {
+    fn allow(&mut self, now_ms: u64) -> bool {
+        if now_ms != self.last_ms {
+            let refill = (now_ms - self.last_ms).saturating_mul(u64::from(self.per_sec)) / 1000;
+            if refill > 0 {
+                self.tokens =
+                    (u64::from(self.tokens) + refill).min(u64::from(self.per_sec.max(1))) as u32;
+                self.last_ms = now_ms;
+            }
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Run a worker until `stop` is set. Returns its final status.
+pub fn run(setup: WorkerSetup) -> WorkerStatus {
+    let WorkerSetup {
+        index,
+        core,
+        mut queue_pair,
+        mut table,
+        guest,
+        gateway,
+        fabric,
+        batch_size,
+        updates,
+        garbage,
+        misses,
+        miss_limit_per_sec,
+        pending_timeout_ms,
+        status,
+        stop,
+    } = setup;
+    if let Some(core) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            tracing::warn!(worker = index, core, "could not pin worker to core");
+        }
+    }
+    tracing::info!(worker = index, ?core, mode = ?queue_pair.bind_mode(), "worker started");
+    let ctx = Context {
+        guest: &guest,
+        gateway: &gateway,
+        fabric: &fabric,
+    };
+    let batch_size = batch_size.clamp(1, MAX_BATCH);
+    let mut counters = Counters::default();
+    let mut rx = [Desc::default(); MAX_BATCH];
+    let mut tx_guest = [Desc::default(); 2 * MAX_BATCH];
+    let mut tx_fabric = [Desc::default(); MAX_BATCH];
+    let mut limiter = MissLimiter {
+        per_sec: miss_limit_per_sec,
+        tokens: miss_limit_per_sec,
+        last_ms: 0,
+    };
+    let epoch = Instant::now();
+    let mut last_publish = epoch;
+    let mut idle = 0u32;
+
+    while !stop.load(Ordering::Relaxed) {
+        let now_ms = epoch.elapsed().as_millis() as u64;
+        for update in updates.try_iter().take(UPDATES_PER_ITERATION) {
+            if let Some(old) = table.apply(update, now_ms) {
+                // Freed by the garbage thread; if it is gone we are shutting down anyway.
+                let _ = garbage.send(old);
+            }
+        }
+
+        let (mut n_guest, mut n_fabric) = (0usize, 0usize);
+        // Egress: guest → fabric (or a reply back to the guest).
+        let n = queue_pair.recv(Side::Guest, &mut rx[..batch_size]);
+        for desc in &rx[..n] {
+            let processed = process(&mut queue_pair, *desc, |frame| {
+                egress(&ctx, &table, now_ms, frame, &mut counters)
+            });
+            let verdict = match processed {
+                Ok(verdict) => verdict,
+                Err(reason) => {
+                    counters.drop(reason);
+                    queue_pair.release(desc.addr);
+                    continue;
+                }
+            };
+            match verdict {
+                (Verdict::ToFabric, out) => {
+                    tx_fabric[n_fabric] = out;
+                    n_fabric += 1;
+                }
+                (Verdict::ToGuest, out) => {
+                    tx_guest[n_guest] = out;
+                    n_guest += 1;
+                }
+                (Verdict::Miss(key), _) => {
+                    if limiter.allow(now_ms) {
+                        match misses.try_send(key) {
+                            Ok(()) => {
+                                table.set_pending(key, now_ms + u64::from(pending_timeout_ms))
+                            }
+                            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                                counters.drop(DropReason::MissRateLimited)
+                            }
+                        }
+                    } else {
+                        counters.drop(DropReason::MissRateLimited);
+                    }
+                    counters.drop(DropReason::Miss);
+                    queue_pair.release(desc.addr);
+                }
+                (Verdict::Drop(_), _) => queue_pair.release(desc.addr),
+            }
+        }
+        let mut work = n;
+        // Ingress: fabric → guest.
+        let n = queue_pair.recv(Side::Fabric, &mut rx[..batch_size]);
+        for desc in &rx[..n] {
+            match process(&mut queue_pair, *desc, |frame| {
+                ingress(&ctx, &table, now_ms, frame, &mut counters)
+            }) {
+                Ok((Verdict::ToGuest, out)) => {
+                    tx_guest[n_guest] = out;
+                    n_guest += 1;
+                }
+                Ok(_) => queue_pair.release(desc.addr),
+                Err(reason) => {
+                    counters.drop(reason);
+                    queue_pair.release(desc.addr);
+                }
+            }
+        }
+        work += n;
+
+        transmit(
+            &mut queue_pair,
+            Side::Fabric,
+            &tx_fabric[..n_fabric],
+            &mut counters,
+        );
+        transmit(
+            &mut queue_pair,
+            Side::Guest,
+            &tx_guest[..n_guest],
+            &mut counters,
+        );
+        queue_pair.service();
+
+        if work == 0 {
+            idle += 1;
+            if idle > IDLE_SPINS {
+                if let Err(e) = queue_pair.wait(IDLE_WAIT) {
+                    tracing::warn!(worker = index, error = %e, "poll on AF_XDP sockets failed");
+                    std::thread::sleep(IDLE_WAIT);
+                }
+            }
+        } else {
+            idle = 0;
+        }
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            last_publish = Instant::now();
+            publish(&status, &counters, &table, &queue_pair, false);
+        }
+    }
+    // Drain: let the kernel complete what we queued so the accounting balances.
+    for _ in 0..100 {
+        queue_pair.service();
+        if queue_pair.accounting().in_tx.iter().all(|n| *n == 0) {
+            break;
+        }
+        let _ = queue_pair.wait(Duration::from_millis(1));
+    }
+    publish(&status, &counters, &table, &queue_pair, true);
+    tracing::info!(worker = index, "worker stopped");
+    status.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// Run `pipeline` on one received frame; returns its verdict and the frame's new
+/// descriptor, or why the frame could not be processed at all (not yet counted).
+#[inline]
+fn process(
+    queue_pair: &mut QueuePair,
+    desc: Desc,
+    pipeline: impl FnOnce(&mut Frame<'_>) -> Verdict,
+) -> Result<(Verdict, Desc), DropReason> {
+    // A descriptor outside our UMEM is never touched.
+    let mut chunk = queue_pair
+        .frame(desc)
+        .map_err(|_| DropReason::InvalidDescriptor)?;
+    let (start, len) = (chunk.start(), chunk.len());
+    let mut frame =
+        Frame::new(chunk.buf(), start, len).map_err(|_| DropReason::InvalidDescriptor)?;
+    let verdict = pipeline(&mut frame);
+    let (start, len) = (frame.start(), frame.len());
+    chunk
+        .set_data(start, len)
+        .map_err(|_| DropReason::NoHeadroom)?;
+    Ok((verdict, chunk.desc()))
+}
+
+fn transmit(queue_pair: &mut QueuePair, side: Side, descs: &[Desc], counters: &mut Counters) {
+    if descs.is_empty() {
+        return;
+    }
+    let sent = queue_pair.send(side, descs);
+    for desc in &descs[sent..] {
+        counters.drop(DropReason::TxRingFull);
+        queue_pair.release(desc.addr);
+    }
+}
+
+fn publish(
+    status: &StatusSlot,
+    counters: &Counters,
+    table: &MappingTable,
+    qp: &QueuePair,
+    block: bool,
+) {
+    let guard = if block {
+        status.lock().ok()
+    } else {
+        status.try_lock().ok()
+    };
+    if let Some(mut s) = guard {
+        s.counters.clone_from(counters);
+        s.mapped = table.mapped_len() as u64;
+        s.entries = table.len() as u64;
+        s.epoch = table.epoch();
+        s.accounting = Some(qp.accounting());
+        s.xsk = Some(qp.counters());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn miss_limiter_caps_the_rate() {
+        let mut limiter = MissLimiter {
+            per_sec: 10,
+            tokens: 10,
+            last_ms: 0,
+        };
+        let allowed = (0..100).filter(|_| limiter.allow(0)).count();
+        assert_eq!(allowed, 10, "a burst is capped by the bucket size");
+        let allowed = (0..100).filter(|_| limiter.allow(100)).count();
+        assert_eq!(allowed, 1, "100 ms at 10/s refills one token");
+    }
+}

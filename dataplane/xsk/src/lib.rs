@@ -30,3 +30,14 @@ pub use frame::{Desc, FrameMut};
 pub use frames::{FrameAccounting, FrameErrors};
 pub use port::Port;
 pub use queue_pair::QueuePair;
+
+#[cfg(test)]
+mod tests {
+    /// Workers are handed their queue pair from the thread that opened it.
+    #[test]
+    fn queue_pair_and_port_are_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<crate::QueuePair>();
+        assert_send::<crate::Port>();
+    }
+}

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use xvpc_xdp::{AttachMode, GuestSteering};
 use xvpc_xsk::{
-    BindMode, BusyPoll, Desc, Port, QueuePair, Side, SocketOptions, UmemConfig, XskError,
-    XDP_PACKET_HEADROOM,
+    BindMode, BusyPoll, Desc, DescError, Port, QueuePair, Side, SocketOptions, UmemConfig,
+    XskError, XDP_PACKET_HEADROOM,
 };
 
 const FRAMES: u64 = 1_000_000;
@@ -357,6 +357,33 @@ fn zero_copy_is_refused_on_veth_and_auto_falls_back_to_copy() {
         assert_eq!(acc.in_fill, [2048, 2048]);
         assert!(acc.is_balanced() && qp.audit());
 
+        // Descriptors the caller does not own are refused and counted, never sent.
+        let mut qp = qp;
+        let bogus = Desc { addr: 0, len: 64 };
+        assert_eq!(qp.frame(bogus).err(), Some(DescError::NotOwned));
+        assert_eq!(
+            qp.frame(Desc {
+                addr: 1 << 40,
+                len: 1
+            })
+            .err(),
+            Some(DescError::OutOfUmem)
+        );
+        assert_eq!(qp.send(Side::Fabric, &[bogus]), 0);
+        qp.release(0);
+        let base = qp.alloc().expect("free frame");
+        assert_eq!(
+            qp.frame(Desc {
+                addr: base + 2000,
+                len: 100
+            })
+            .err(),
+            Some(DescError::CrossesChunk)
+        );
+        qp.release(base);
+        let c = qp.counters().frames;
+        assert_eq!((c.send_rejected, c.release_unowned), (1, 1));
+        assert!(qp.audit());
         drop(qp);
 
         // Busy-poll options are accepted (as root) and the pair still works.

@@ -18,7 +18,8 @@ fn put_delete_change_reach_the_dataplane() {
     let mut c = etcd.client(&rt);
     put(&rt, &mut c, PREFIX, &mapping(1));
     let peer = Peer::new();
-    let _agent = Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks::default()).expect("agent");
+    let _agent =
+        Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks::default()).expect("agent");
     let conn = peer.accept();
     let sync = conn.full_sync();
     assert_eq!(sync.len(), 1);
@@ -46,7 +47,8 @@ fn full_sync_of_100k_mappings() {
     let all: Vec<_> = (0..100_000).map(mapping).collect();
     put_many(&rt, &mut c, PREFIX, &all);
     let peer = Peer::new();
-    let agent = Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks::default()).expect("agent");
+    let agent =
+        Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks::default()).expect("agent");
     let conn = peer.accept();
     let sync = conn.full_sync();
     assert_eq!(sync.len(), 100_000);
@@ -80,9 +82,13 @@ fn change_between_load_and_watch_is_not_lost() {
         assert!(r > rev, "the put lands after the load revision");
     });
     let peer = Peer::new();
-    let _agent =
-        Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks { after_etcd_load: Some(hook) })
-            .expect("agent");
+    let _agent = Agent::start(
+        etcd_config(&etcd, &peer.path, PREFIX),
+        Hooks {
+            after_etcd_load: Some(hook),
+        },
+    )
+    .expect("agent");
     let conn = peer.accept();
     // Whether the sync already holds it depends on the order of connect and load; either
     // way mapping(2) must reach the dataplane.
@@ -103,16 +109,21 @@ fn outage_resume_and_compaction() {
         put(&rt, &mut c, PREFIX, &mapping(i));
     }
     let peer = Peer::new();
-    let agent = Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks::default()).expect("agent");
+    let agent =
+        Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks::default()).expect("agent");
     let mut conn = peer.accept();
     assert_eq!(conn.full_sync().len(), 3);
     wait_until("source up", || agent.stats().source_up == 1);
 
     // Outage: the agent keeps its state and keeps answering from it.
     etcd.stop();
-    wait_until("agent notices etcd is down", || agent.stats().source_up == 0);
+    wait_until("agent notices etcd is down", || {
+        agent.stats().source_up == 0
+    });
     assert_eq!(agent.mappings().len(), 3);
-    conn.send(&Message::Miss { key: mapping(1).key() });
+    conn.send(&Message::Miss {
+        key: mapping(1).key(),
+    });
     assert_eq!(conn.next_msg(), Message::Upsert(mapping(1)));
     assert!(conn.stats().source_errors > 0);
 
@@ -122,13 +133,19 @@ fn outage_resume_and_compaction() {
     let mut c = etcd.client(&rt);
     put(&rt, &mut c, PREFIX, &mapping(10));
     assert_eq!(conn.next_delta(), Message::Upsert(mapping(10)));
-    assert_eq!(agent.stats().source_reloads, reloads, "resumed, not reloaded");
+    assert_eq!(
+        agent.stats().source_reloads,
+        reloads,
+        "resumed, not reloaded"
+    );
 
     // Changes made while the agent cannot reach etcd arrive when it is back, by resuming
     // the watch from the last revision it saw (no reload).
     let port = etcd.port;
     etcd.stop();
-    wait_until("agent notices etcd is down", || agent.stats().source_up == 0);
+    wait_until("agent notices etcd is down", || {
+        agent.stats().source_up == 0
+    });
     etcd.restart_on(free_port());
     let mut c = etcd.client(&rt);
     delete(&rt, &mut c, PREFIX, &mapping(0).key());
@@ -136,26 +153,38 @@ fn outage_resume_and_compaction() {
     etcd.restart_on(port);
     assert_eq!(conn.next_delta(), Message::Delete(mapping(0).key()));
     assert_eq!(conn.next_delta(), Message::Upsert(mapping(11)));
-    assert_eq!(agent.stats().source_reloads, reloads, "resumed, not reloaded");
+    assert_eq!(
+        agent.stats().source_reloads,
+        reloads,
+        "resumed, not reloaded"
+    );
 
     // Compaction past the agent's revision while it is away: the watch is refused, the
     // agent reloads and sends the difference (deletes first).
     etcd.stop();
-    wait_until("agent notices etcd is down", || agent.stats().source_up == 0);
+    wait_until("agent notices etcd is down", || {
+        agent.stats().source_up == 0
+    });
     etcd.restart_on(free_port());
     let mut c = etcd.client(&rt);
     delete(&rt, &mut c, PREFIX, &mapping(1).key());
     put(&rt, &mut c, PREFIX, &mapping(12));
     let r = put(&rt, &mut c, "/other/key", &mapping(0));
-    rt.block_on(c.compact(r, Some(etcd_client::CompactionOptions::new().with_physical())))
-        .expect("compact");
+    rt.block_on(c.compact(
+        r,
+        Some(etcd_client::CompactionOptions::new().with_physical()),
+    ))
+    .expect("compact");
     etcd.restart_on(port);
     assert_eq!(conn.next_delta(), Message::Delete(mapping(1).key()));
     assert_eq!(conn.next_delta(), Message::Upsert(mapping(12)));
-    wait_until("reload counted", || agent.stats().source_reloads == reloads + 1);
+    wait_until("reload counted", || {
+        agent.stats().source_reloads == reloads + 1
+    });
     let mut keys: Vec<MappingKey> = agent.mappings().iter().map(|m| m.key()).collect();
     keys.sort();
-    let mut want_keys: Vec<MappingKey> = [2, 10, 11, 12].iter().map(|&i| mapping(i).key()).collect();
+    let mut want_keys: Vec<MappingKey> =
+        [2, 10, 11, 12].iter().map(|&i| mapping(i).key()).collect();
     want_keys.sort();
     assert_eq!(keys, want_keys);
 }
@@ -171,14 +200,24 @@ fn garbage_is_skipped_and_counted() {
         (format!("{PREFIX}/100/198.18.9.1"), "not json".to_string()),
         (format!("{PREFIX}/16777216/198.18.9.2"), good.to_string()),
         (format!("{PREFIX}/nonsense"), good.to_string()),
-        (format!("{PREFIX}/100/198.18.9.3"), r#"{"underlay_ip":"198.19.0.9","overlay_mac":"01:00:5e:00:00:01"}"#.into()),
-        (format!("{PREFIX}/100/198.18.9.4"), r#"{"underlay_ip":"2001:2::1","overlay_mac":"zz"}"#.into()),
-        (format!("{PREFIX}/100/198.18.9.5"), r#"{"underlay_ip":"239.1.1.1","overlay_mac":"02:00:00:00:00:09"}"#.into()),
+        (
+            format!("{PREFIX}/100/198.18.9.3"),
+            r#"{"underlay_ip":"198.19.0.9","overlay_mac":"01:00:5e:00:00:01"}"#.into(),
+        ),
+        (
+            format!("{PREFIX}/100/198.18.9.4"),
+            r#"{"underlay_ip":"2001:2::1","overlay_mac":"zz"}"#.into(),
+        ),
+        (
+            format!("{PREFIX}/100/198.18.9.5"),
+            r#"{"underlay_ip":"239.1.1.1","overlay_mac":"02:00:00:00:00:09"}"#.into(),
+        ),
     ];
     put_raw(&rt, &mut c, &garbage[0].0, &garbage[0].1);
     put_raw(&rt, &mut c, &garbage[1].0, &garbage[1].1);
     let peer = Peer::new();
-    let agent = Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks::default()).expect("agent");
+    let agent =
+        Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks::default()).expect("agent");
     let conn = peer.accept();
     let sync = conn.full_sync();
     assert_eq!(sync.len(), 1, "only the valid mapping is synced");
@@ -187,7 +226,11 @@ fn garbage_is_skipped_and_counted() {
         put_raw(&rt, &mut c, k, v);
     }
     put(&rt, &mut c, PREFIX, &mapping(2));
-    assert_eq!(conn.next_delta(), Message::Upsert(mapping(2)), "garbage never reaches the dataplane");
+    assert_eq!(
+        conn.next_delta(),
+        Message::Upsert(mapping(2)),
+        "garbage never reaches the dataplane"
+    );
     wait_until("all garbage counted", || agent.stats().invalid_skipped == 6);
     assert_eq!(agent.mappings().len(), 2);
 }
@@ -206,16 +249,30 @@ fn misses_answered_and_rate_limited() {
     let mut conn = peer.accept();
     conn.full_sync();
 
-    conn.send(&Message::Miss { key: mapping(1).key() });
+    conn.send(&Message::Miss {
+        key: mapping(1).key(),
+    });
     assert_eq!(conn.next_msg(), Message::Upsert(mapping(1)));
     let absent = mapping(7).key();
     conn.send(&Message::Miss { key: absent });
-    assert_eq!(conn.next_msg(), Message::NotFound { key: absent, ttl_ms: 3000 });
-    assert_eq!(agent.stats().source_lookups, 1, "only the absent key needed etcd");
+    assert_eq!(
+        conn.next_msg(),
+        Message::NotFound {
+            key: absent,
+            ttl_ms: 3000
+        }
+    );
+    assert_eq!(
+        agent.stats().source_lookups,
+        1,
+        "only the absent key needed etcd"
+    );
 
     // A scanning guest: 10,000 misses for distinct absent keys.
     for i in 0..10_000u32 {
-        conn.send(&Message::Miss { key: mapping(1_000_000 + i).key() });
+        conn.send(&Message::Miss {
+            key: mapping(1_000_000 + i).key(),
+        });
     }
     wait_until("every miss accounted for", || {
         let s = agent.stats();
@@ -223,8 +280,16 @@ fn misses_answered_and_rate_limited() {
             && s.source_lookups + s.misses_rate_limited + s.misses_deduplicated + 1 == s.misses
     });
     let s = agent.stats();
-    assert!(s.misses_rate_limited > 5_000, "the limiter dropped most of the flood: {s:?}");
-    assert!(s.source_lookups < 5_000, "etcd was not asked 10,000 times: {s:?}");
+    assert!(
+        s.misses_rate_limited > 5_000,
+        "the limiter dropped most of the flood: {s:?}"
+    );
+    assert!(
+        s.source_lookups < 5_000,
+        "etcd was not asked 10,000 times: {s:?}"
+    );
     // Every lookup that was made is answered with NotFound.
-    wait_until("answers for all lookups", || agent.stats().not_found == s.source_lookups);
+    wait_until("answers for all lookups", || {
+        agent.stats().not_found == s.source_lookups
+    });
 }

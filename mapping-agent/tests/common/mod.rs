@@ -35,7 +35,12 @@ pub struct Etcd {
 impl Etcd {
     pub fn start() -> Etcd {
         let dir = tempfile::tempdir().expect("temp dir for etcd");
-        let mut e = Etcd { child: None, port: free_port(), peer_port: free_port(), dir };
+        let mut e = Etcd {
+            child: None,
+            port: free_port(),
+            peer_port: free_port(),
+            dir,
+        };
         e.spawn();
         e
     }
@@ -51,8 +56,18 @@ impl Etcd {
         let child = Command::new("/usr/bin/etcd")
             .args(["--name", "t", "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("t={peer}")])
             .args(["--max-txn-ops", "10000", "--max-request-bytes", "10485760"])
             .stdout(Stdio::null())
@@ -62,7 +77,11 @@ impl Etcd {
         self.child = Some(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(start.elapsed() < PATIENCE, "etcd did not listen on {}", self.port);
+            assert!(
+                start.elapsed() < PATIENCE,
+                "etcd did not listen on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -92,7 +111,8 @@ impl Etcd {
 
     pub fn client(&self, rt: &tokio::runtime::Runtime) -> Client {
         let ep = self.endpoint();
-        rt.block_on(async move { Client::connect([ep], None).await }).expect("connect to test etcd")
+        rt.block_on(async move { Client::connect([ep], None).await })
+            .expect("connect to test etcd")
     }
 }
 
@@ -103,7 +123,11 @@ impl Drop for Etcd {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 pub fn vni(v: u32) -> Vni {
@@ -121,7 +145,9 @@ pub fn mapping(i: u32) -> Mapping {
 }
 
 pub fn put(rt: &tokio::runtime::Runtime, c: &mut Client, prefix: &str, m: &Mapping) -> i64 {
-    let r = rt.block_on(c.put(etcd_key(prefix, &m.key()), etcd_value(m), None)).expect("etcd put");
+    let r = rt
+        .block_on(c.put(etcd_key(prefix, &m.key()), etcd_value(m), None))
+        .expect("etcd put");
     r.header().expect("header").revision()
 }
 
@@ -130,15 +156,19 @@ pub fn put_raw(rt: &tokio::runtime::Runtime, c: &mut Client, key: &str, value: &
 }
 
 pub fn delete(rt: &tokio::runtime::Runtime, c: &mut Client, prefix: &str, k: &MappingKey) {
-    rt.block_on(c.delete(etcd_key(prefix, k), None)).expect("etcd delete");
+    rt.block_on(c.delete(etcd_key(prefix, k), None))
+        .expect("etcd delete");
 }
 
 /// Puts many mappings with large transactions.
 pub fn put_many(rt: &tokio::runtime::Runtime, c: &mut Client, prefix: &str, ms: &[Mapping]) {
     for chunk in ms.chunks(5000) {
-        let ops: Vec<TxnOp> =
-            chunk.iter().map(|m| TxnOp::put(etcd_key(prefix, &m.key()), etcd_value(m), None)).collect();
-        rt.block_on(c.txn(Txn::new().and_then(ops))).expect("etcd txn");
+        let ops: Vec<TxnOp> = chunk
+            .iter()
+            .map(|m| TxnOp::put(etcd_key(prefix, &m.key()), etcd_value(m), None))
+            .collect();
+        rt.block_on(c.txn(Txn::new().and_then(ops)))
+            .expect("etcd txn");
     }
 }
 
@@ -170,7 +200,11 @@ impl Peer {
         let dir = tempfile::tempdir().expect("temp dir for the control socket");
         let path = dir.path().join("control.sock");
         let listener = UnixListener::bind(&path).expect("bind control socket");
-        Peer { dir, path, listener }
+        Peer {
+            dir,
+            path,
+            listener,
+        }
     }
 
     /// Accepts the agent's connection and does the Hello exchange.
@@ -188,7 +222,8 @@ impl Peer {
             }
         };
         s.set_nonblocking(false).expect("blocking");
-        let instance = handshake(&mut s, Role::Dataplane, 0xDA7A).expect("Hello exchange with the agent");
+        let instance =
+            handshake(&mut s, Role::Dataplane, 0xDA7A).expect("Hello exchange with the agent");
         let reader = s.try_clone().expect("clone");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -201,7 +236,11 @@ impl Peer {
                 }
             }
         });
-        Conn { stream: s, rx, instance }
+        Conn {
+            stream: s,
+            rx,
+            instance,
+        }
     }
 }
 
@@ -215,7 +254,9 @@ pub struct Conn {
 impl Conn {
     /// The next message; `Err` when the connection ended.
     pub fn next(&self) -> Result<Message, String> {
-        self.rx.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("no message from the agent in {PATIENCE:?}"))
+        self.rx
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("no message from the agent in {PATIENCE:?}"))
     }
 
     pub fn next_msg(&self) -> Message {

@@ -166,22 +166,37 @@ pub fn load() -> (Env, Vec<Case>) {
     (env_from(&f.context), f.cases)
 }
 
-/// The remote host's view of the same network: its guest is 198.18.10.3 / 2001:2:0:10::3
-/// (MAC 02:00:00:00:02:02) behind underlay 198.18.0.1, and its mappings for our guest point
-/// at our underlay. Used to decapsulate what our egress produced.
-pub fn mirrored_env(ours: &Env) -> Env {
-    let remote_u4: Ipv4Addr = "198.18.0.1".parse().expect("literal");
-    let remote_u6: Ipv6Addr = "2001:2::1".parse().expect("literal");
+/// [`load`], parsed once per test binary (property tests call it for every case).
+pub fn shared() -> &'static (Env, Vec<Case>) {
+    static SHARED: std::sync::OnceLock<(Env, Vec<Case>)> = std::sync::OnceLock::new();
+    SHARED.get_or_init(load)
+}
+
+/// A remote host's view of the same network, to decapsulate what our egress produced: its
+/// guest has `mac`, `ipv4` and `ipv6` behind `remote_underlay`, and its mappings for our guest
+/// point at `our_underlay` (the address our packets come from).
+pub fn mirrored_env_for(
+    ours: &Env,
+    mac: MacAddr,
+    ipv4: Ipv4Addr,
+    ipv6: Ipv6Addr,
+    remote_underlay: IpAddr,
+    our_underlay: IpAddr,
+) -> Env {
     let guest = Guest {
         vni: ours.guest.vni,
-        mac: MacAddr([2, 0, 0, 0, 2, 2]),
-        ipv4: vec!["198.18.10.3".parse().expect("literal")],
-        ipv6: vec!["2001:2:0:10::3".parse().expect("literal")],
+        mac,
+        ipv4: vec![ipv4],
+        ipv6: vec![ipv6],
         mtu: 1500,
     };
+    let (underlay_ipv4, underlay_ipv6) = match remote_underlay {
+        IpAddr::V4(a) => (Some(a), None),
+        IpAddr::V6(a) => (None, Some(a)),
+    };
     let fabric = Fabric {
-        underlay_ipv4: Some(remote_u4),
-        underlay_ipv6: Some(remote_u6),
+        underlay_ipv4,
+        underlay_ipv6,
         local_mac: ours.fabric.next_hop_mac,
         next_hop_mac: ours.fabric.local_mac,
         vxlan_port: ours.fabric.vxlan_port,
@@ -189,22 +204,12 @@ pub fn mirrored_env(ours: &Env) -> Env {
     };
     let compiler = Compiler::new(fabric.clone());
     let mut table = MappingTable::new(1);
-    for ip in ours
-        .guest
-        .ipv4
-        .iter()
-        .map(|a| IpAddr::V4(*a))
-        .chain(ours.guest.ipv6.iter().map(|a| IpAddr::V6(*a)))
-    {
-        let underlay = match ip {
-            IpAddr::V4(_) => ours.fabric.underlay_ipv4.map(IpAddr::V4),
-            IpAddr::V6(_) => ours.fabric.underlay_ipv6.map(IpAddr::V6),
-        }
-        .expect("our fabric has both underlay families");
+    let ours_v4 = ours.guest.ipv4.iter().map(|a| IpAddr::V4(*a));
+    for ip in ours_v4.chain(ours.guest.ipv6.iter().map(|a| IpAddr::V6(*a))) {
         let mapping = Mapping {
             vni: guest.vni,
             overlay_ip: ip,
-            underlay_ip: underlay,
+            underlay_ip: our_underlay,
             overlay_mac: ours.guest.mac,
         };
         table.upsert(

@@ -1,0 +1,61 @@
+//! Control-path cost: applying a million upserts to one table, and compiling them first.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use xvpc_benches::{mapping, Setup};
+use xvpc_core::table::{Compiler, MappingTable};
+
+const N: usize = 1_000_000;
+
+fn tables(c: &mut Criterion) {
+    let setup = Setup::new();
+    let compiler = Compiler::new(setup.fabric.clone());
+    let mappings: Vec<_> = (0..N).map(|i| mapping(i, false)).collect();
+    let compiled: Vec<_> = mappings
+        .iter()
+        .map(|m| match compiler.compile(m) {
+            Ok(e) => (m.key(), e),
+            Err(e) => panic!("benchmark mapping: {e}"),
+        })
+        .collect();
+    let mut group = c.benchmark_group("table");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(N as u64));
+    group.bench_function("upsert_1M", |b| {
+        b.iter_batched(
+            || MappingTable::new(1),
+            |mut table| {
+                for (key, entry) in &compiled {
+                    table.upsert(*key, *entry);
+                }
+                black_box(table.mapped_len());
+                table
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("compile_and_upsert_1M", |b| {
+        b.iter_batched(
+            || MappingTable::new(1),
+            |mut table| {
+                for m in &mappings {
+                    match compiler.compile(m) {
+                        Ok(entry) => table.upsert(m.key(), entry),
+                        Err(e) => panic!("benchmark mapping: {e}"),
+                    }
+                }
+                black_box(table.mapped_len());
+                table
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, tables);
+criterion_main!(benches);

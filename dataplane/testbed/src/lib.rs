@@ -10,6 +10,7 @@
 
 mod netns;
 mod process;
+pub mod vpc;
 
 use std::process::{Command, ExitStatus};
 

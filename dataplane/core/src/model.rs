@@ -93,7 +93,11 @@ impl fmt::Debug for MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3], o[4], o[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            o[0], o[1], o[2], o[3], o[4], o[5]
+        )
     }
 }
 
@@ -163,7 +167,10 @@ pub struct Mapping {
 impl Mapping {
     /// The lookup key of this mapping.
     pub fn key(&self) -> MappingKey {
-        MappingKey { vni: self.vni, overlay_ip: self.overlay_ip }
+        MappingKey {
+            vni: self.vni,
+            overlay_ip: self.overlay_ip,
+        }
     }
 }
 
@@ -241,7 +248,10 @@ mod tests {
     #[test]
     fn vni_is_24_bits() {
         assert_eq!(Vni::new(0xFF_FFFF).map(Vni::get), Ok(0xFF_FFFF));
-        assert_eq!(Vni::new(0x100_0000), Err(ModelError::VniOutOfRange(0x100_0000)));
+        assert_eq!(
+            Vni::new(0x100_0000),
+            Err(ModelError::VniOutOfRange(0x100_0000))
+        );
     }
 
     #[test]
@@ -251,7 +261,13 @@ mod tests {
         assert_eq!(mac.to_string(), "02:00:5e:10:00:0a");
         assert!(mac.is_unicast());
         assert!(MacAddr::BROADCAST.is_multicast());
-        for bad in ["", "02:00:5e:10:00", "02:00:5e:10:00:0a:01", "zz:00:5e:10:00:0a", "2:00:5e:10:00:0a"] {
+        for bad in [
+            "",
+            "02:00:5e:10:00",
+            "02:00:5e:10:00:0a:01",
+            "zz:00:5e:10:00:0a",
+            "2:00:5e:10:00:0a",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad:?} should not parse");
         }
     }

@@ -3,8 +3,11 @@
 //! Each iteration restores one frame into its buffer (the pipelines rewrite in place) and runs
 //! it; `copy` measures the restore alone, so pipeline cost = pipeline − copy.
 
+mod common;
+
 use std::hint::black_box;
 
+use common::ThreadCpuTime;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use xvpc_benches::{
     destinations, fabric_frame, guest_frame, mapping, table, Ring, Setup, FRAMES, HEADROOM,
@@ -27,7 +30,7 @@ enum Pipeline {
 
 /// Cycle through the ring: restore a frame, run the pipeline, check the verdict.
 fn run(
-    c: &mut criterion::Bencher<'_>,
+    c: &mut criterion::Bencher<'_, ThreadCpuTime>,
     pipeline: Pipeline,
     setup: &Setup,
     table: &MappingTable,
@@ -95,7 +98,7 @@ fn ingress_frames(setup: &Setup, n: usize, size: usize, v6_underlay: bool) -> Ri
     )
 }
 
-fn pipelines(c: &mut Criterion) {
+fn pipelines(c: &mut Criterion<ThreadCpuTime>) {
     let setup = Setup::new();
     let mut group = c.benchmark_group("packet");
     group.throughput(Throughput::Elements(1));
@@ -129,5 +132,9 @@ fn pipelines(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipelines);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = pipelines
+}
 criterion_main!(benches);

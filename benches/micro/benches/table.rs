@@ -1,15 +1,18 @@
 //! Control-path cost: applying a million upserts to one table, and compiling them first.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
+use common::ThreadCpuTime;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use xvpc_benches::{mapping, Setup};
 use xvpc_core::table::{Compiler, MappingTable};
 
 const N: usize = 1_000_000;
 
-fn tables(c: &mut Criterion) {
+fn tables(c: &mut Criterion<ThreadCpuTime>) {
     let setup = Setup::new();
     let compiler = Compiler::new(setup.fabric.clone());
     let mappings: Vec<_> = (0..N).map(|i| mapping(i, false)).collect();
@@ -57,5 +60,9 @@ fn tables(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tables);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = tables
+}
 criterion_main!(benches);

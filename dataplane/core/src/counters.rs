@@ -36,7 +36,8 @@ pub enum DropReason {
     ToGateway,
     /// The destination is known not to exist (a negative table entry).
     NegativeEntry,
-    /// The destination has no mapping; the agent has been asked.
+    /// The destination has no mapping and the frame could not be held (hold queue full) or
+    /// its hold expired before the mapping arrived.
     Miss,
     /// An IPv4 packet without DF that would exceed the fabric MTU: we never fragment.
     TooBigNoDf,
@@ -192,8 +193,13 @@ pub struct Counters {
     pub gateway_echo_replies: u64,
     /// ICMP "fragmentation needed" / ICMPv6 "packet too big" sent to the guest.
     pub icmp_errors: u64,
-    /// Lookups that found no mapping (each one asked the agent unless rate limited).
+    /// Frames whose destination had no live mapping (the worker asks the agent once per key
+    /// per pending period, and holds the frame while it waits).
     pub misses: u64,
+    /// Missed frames held by the worker until their mapping arrives.
+    pub held_packets: u64,
+    /// Held frames processed once their mapping (or negative answer) arrived.
+    pub held_released: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -212,6 +218,8 @@ impl Default for Counters {
             gateway_echo_replies: 0,
             icmp_errors: 0,
             misses: 0,
+            held_packets: 0,
+            held_released: 0,
             drops: [0; DropReason::COUNT],
         }
     }
@@ -235,7 +243,7 @@ impl Counters {
     }
 
     /// Named scalar counters, for stats output.
-    pub fn scalars(&self) -> [(&'static str, u64); 11] {
+    pub fn scalars(&self) -> [(&'static str, u64); 13] {
         [
             ("guest_rx_packets", self.guest_rx_packets),
             ("fabric_rx_packets", self.fabric_rx_packets),
@@ -248,6 +256,8 @@ impl Counters {
             ("gateway_echo_replies", self.gateway_echo_replies),
             ("icmp_errors", self.icmp_errors),
             ("misses", self.misses),
+            ("held_packets", self.held_packets),
+            ("held_released", self.held_released),
         ]
     }
 
@@ -264,6 +274,8 @@ impl Counters {
         self.gateway_echo_replies += other.gateway_echo_replies;
         self.icmp_errors += other.icmp_errors;
         self.misses += other.misses;
+        self.held_packets += other.held_packets;
+        self.held_released += other.held_released;
         for (mine, theirs) in self.drops.iter_mut().zip(other.drops.iter()) {
             *mine += theirs;
         }

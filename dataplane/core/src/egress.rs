@@ -119,8 +119,8 @@ fn resolve(
 ) -> Result<&CompiledEntry, Verdict> {
     match table.lookup(&key, now_ms) {
         Lookup::Hit(entry) => Ok(entry),
-        Lookup::Absent => Err(Verdict::Miss(key)),
-        Lookup::Pending => Err(Verdict::Drop(Miss)),
+        // Pending: the agent was asked already; the worker holds or drops the frame.
+        Lookup::Absent | Lookup::Pending => Err(Verdict::Miss(key)),
         Lookup::Negative => Err(Verdict::Drop(negative)),
     }
 }

@@ -153,6 +153,8 @@ fn fixtures_cover_every_verdict_and_drop_reason() {
         DropReason::TxRingFull,
         DropReason::InvalidDescriptor,
         DropReason::MissRateLimited,
+        // The pipeline returns `Miss`; the worker drops only when it cannot hold the frame.
+        DropReason::Miss,
     ];
     let mut covered = BTreeSet::new();
     for case in &cases {

@@ -134,6 +134,7 @@ struct RawDataplane {
     stats_socket: PathBuf,
     miss_limit_per_sec: u32,
     pending_timeout_ms: u32,
+    miss_hold_frames: usize,
     busy_poll_usecs: u32,
     busy_poll_budget: u32,
 }
@@ -153,6 +154,7 @@ impl Default for RawDataplane {
             stats_socket: PathBuf::from("/run/xvpc/stats.sock"),
             miss_limit_per_sec: 1000,
             pending_timeout_ms: 500,
+            miss_hold_frames: 64,
             busy_poll_usecs: 0,
             busy_poll_budget: 64,
         }
@@ -198,8 +200,11 @@ pub struct DataplaneSettings {
     pub stats_socket: PathBuf,
     /// Misses each worker may report per second.
     pub miss_limit_per_sec: u32,
-    /// How long a reported miss suppresses further reports of the same key.
+    /// How long a reported miss suppresses further reports of the same key (and how long a
+    /// missed frame is held waiting for the answer).
     pub pending_timeout_ms: u32,
+    /// Missed frames each worker holds until their mapping arrives.
+    pub miss_hold_frames: usize,
     /// SO_BUSY_POLL microseconds (0 = off).
     pub busy_poll_usecs: u32,
     /// SO_BUSY_POLL_BUDGET.
@@ -391,6 +396,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if !matches!(d.frame_size, 2048 | 4096) {
         return Err(invalid("dataplane.frame_size", "must be 2048 or 4096"));
     }
+    if d.miss_hold_frames > crate::worker::MAX_HOLD {
+        return Err(invalid(
+            "dataplane.miss_hold_frames",
+            format!("at most {}", crate::worker::MAX_HOLD),
+        ));
+    }
     if !d.ring_size.is_power_of_two() || d.ring_size < 64 {
         return Err(invalid(
             "dataplane.ring_size",
@@ -463,6 +474,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             stats_socket: d.stats_socket,
             miss_limit_per_sec: d.miss_limit_per_sec,
             pending_timeout_ms: d.pending_timeout_ms,
+            miss_hold_frames: d.miss_hold_frames,
             busy_poll_usecs: d.busy_poll_usecs,
             busy_poll_budget: d.busy_poll_budget,
         },

@@ -213,6 +213,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
             misses: miss_tx.clone(),
             miss_limit_per_sec: settings.miss_limit_per_sec,
             pending_timeout_ms: settings.pending_timeout_ms,
+            hold_frames: settings.miss_hold_frames,
             status: status.clone(),
             stop: stop.clone(),
         };

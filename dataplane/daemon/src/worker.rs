@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
 use xvpc_core::counters::{Counters, DropReason};
 use xvpc_core::egress::egress;
@@ -17,11 +17,13 @@ use xvpc_core::frame::Frame;
 use xvpc_core::ingress::ingress;
 use xvpc_core::model::{Fabric, Gateway, Guest, MappingKey};
 use xvpc_core::pipeline::{Context, Verdict};
-use xvpc_core::table::{MappingTable, TableUpdate};
+use xvpc_core::table::{Lookup, MappingTable, TableUpdate};
 use xvpc_xsk::{Desc, FrameAccounting, QueuePair, Side, XskCounters};
 
 /// Largest batch a worker takes from one ring at a time.
 pub const MAX_BATCH: usize = 256;
+/// Most missed frames a worker can hold while it waits for their mappings.
+pub const MAX_HOLD: usize = 256;
 /// Updates applied between two batches at most, so a flood of updates cannot stall traffic.
 const UPDATES_PER_ITERATION: usize = 1024;
 /// Idle iterations before sleeping on the rings.
@@ -77,12 +79,22 @@ pub struct WorkerSetup {
     pub misses: Sender<MappingKey>,
     /// Misses per second this worker may report.
     pub miss_limit_per_sec: u32,
-    /// How long a reported miss suppresses further reports of the same key.
+    /// How long a reported miss suppresses further reports of the same key, and how long a
+    /// missed frame is held waiting for the answer.
     pub pending_timeout_ms: u32,
+    /// Missed frames held at most (0: drop them).
+    pub hold_frames: usize,
     /// Where to publish status.
     pub status: StatusSlot,
     /// Set to stop.
     pub stop: Arc<AtomicBool>,
+}
+
+/// A missed frame waiting for its mapping.
+#[derive(Clone, Copy, Default)]
+struct Held {
+    desc: Desc,
+    expires_ms: u64,
 }
 
 /// A token bucket refilled once per millisecond tick.
@@ -127,6 +139,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
         misses,
         miss_limit_per_sec,
         pending_timeout_ms,
+        hold_frames,
         status,
         stop,
     } = setup;
@@ -144,8 +157,11 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
     let batch_size = batch_size.clamp(1, MAX_BATCH);
     let mut counters = Counters::default();
     let mut rx = [Desc::default(); MAX_BATCH];
-    let mut tx_guest = [Desc::default(); 2 * MAX_BATCH];
-    let mut tx_fabric = [Desc::default(); MAX_BATCH];
+    let mut tx_guest = [Desc::default(); 2 * MAX_BATCH + MAX_HOLD];
+    let mut tx_fabric = [Desc::default(); MAX_BATCH + MAX_HOLD];
+    let mut held = [Held::default(); MAX_HOLD];
+    let mut n_held = 0usize;
+    let hold_limit = hold_frames.min(MAX_HOLD);
     let mut limiter = MissLimiter {
         per_sec: miss_limit_per_sec,
         tokens: miss_limit_per_sec,
@@ -157,7 +173,9 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
 
     while !stop.load(Ordering::Relaxed) {
         let now_ms = epoch.elapsed().as_millis() as u64;
+        let mut applied = 0usize;
         for update in updates.try_iter().take(UPDATES_PER_ITERATION) {
+            applied += 1;
             if let Some(old) = table.apply(update, now_ms) {
                 // Freed by the garbage thread; if it is gone we are shutting down anyway.
                 let _ = garbage.send(old);
@@ -165,6 +183,50 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
         }
 
         let (mut n_guest, mut n_fabric) = (0usize, 0usize);
+        // Held frames whose mapping (or negative answer) may have arrived go out first, in order.
+        if n_held > 0 && (applied > 0 || held[..n_held].iter().any(|h| h.expires_ms <= now_ms)) {
+            let mut kept = 0;
+            for i in 0..n_held {
+                let Held { desc, expires_ms } = held[i];
+                let mut scratch = Counters::default();
+                let outcome = process(&mut queue_pair, desc, |frame| {
+                    egress(&ctx, &table, now_ms, frame, &mut scratch)
+                });
+                match outcome {
+                    Ok((Verdict::Miss(_), _)) if now_ms < expires_ms => {
+                        held[kept] = held[i];
+                        kept += 1;
+                    }
+                    Ok((Verdict::Miss(_), _)) => {
+                        counters.drop(DropReason::Miss);
+                        queue_pair.release(desc.addr);
+                    }
+                    Ok((verdict, out)) => {
+                        // Received and missed once already: count only the outcome.
+                        scratch.guest_rx_packets = 0;
+                        scratch.misses = 0;
+                        counters.add(&scratch);
+                        counters.held_released += 1;
+                        match verdict {
+                            Verdict::ToFabric => {
+                                tx_fabric[n_fabric] = out;
+                                n_fabric += 1;
+                            }
+                            Verdict::ToGuest => {
+                                tx_guest[n_guest] = out;
+                                n_guest += 1;
+                            }
+                            _ => queue_pair.release(desc.addr),
+                        }
+                    }
+                    Err(reason) => {
+                        counters.drop(reason);
+                        queue_pair.release(desc.addr);
+                    }
+                }
+            }
+            n_held = kept;
+        }
         // Egress: guest → fabric (or a reply back to the guest).
         let n = queue_pair.recv(Side::Guest, &mut rx[..batch_size]);
         for desc in &rx[..n] {
@@ -188,21 +250,28 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
                     tx_guest[n_guest] = out;
                     n_guest += 1;
                 }
-                (Verdict::Miss(key), _) => {
-                    if limiter.allow(now_ms) {
-                        match misses.try_send(key) {
-                            Ok(()) => {
-                                table.set_pending(key, now_ms + u64::from(pending_timeout_ms))
-                            }
-                            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                                counters.drop(DropReason::MissRateLimited)
-                            }
-                        }
-                    } else {
+                (Verdict::Miss(key), out) => {
+                    // Ask the agent once per key per pending period, within the rate limit.
+                    let asked = matches!(table.lookup(&key, now_ms), Lookup::Pending)
+                        || (limiter.allow(now_ms) && misses.try_send(key).is_ok() && {
+                            table.set_pending(key, now_ms + u64::from(pending_timeout_ms));
+                            true
+                        });
+                    if !asked {
+                        // Nobody will answer: holding would only delay the drop.
                         counters.drop(DropReason::MissRateLimited);
+                        queue_pair.release(desc.addr);
+                    } else if n_held < hold_limit {
+                        held[n_held] = Held {
+                            desc: out,
+                            expires_ms: now_ms + u64::from(pending_timeout_ms),
+                        };
+                        n_held += 1;
+                        counters.held_packets += 1;
+                    } else {
+                        counters.drop(DropReason::Miss);
+                        queue_pair.release(desc.addr);
                     }
-                    counters.drop(DropReason::Miss);
-                    queue_pair.release(desc.addr);
                 }
                 (Verdict::Drop(_), _) => queue_pair.release(desc.addr),
             }
@@ -256,6 +325,10 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             last_publish = Instant::now();
             publish(&status, &counters, &table, &queue_pair, false);
         }
+    }
+    for h in &held[..n_held] {
+        counters.drop(DropReason::Miss);
+        queue_pair.release(h.desc.addr);
     }
     // Drain: let the kernel complete what we queued so the accounting balances.
     for _ in 0..100 {

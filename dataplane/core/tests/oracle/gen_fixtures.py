@@ -354,8 +354,8 @@ def egress_cases():
          arp_req("198.18.10.77"), "Miss", miss_key="198.18.10.77")
     case("arp_negative", E, "ARP request for a known-absent address", arp_req("198.18.10.9"),
          "Drop:arp_unknown_target")
-    case("arp_pending", E, "ARP request while the mapping is being asked for",
-         arp_req("198.18.10.8"), "Drop:miss")
+    case("arp_pending", E, "ARP request while the mapping is being asked for (the worker holds it)",
+         arp_req("198.18.10.8"), "Miss", miss_key="198.18.10.8")
     case("arp_own_address", E, "ARP request for the guest's own address (not gratuitous)",
          arp_req(GUEST4, spa="198.18.10.2"), "Drop:arp_gratuitous")
     case("arp_gratuitous", E, "gratuitous ARP (sender = target)", arp_req(GUEST4), "Drop:arp_gratuitous")
@@ -455,8 +455,8 @@ def egress_cases():
          "Miss", miss_key="198.18.10.77")
     case("miss_v6", E, "UDP to an unmapped IPv6 address", g6("2001:2:0:10::77", UDP(sport=1, dport=2)),
          "Miss", miss_key="2001:2:0:10::77")
-    case("pending_v4", E, "UDP to an address being asked for", g4("198.18.10.8", UDP(sport=1, dport=2)),
-         "Drop:miss")
+    case("pending_v4", E, "UDP to an address being asked for (the worker holds it)",
+         g4("198.18.10.8", UDP(sport=1, dport=2)), "Miss", miss_key="198.18.10.8")
     case("negative_v4", E, "UDP to a known-absent IPv4 address", g4("198.18.10.9", UDP(sport=1, dport=2)),
          "Drop:negative_entry")
     case("negative_v6", E, "TCP to a known-absent IPv6 address", g6("2001:2:0:10::9", TCP(sport=1, dport=2)),

@@ -125,6 +125,13 @@ impl Drop for Vpc {
 impl Vpc {
     /// Build the topology with one remote host per entry of `remotes`.
     pub fn new(tag: &str, remotes: &[Underlay]) -> Result<Vpc, TestbedError> {
+        Self::with_queues(tag, remotes, 1)
+    }
+
+    /// Like [`Vpc::new`], but the dataplane's two ports (and their peers) get `queues` RX
+    /// and TX queues each, so a dataplane with `queues = [0, .., queues-1]` runs one worker
+    /// per queue.
+    pub fn with_queues(tag: &str, remotes: &[Underlay], queues: u32) -> Result<Vpc, TestbedError> {
         let guest = Netns::new(&format!("{tag}g"))?;
         let dataplane = Netns::new(&format!("{tag}d"))?;
         let fabric = Netns::new(&format!("{tag}f"))?;
@@ -141,8 +148,13 @@ impl Vpc {
             work,
         };
 
-        veth_pair((&vpc.guest, "g0"), (&vpc.dataplane, "xg0"))?;
-        veth_pair((&vpc.dataplane, "xf0"), (&vpc.fabric, "f0"))?;
+        if queues <= 1 {
+            veth_pair((&vpc.guest, "g0"), (&vpc.dataplane, "xg0"))?;
+            veth_pair((&vpc.dataplane, "xf0"), (&vpc.fabric, "f0"))?;
+        } else {
+            veth_pair_queues((&vpc.guest, "g0"), (&vpc.dataplane, "xg0"), queues)?;
+            veth_pair_queues((&vpc.dataplane, "xf0"), (&vpc.fabric, "f0"), queues)?;
+        }
         let (g, d, f) = (&vpc.guest, &vpc.dataplane, &vpc.fabric);
         g.set_mac("g0", GUEST_MAC)?;
         g.add_addr("g0", &format!("{GUEST_V4}/24"))?;
@@ -250,6 +262,17 @@ impl Vpc {
     /// A dataplane config for this topology. `mappings` are appended as TOML (use
     /// [`Remote::mappings_toml`] for static mappings, or nothing when an agent syncs).
     pub fn config_toml(&self, mappings: &str, extra_dataplane: &str) -> String {
+        self.config_toml_with(mappings, "", extra_dataplane)
+    }
+
+    /// Like [`Vpc::config_toml`], with `extra_fabric` appended to the `[fabric]` table (e.g.
+    /// `mtu = 1400`).
+    pub fn config_toml_with(
+        &self,
+        mappings: &str,
+        extra_fabric: &str,
+        extra_dataplane: &str,
+    ) -> String {
         let work = self.work.display();
         format!(
             r#"[guest]
@@ -271,6 +294,7 @@ underlay_ipv4 = "{UNDERLAY_V4}"
 underlay_ipv6 = "{UNDERLAY_V6}"
 next_hop_mac = "{ROUTER_MAC}"
 vxlan_port = 4789
+{extra_fabric}
 
 [dataplane]
 queues = [0]
@@ -335,10 +359,44 @@ stats_socket = "{work}/stats.sock"
         })
     }
 
+    /// What `xvpc run` printed on stdout (its final counters, once it has stopped).
+    pub fn dataplane_output(&self) -> String {
+        std::fs::read_to_string(self.work.join("xvpc.out")).unwrap_or_default()
+    }
+
     /// The dataplane's log so far (for failure messages).
     pub fn dataplane_log(&self) -> String {
         std::fs::read_to_string(self.work.join("xvpc.log")).unwrap_or_default()
     }
+}
+
+/// A veth pair with `queues` RX and TX queues on both ends (names already checked by the
+/// callers' literals).
+fn veth_pair_queues(a: (&Netns, &str), b: (&Netns, &str), queues: u32) -> Result<(), TestbedError> {
+    let q = queues.to_string();
+    a.0.ip(&[
+        "link",
+        "add",
+        a.1,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b.1,
+        "netns",
+        b.0.name(),
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+    ])?;
+    a.0.link_up(a.1)?;
+    b.0.link_up(b.1)?;
+    Ok(())
 }
 
 /// A binary built by this workspace (`target/<profile>/<name>`), found from the running test

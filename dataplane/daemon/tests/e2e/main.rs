@@ -6,8 +6,13 @@
 //! Each test has its own namespace tag (≤ 4 characters) so they run in parallel.
 
 mod common;
+mod config;
 
 mod ingress;
+mod interop;
+mod isolation;
+mod lifecycle;
+mod mtu;
 
 mod neighbours;
 mod spoofing;

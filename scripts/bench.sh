@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Side-by-side forwarding benchmark: gen ns —veth— DUT ns —veth— sink ns.
 #
-#   gen  (xvpc-pktgen, XDP live frames, CPU 0)
-#    g0 ─── d0  DUT  d1 ─── s0  sink (xvpc-pktgen sink: counts marked frames, latency)
+#   egress:  gen (g0) ─── (d0) DUT (d1) ─── (s0) sink     plain UDP in, VXLAN out
+#   ingress: sink (g0) ─── (d0) DUT (d1) ─── (s0) gen     VXLAN in, plain UDP out
 #
-# Systems (interleaved per repetition: A B C A B C ...):
+# The generator is xvpc-pktgen (XDP live frames, CPU 0); the sink is xvpc-pktgen sink (counts
+# marked frames, latency). Systems (interleaved per repetition: A B C A B C ...):
 #   kernel-vxlan  Linux routes guest traffic into a vxlan device (the reference: ratio 1.0)
+#   xvpc          the xvpc daemon (guest port d0, fabric port d1, worker on the DUT core)
+#   ovs           Open vSwitch userspace datapath, AF_XDP ports and a VXLAN tunnel port
+#   testpmd       dpdk-testpmd io forwarding between two net_af_xdp ports (no encapsulation)
 #   xdp-redirect  XDP redirect d0 -> d1 without encapsulation (the machine's ceiling)
-#   xvpc          TODO: the xvpc daemon (egress encapsulation, then ingress decapsulation)
-#                 is added when `xvpc run --config` lands; see docs/BENCHMARKING.md.
+# kernel-vxlan, xvpc and ovs run egress and ingress; the two plain forwarders egress only.
 #
+# Frame size = the guest's (inner) frame; on the fabric it is 50 bytes longer.
 # Only 198.18.0.0/15 is used. Everything is torn down on exit, Ctrl-C or failure.
 set -euo pipefail
 
@@ -17,31 +21,40 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=5
 SIZES="64 512 1400"
 SECONDS_PER_RUN=5
-SYSTEMS="kernel-vxlan xdp-redirect"
+SYSTEMS="kernel-vxlan xvpc ovs testpmd xdp-redirect"
+DIRS="egress ingress"
 OUT="$ROOT/target/bench"
 IMG="$ROOT/docs/img"
 STEER=1
 FLOWS=64
+LAT=1
 PKTGEN="${PKTGEN:-}"
+XVPC="${XVPC:-}"
 GEN_CPU=0
 DUT_CPU=1
 
 usage() {
     cat <<'EOF'
 usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems "..."]
-                        [--out DIR] [--no-steer] [--smoke]
+                        [--dirs "egress ingress"] [--out DIR] [--no-steer] [--no-latency]
+                        [--smoke]
 
   --reps N        repetitions, systems interleaved within each (default 5)
-  --sizes LIST    frame sizes in bytes, 64..1450 (default "64 512 1400")
+  --sizes LIST    guest frame sizes in bytes, 64..1400 (default "64 512 1400")
   --seconds S     generator run time per measurement (default 5)
-  --systems LIST  any of: kernel-vxlan xdp-redirect (default both; xvpc: TODO)
+  --systems LIST  any of: kernel-vxlan xvpc ovs testpmd xdp-redirect (default all)
+  --dirs LIST     egress and/or ingress (default both; plain forwarders run egress only)
   --out DIR       CSV and Markdown results (default target/bench)
   --no-steer      leave the DUT's receive work in the sender's softirq (veth default)
                   instead of a threaded NAPI pinned to the DUT core
-  --smoke         one size (64), one repetition, 2 seconds: a CI check that it all works
+  --no-latency    skip the second run at 50% of the measured rate (latency)
+  --smoke         64 B, one repetition, 2 s, no latency run: a CI check that it all works
   env PKTGEN      path to xvpc-pktgen (default: build it in release mode)
+  env XVPC        path to the xvpc daemon (default: build it in release mode)
 
-Writes $OUT/results.csv, $OUT/results.md and docs/img/throughput.png (with gnuplot).
+Every system must forward something and (in the first repetition) pass the correctness
+check, or the script exits 1 after writing what it measured.
+Writes $OUT/results.csv, $OUT/results.md, $OUT/latency-*.hist and docs/img/*.png (gnuplot).
 EOF
 }
 
@@ -51,9 +64,11 @@ while (($#)); do
         --sizes) SIZES=$2; shift 2 ;;
         --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
         --systems) SYSTEMS=$2; shift 2 ;;
+        --dirs) DIRS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --no-steer) STEER=0; shift ;;
-        --smoke) REPS=1; SIZES=64; SECONDS_PER_RUN=2; shift ;;
+        --no-latency) LAT=0; shift ;;
+        --smoke) REPS=1; SIZES=64; SECONDS_PER_RUN=2; LAT=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 64 ;;
     esac
@@ -62,28 +77,46 @@ done
 [[ $SECONDS_PER_RUN =~ ^[0-9]+$ && $SECONDS_PER_RUN -ge 1 && $SECONDS_PER_RUN -le 600 ]] \
     || { echo "bench.sh: --seconds 1..600" >&2; exit 64; }
 for s in $SIZES; do
-    [[ $s =~ ^[0-9]+$ && $s -ge 64 && $s -le 1450 ]] || { echo "bench.sh: size $s not in 64..1450" >&2; exit 64; }
+    [[ $s =~ ^[0-9]+$ && $s -ge 64 && $s -le 1400 ]] || { echo "bench.sh: size $s not in 64..1400" >&2; exit 64; }
 done
 for s in $SYSTEMS; do
     case $s in
-        kernel-vxlan|xdp-redirect) ;;
-        xvpc) echo "bench.sh: xvpc is not wired in yet (TODO: daemon)" >&2; exit 64 ;;
+        kernel-vxlan|xdp-redirect|xvpc|ovs|testpmd) ;;
         *) echo "bench.sh: unknown system $s" >&2; exit 64 ;;
     esac
 done
+for d in $DIRS; do
+    case $d in egress|ingress) ;; *) echo "bench.sh: unknown direction $d" >&2; exit 64 ;; esac
+done
 ((EUID == 0)) || { echo "bench.sh: must run as root (namespaces, XDP)" >&2; exit 1; }
 (($(nproc) >= 2)) || { echo "bench.sh: needs 2 CPUs (generator and DUT on separate cores)" >&2; exit 1; }
+has() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+if has ovs; then
+    for t in ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ovs-appctl ovs-ofctl; do
+        command -v $t >/dev/null || { echo "bench.sh: $t missing: apt-get install openvswitch-switch (or drop ovs from --systems)" >&2; exit 1; }
+    done
+fi
+if has testpmd; then
+    command -v dpdk-testpmd >/dev/null || { echo "bench.sh: dpdk-testpmd missing: apt-get install dpdk-dev librte-net-af-xdp23 (or drop testpmd from --systems)" >&2; exit 1; }
+fi
+command -v tshark >/dev/null || { echo "bench.sh: tshark missing (correctness check): apt-get install tshark" >&2; exit 1; }
 
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+export CARGO_TARGET_DIR
 if [[ -z $PKTGEN ]]; then
-    CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-    export CARGO_TARGET_DIR
     (cd "$ROOT" && cargo build --release -q -p xvpc-pktgen)
     PKTGEN=$CARGO_TARGET_DIR/release/xvpc-pktgen
 fi
+if [[ -z $XVPC ]] && has xvpc; then
+    (cd "$ROOT" && cargo build --release -q -p xvpc-dataplane)
+    XVPC=$CARGO_TARGET_DIR/release/xvpc
+fi
 [[ -x $PKTGEN ]] || { echo "bench.sh: $PKTGEN is not executable" >&2; exit 1; }
+has xvpc && { [[ -x $XVPC ]] || { echo "bench.sh: $XVPC is not executable" >&2; exit 1; }; }
 
 TAG=xb$$
 GEN=$TAG-gen DUT=$TAG-dut SNK=$TAG-snk
+WORK=$(mktemp -d /tmp/xvpc-bench.XXXXXX)
 PIDS=()
 cleanup() {
     local p
@@ -98,13 +131,17 @@ cleanup() {
         ip netns del "$ns" 2>/dev/null || true
     done
 }
-trap cleanup EXIT
+trap 'cleanup; rm -rf "$WORK"' EXIT
 trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
 
-# Addresses: guest 198.18.1.2 behind d0 (198.18.1.1), remote overlay 198.18.2.2, underlay
-# 198.19.0.1 (DUT) -> 198.19.0.2 (sink side).
+# Addresses: guest 198.18.1.2 (behind d0, gateway 198.18.1.1), remote overlay 198.18.2.2;
+# underlay 198.19.0.1 (DUT, d1) <-> 198.19.0.2 (s0). VNI 100, UDP 4789.
 GUEST_MAC=02:00:00:00:01:02
+GW_MAC=02:00:00:00:01:01
 REMOTE_OVL_MAC=02:00:00:00:02:02
+DUT_FAB_MAC=02:00:00:00:0f:01
+PEER_FAB_MAC=02:00:00:00:0f:02
+VNI=100
 
 topology() {
     cleanup
@@ -116,40 +153,155 @@ topology() {
     ip -n $GEN link add g0 type veth peer name d0 netns $DUT
     ip -n $DUT link add d1 type veth peer name s0 netns $SNK
     ip -n $GEN link set g0 address $GUEST_MAC up
-    ip -n $DUT link set d0 up
-    ip -n $DUT link set d1 up
-    ip -n $SNK link set s0 up
-    # GRO gives the veth a NAPI instance, so XDP frames can be sent to it without an XDP
-    # program there, and its receive work can be moved to a thread on the DUT core.
-    ip netns exec $DUT ethtool -K d0 gro on >/dev/null
-    ip netns exec $SNK ethtool -K s0 gro on >/dev/null
-    if ((STEER)); then
-        ip netns exec $DUT sh -c 'echo 1 > /sys/class/net/d0/threaded'
-        ip netns exec $SNK sh -c 'echo 1 > /sys/class/net/s0/threaded'
-    fi
+    ip -n $DUT link set d0 address $GW_MAC up
+    ip -n $DUT link set d1 address $DUT_FAB_MAC up
+    ip -n $SNK link set s0 address $PEER_FAB_MAC up
+    # GRO gives a veth a NAPI instance, so XDP frames can be sent to it without an XDP
+    # program there, and its receive work can be moved to a thread on a chosen core.
+    local nd
+    for nd in "$GEN g0" "$DUT d0" "$DUT d1" "$SNK s0"; do
+        set -- $nd
+        ip netns exec "$1" ethtool -K "$2" gro on >/dev/null
+        # Kernel-built packets (vxlan) must carry complete checksums on veth.
+        ip netns exec "$1" ethtool -K "$2" tx off >/dev/null
+        if ((STEER)); then
+            ip netns exec "$1" sh -c "echo 1 > /sys/class/net/$2/threaded"
+        fi
+    done
 }
-
-mac_of() { ip netns exec "$1" cat "/sys/class/net/$2/address"; }
 
 setup_kernel_vxlan() {
     ip -n $DUT addr add 198.18.1.1/24 dev d0
     ip -n $DUT addr add 198.19.0.1/24 dev d1
     ip netns exec $DUT sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
         net.ipv4.conf.default.rp_filter=0
-    ip -n $DUT link add vx100 type vxlan id 100 local 198.19.0.1 remote 198.19.0.2 \
-        dstport 4789 dev d1
-    ip -n $DUT link set vx100 up
+    ip -n $DUT link add vx100 type vxlan id $VNI local 198.19.0.1 remote 198.19.0.2 \
+        dstport 4789 dev d1 nolearning
+    # Inner frames from the fabric are addressed to the guest's gateway MAC, as for xvpc.
+    ip -n $DUT link set vx100 address $GW_MAC up
     ip -n $DUT route add 198.18.2.0/24 dev vx100
     ip -n $DUT neigh add 198.18.2.2 lladdr $REMOTE_OVL_MAC dev vx100
-    ip -n $DUT neigh add 198.19.0.2 lladdr "$(mac_of $SNK s0)" dev d1
+    ip -n $DUT neigh add 198.19.0.2 lladdr $PEER_FAB_MAC dev d1
     ip -n $DUT neigh add 198.18.1.2 lladdr $GUEST_MAC dev d0
 }
 
 setup_xdp_redirect() {
-    ip netns exec $DUT "$PKTGEN" redirect --in d0 --out d1 --duration $((SECONDS_PER_RUN + 60)) \
+    ip netns exec $DUT "$PKTGEN" redirect --in d0 --out d1 --duration $((SECONDS_PER_RUN * 2 + 60)) \
         >/dev/null 2>&1 &
     PIDS+=($!)
     wait_xdp $DUT d0
+}
+
+XVPC_PID=
+setup_xvpc() {
+    cat >"$WORK/xvpc.toml" <<EOF
+[guest]
+interface = "d0"
+vni = $VNI
+mac = "$GUEST_MAC"
+ipv4 = ["198.18.1.2"]
+
+[gateway]
+mac = "$GW_MAC"
+ipv4 = "198.18.1.1"
+
+[fabric]
+interface = "d1"
+underlay_ipv4 = "198.19.0.1"
+next_hop_mac = "$PEER_FAB_MAC"
+vxlan_port = 4789
+
+[dataplane]
+cores = [$DUT_CPU]
+control_socket = "$WORK/control.sock"
+stats_socket = "$WORK/stats.sock"
+
+[[mappings]]
+vni = $VNI
+overlay_ip = "198.18.2.2"
+underlay_ip = "198.19.0.2"
+overlay_mac = "$REMOTE_OVL_MAC"
+EOF
+    rm -f "$WORK/stats.sock" "$WORK/control.sock"
+    ip netns exec $DUT "$XVPC" run --config "$WORK/xvpc.toml" >"$WORK/xvpc-final.json" \
+        2>"$WORK/xvpc.log" &
+    XVPC_PID=$!
+    PIDS+=($XVPC_PID)
+    local i
+    for ((i = 0; i < 200; i++)); do
+        [[ -S $WORK/stats.sock ]] && break
+        kill -0 $XVPC_PID 2>/dev/null || break
+        sleep 0.05
+    done
+    [[ -S $WORK/stats.sock ]] || { cat "$WORK/xvpc.log" >&2; echo "bench.sh: xvpc did not start" >&2; return 1; }
+    wait_xdp $DUT d0
+    wait_xdp $DUT d1
+}
+
+stop_xvpc() { # SIGTERM; the daemon prints its final counters as JSON on stdout
+    [[ -n $XVPC_PID ]] || return 0
+    kill -TERM $XVPC_PID 2>/dev/null || true
+    wait $XVPC_PID 2>/dev/null || true
+    forget_pid $XVPC_PID
+    XVPC_PID=
+}
+
+OVS_DIR=
+ovs_vsctl() { ovs-vsctl --timeout=10 --db="unix:$OVS_DIR/db.sock" "$@"; }
+ovs_appctl() { ovs-appctl --timeout=10 -t "$OVS_DIR/vswitchd.ctl" "$@"; }
+setup_ovs() {
+    OVS_DIR=$WORK/ovs
+    rm -rf "$OVS_DIR"
+    mkdir -p "$OVS_DIR"
+    export OVS_RUNDIR=$OVS_DIR OVS_DBDIR=$OVS_DIR OVS_LOGDIR=$OVS_DIR OVS_SYSCONFDIR=$OVS_DIR
+    ovsdb-tool create "$OVS_DIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+    ip netns exec $DUT ovsdb-server "$OVS_DIR/conf.db" --remote="punix:$OVS_DIR/db.sock" \
+        --unixctl="$OVS_DIR/ovsdb.ctl" --log-file="$OVS_DIR/ovsdb.log" 2>/dev/null &
+    PIDS+=($!)
+    local i
+    for ((i = 0; i < 100; i++)); do [[ -S $OVS_DIR/db.sock ]] && break; sleep 0.05; done
+    ovs_vsctl --no-wait init
+    # The PMD thread on the DUT core; the main thread may run anywhere.
+    ovs_vsctl --no-wait set Open_vSwitch . other_config:pmd-cpu-mask=$(printf '0x%x' $((1 << DUT_CPU)))
+    ip netns exec $DUT ovs-vswitchd "unix:$OVS_DIR/db.sock" --disable-system \
+        --unixctl="$OVS_DIR/vswitchd.ctl" --log-file="$OVS_DIR/vswitchd.log" 2>/dev/null &
+    PIDS+=($!)
+    for ((i = 0; i < 100; i++)); do [[ -S $OVS_DIR/vswitchd.ctl ]] && break; sleep 0.05; done
+    ovs_vsctl add-br br-int -- set bridge br-int datapath_type=netdev fail_mode=secure \
+        -- add-port br-int d0 -- set interface d0 type=afxdp options:xdp-mode=native ofport_request=1 \
+        -- add-port br-int vx0 -- set interface vx0 type=vxlan ofport_request=2 \
+            options:remote_ip=198.19.0.2 options:local_ip=198.19.0.1 options:key=$VNI
+    ovs_vsctl add-br br-phy -- set bridge br-phy datapath_type=netdev fail_mode=secure \
+            other_config:hwaddr=$DUT_FAB_MAC \
+        -- add-port br-phy d1 -- set interface d1 type=afxdp options:xdp-mode=native ofport_request=1
+    ip -n $DUT addr add 198.19.0.1/24 dev br-phy
+    ip -n $DUT link set br-phy up
+    ovs_appctl ovs/route/add 198.19.0.2/24 br-phy >/dev/null
+    ovs_appctl tnl/arp/set br-phy 198.19.0.2 $PEER_FAB_MAC >/dev/null
+    # Explicit flows (no learning, no flooding): guest <-> tunnel, tunnel endpoint <-> d1.
+    # Like xvpc and the kernel, decapsulated frames leave with the gateway as source.
+    ovs-ofctl add-flow br-int "in_port=1,actions=output:2"
+    ovs-ofctl add-flow br-int "in_port=2,actions=mod_dl_src:$GW_MAC,mod_dl_dst:$GUEST_MAC,output:1"
+    ovs-ofctl add-flow br-phy "in_port=LOCAL,actions=output:1"
+    ovs-ofctl add-flow br-phy "in_port=1,actions=LOCAL"
+    wait_xdp $DUT d0
+    wait_xdp $DUT d1
+}
+
+setup_testpmd() {
+    # io forwarding between two AF_XDP ports; the forwarding lcore is the DUT core, the
+    # main lcore (idle) shares the generator's.
+    ip netns exec $DUT dpdk-testpmd -l $GEN_CPU,$DUT_CPU --main-lcore $GEN_CPU --no-huge --no-pci \
+        -m 256 --file-prefix "$TAG" --log-level=*:warning \
+        --vdev "net_af_xdp0,iface=d0,start_queue=0,queue_count=1" \
+        --vdev "net_af_xdp1,iface=d1,start_queue=0,queue_count=1" \
+        -- --forward-mode=io --auto-start --stats-period=$((SECONDS_PER_RUN * 4 + 60)) \
+        --nb-cores=1 --rxd=2048 --txd=2048 >"$WORK/testpmd.log" 2>&1 &
+    PIDS+=($!)
+    wait_xdp $DUT d0 || { tail -20 "$WORK/testpmd.log" >&2; return 1; }
+    wait_xdp $DUT d1 || { tail -20 "$WORK/testpmd.log" >&2; return 1; }
+    local i
+    for ((i = 0; i < 100; i++)); do grep -q 'Press enter\|Port statistics\|io packet forwarding' "$WORK/testpmd.log" && break; sleep 0.1; done
 }
 
 wait_xdp() { # ns dev: until an XDP program is attached (bounded)
@@ -181,100 +333,174 @@ forget_pid() { # drop a reaped pid so cleanup never signals a recycled one
     PIDS=("${keep[@]:-}")
 }
 
-measure() { # system size rep -> sets ROW (runs in this shell so cleanup knows every pid)
-    local sys=$1 size=$2 rep=$3
+# Direction-dependent roles: who sends, who receives, what.
+roles() { # dir -> sets TX_NS TX_DEV RX_NS RX_DEV RX_CORE_DEV GEN_ARGS
+    if [[ $1 == egress ]]; then
+        TX_NS=$GEN TX_DEV=g0 RX_NS=$SNK RX_DEV=s0 DUT_IN=d0
+        GEN_ARGS=(--src-mac $GUEST_MAC --dst-mac $GW_MAC --src-ip 198.18.1.2 --dst-ip 198.18.2.2)
+    else
+        TX_NS=$SNK TX_DEV=s0 RX_NS=$GEN RX_DEV=g0 DUT_IN=d1
+        GEN_ARGS=(--vxlan-vni $VNI --outer-src-mac $PEER_FAB_MAC --outer-dst-mac $DUT_FAB_MAC
+            --outer-src-ip 198.19.0.2 --outer-dst-ip 198.19.0.1
+            --src-mac $REMOTE_OVL_MAC --dst-mac $GW_MAC --src-ip 198.18.2.2 --dst-ip 198.18.1.2)
+        # The inner frame is addressed to the guest for xvpc (it checks), to vx100's MAC for
+        # the kernel, and OVS rewrites it: the guest's MAC everywhere except the kernel.
+        [[ $2 == kernel-vxlan ]] || GEN_ARGS[13]=$GUEST_MAC
+    fi
+}
+
+gen_size() { [[ $1 == ingress ]] && echo $(($2 + 50)) || echo "$2"; }
+
+# One generator run against a running sink; sets SINK_RES GEN_RES BUSY_NS.
+run_once() { # dir size rate seconds histfile
+    local dir=$1 size=$2 rate=$3 secs=$4 hist=$5
+    local sink_out=$WORK/sink.txt
+    ip netns exec $RX_NS "$PKTGEN" sink --dev $RX_DEV --duration $((secs + 30)) --idle-exit 1 \
+        ${hist:+--hist "$hist"} >"$sink_out" 2>/dev/null &
+    local sink_pid=$!
+    PIDS+=($sink_pid)
+    wait_xdp $RX_NS $RX_DEV
+    if ((STEER)); then
+        # The DUT's receive on its own core; the sink's next to the generator.
+        pin_napi $DUT_IN $DUT_CPU
+        pin_napi $RX_DEV $GEN_CPU
+    fi
+    local b0 b1
+    b0=$(cpu_busy_jiffies $DUT_CPU)
+    GEN_RES=$(ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV "${GEN_ARGS[@]}" \
+        --size "$(gen_size "$dir" "$size")" --flows $FLOWS --count 1000000000 --duration "$secs" \
+        --rate "$rate" --ts-every 16 | grep '^RESULT' || true)
+    b1=$(cpu_busy_jiffies $DUT_CPU)
+    wait "$sink_pid" || true
+    forget_pid "$sink_pid"
+    SINK_RES=$(grep '^RESULT' "$sink_out" || true)
+    BUSY_NS=$(((b1 - b0) * 1000000000 / $(getconf CLK_TCK)))
+}
+
+# Correctness: capture a few forwarded frames at a low rate and dissect them with tshark.
+# Egress: outer 198.19.0.1 -> 198.19.0.2 port 4789, VNI 100, inner 198.18.1.2 -> 198.18.2.2
+# to the remote overlay MAC, inner UDP checksum right, marker, inner frame length = size.
+# Plain forwarders: the frame exactly as sent. Ingress: inner frame to the guest's MAC.
+check_output() { # sys dir size -> sets CHECK (ok / FAIL:reason)
+    local sys=$1 dir=$2 size=$3 pcap=$WORK/check.pcap
+    rm -f "$pcap"
+    ip netns exec $RX_NS timeout 10 tcpdump -Q in -i $RX_DEV -c 20 -w "$pcap" -U 'udp' \
+        >/dev/null 2>&1 &
+    local cap_pid=$!
+    PIDS+=($cap_pid)
+    sleep 1
+    ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV "${GEN_ARGS[@]}" \
+        --size "$(gen_size "$dir" "$size")" --flows 4 --count 200 --duration 3 --rate 100 \
+        --ts-every 1 >/dev/null
+    wait $cap_pid || true
+    forget_pid $cap_pid
+    local enc=0
+    [[ $dir == egress && $sys != xdp-redirect && $sys != testpmd ]] && enc=1
+    local want
+    if ((enc)); then
+        want="$((size + 50))|$PEER_FAB_MAC,$REMOTE_OVL_MAC|198.19.0.1,198.18.1.2|198.19.0.2,198.18.2.2|4789,9|$VNI"
+    elif [[ $dir == egress ]]; then
+        want="$size|$GW_MAC|198.18.1.2|198.18.2.2|9|"
+    else
+        want="$size|$GUEST_MAC|198.18.2.2|198.18.1.2|9|"
+    fi
+    local rows n bad=0 line
+    rows=$(tshark -r "$pcap" -o udp.check_checksum:TRUE -d udp.port==4789,vxlan -T fields \
+        -E separator='|' -e frame.len -e eth.dst -e ip.src -e ip.dst -e udp.dstport \
+        -e vxlan.vni -e udp.checksum.status 2>/dev/null || true)
+    n=$(grep -c . <<<"$rows" || true)
+    if ((n == 0)); then CHECK="FAIL:nothing-captured"; echo "check $sys/$dir/$size: nothing captured" >&2; return; fi
+    while IFS= read -r line; do
+        # Headers as expected; every UDP checksum tshark verified is good (status 0 = bad;
+        # the zero outer VXLAN checksum is "not present").
+        if [[ ${line%|*} != "$want" ]]; then
+            bad=1; echo "check $sys/$dir/$size: got  $line / want $want|..." >&2; break
+        fi
+        if [[ ,${line##*|}, == *,0,* ]]; then
+            bad=1; echo "check $sys/$dir/$size: bad UDP checksum: $line" >&2; break
+        fi
+    done <<<"$rows"
+    # The marker "XVPG" right after the innermost UDP header, in every captured frame.
+    local off=42
+    ((enc)) && off=92
+    /usr/bin/python3 "$ROOT/benches/pktgen/pcap_marker.py" "$pcap" $off >&2 || bad=1
+    if ((bad)); then CHECK="FAIL"; else CHECK="ok($n)"; fi
+}
+
+measure() { # system dir size rep -> sets ROW (runs in this shell so cleanup knows every pid)
+    local sys=$1 dir=$2 size=$3 rep=$4
     topology
     case $sys in
         kernel-vxlan) setup_kernel_vxlan ;;
         xdp-redirect) setup_xdp_redirect ;;
+        xvpc) setup_xvpc ;;
+        ovs) setup_ovs ;;
+        testpmd) setup_testpmd ;;
     esac
-    local sink_out=$OUT/sink-$sys-$size-$rep.txt
-    ip netns exec $SNK "$PKTGEN" sink --dev s0 --duration $((SECONDS_PER_RUN + 30)) \
-        --idle-exit 1 >"$sink_out" 2>/dev/null &
-    local sink_pid=$!
-    PIDS+=($sink_pid)
-    wait_xdp $SNK s0
-    if ((STEER)); then
-        # The DUT's receive on its own core; the sink's next to the generator.
-        pin_napi d0 $DUT_CPU
-        pin_napi s0 $GEN_CPU
+    roles "$dir" "$sys"
+    run_once "$dir" "$size" 0 "$SECONDS_PER_RUN" ""
+    local gen_pps sink_pps marked per_pkt p50 p99
+    gen_pps=$(field "$GEN_RES" pps)
+    sink_pps=$(field "$SINK_RES" pps)
+    marked=$(field "$SINK_RES" marked)
+    if [[ -n $marked && $marked -gt 0 ]]; then per_pkt=$((BUSY_NS / marked)); else per_pkt=; fi
+    # Latency at half the forwarding rate just measured (the max-rate latency is mostly
+    # queueing).
+    p50= p99=
+    if ((LAT)) && [[ -n $sink_pps ]] && (( ${sink_pps%.*} > 1000 )); then
+        local hist=$OUT/latency-$sys-$dir-$size-$rep.hist
+        run_once "$dir" "$size" $(( ${sink_pps%.*} / 2 )) "$SECONDS_PER_RUN" "$hist"
+        p50=$(field "$SINK_RES" p50_ns)
+        p99=$(field "$SINK_RES" p99_ns)
     fi
-    local dmac
-    dmac=$(mac_of $DUT d0)
-    local b0 b1 gen_out
-    b0=$(cpu_busy_jiffies $DUT_CPU)
-    gen_out=$(ip netns exec $GEN taskset -c $GEN_CPU "$PKTGEN" --dev g0 --src-mac $GUEST_MAC \
-        --dst-mac "$dmac" --src-ip 198.18.1.2 --dst-ip 198.18.2.2 --size "$size" \
-        --flows $FLOWS --count 1000000000 --duration "$SECONDS_PER_RUN" --ts-every 16)
-    b1=$(cpu_busy_jiffies $DUT_CPU)
-    wait "$sink_pid" || true
-    forget_pid "$sink_pid"
-    local res
-    res=$(grep '^RESULT' "$sink_out" || true)
-    local gen_pps sink_pps marked p50 p99 hz busy_ns per_pkt
-    gen_pps=$(field "$gen_out" pps)
-    sink_pps=$(field "$res" pps)
-    marked=$(field "$res" marked)
-    p50=$(field "$res" p50_ns)
-    p99=$(field "$res" p99_ns)
-    hz=$(getconf CLK_TCK)
-    busy_ns=$(( (b1 - b0) * 1000000000 / hz ))
-    if [[ -n $marked && $marked -gt 0 ]]; then per_pkt=$((busy_ns / marked)); else per_pkt=; fi
-    ROW="$rep,$size,$sys,${gen_pps:-0},${sink_pps:-0},${marked:-0},${per_pkt},${p50:-},${p99:-},$STEER"
+    CHECK=-
+    if ((rep == 1)); then
+        check_output "$sys" "$dir" "$size"
+    fi
+    local drops=
+    if [[ $sys == xvpc ]]; then
+        stop_xvpc
+        cp "$WORK/xvpc-final.json" "$OUT/xvpc-final-$dir-$size-$rep.json" 2>/dev/null || true
+        drops=$(/usr/bin/python3 - "$WORK/xvpc-final.json" <<'PYEOF' || true
+import json, sys
+def walk(v, path, out):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            walk(x, path + [k], out)
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            walk(x, path + [str(i)], out)
+    elif isinstance(v, (int, float)) and "drop" in ".".join(path).lower() and v:
+        out.append(f"{'.'.join(path)}={v}")
+try:
+    out = []
+    walk(json.load(open(sys.argv[1])), [], out)
+    print(";".join(out))
+except Exception as e:
+    print(f"unreadable:{e}")
+PYEOF
+)
+    fi
+    ROW="$rep,$size,$sys,$dir,${gen_pps:-0},${sink_pps:-0},${marked:-0},${per_pkt},${p50},${p99},$STEER,$CHECK,\"${drops}\""
     cleanup
 }
 
 mkdir -p "$OUT" "$IMG"
 CSV=$OUT/results.csv
-echo "rep,size,system,gen_pps,sink_pps,sink_frames,dut_ns_per_pkt,p50_ns,p99_ns,steered" >"$CSV"
+echo "rep,size,system,dir,gen_pps,sink_pps,sink_frames,dut_ns_per_pkt,p50_ns,p99_ns,steered,check,dut_drops" >"$CSV"
 for ((rep = 1; rep <= REPS; rep++)); do
     for size in $SIZES; do
-        for sys in $SYSTEMS; do
-            measure "$sys" "$size" "$rep"
-            echo "$ROW" | tee -a "$CSV" >&2
+        for dir in $DIRS; do
+            for sys in $SYSTEMS; do
+                [[ $dir == ingress && ($sys == xdp-redirect || $sys == testpmd) ]] && continue
+                measure "$sys" "$dir" "$size" "$rep"
+                echo "$ROW" | tee -a "$CSV" >&2
+            done
         done
     done
 done
 
-/usr/bin/python3 - "$CSV" "$OUT/results.md" "$OUT/throughput.dat" <<'EOF'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-ref = {(r["rep"], r["size"]): float(r["sink_pps"]) for r in rows if r["system"] == "kernel-vxlan"}
-out = ["| system | size (B) | sink Mpps min / median / max | vs kernel vxlan (median) | DUT ns/pkt (median) | p99 latency (median, us) |",
-       "| --- | ---: | --- | ---: | ---: | ---: |"]
-dat = {}
-for sys_, size in sorted({(r["system"], int(r["size"])) for r in rows}, key=lambda k: (k[1], k[0])):
-    rs = [r for r in rows if r["system"] == sys_ and int(r["size"]) == size]
-    pps = [float(r["sink_pps"]) / 1e6 for r in rs]
-    ratios = [float(r["sink_pps"]) / ref[(r["rep"], r["size"])] for r in rs
-              if ref.get((r["rep"], r["size"]))]
-    ns = [int(r["dut_ns_per_pkt"]) for r in rs if r["dut_ns_per_pkt"]]
-    p99 = [int(r["p99_ns"]) / 1000 for r in rs if r["p99_ns"]]
-    med = lambda v, f: f.format(statistics.median(v)) if v else "n/a"
-    out.append(f"| {sys_} | {size} | {min(pps):.3f} / {statistics.median(pps):.3f} / {max(pps):.3f} | "
-               f"{med(ratios, '{:.2f}')} | {med(ns, '{:.0f}')} | {med(p99, '{:.0f}')} |")
-    dat.setdefault(sys_, []).append((size, statistics.median(pps)))
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
-with open(sys.argv[3], "w") as f:
-    for sys_, pts in dat.items():
-        f.write(f'"{sys_}"\n')
-        for size, v in pts:
-            f.write(f"{size} {v}\n")
-        f.write("\n\n")
-print("\n".join(out))
-EOF
-
-if command -v gnuplot >/dev/null; then
-    gnuplot <<EOF
-set terminal pngcairo size 900,540 noenhanced
-set output "$IMG/throughput.png"
-set title "Forwarding rate at the sink vs frame size (median of $REPS, DUT on one core)"
-set xlabel "frame size (bytes)"
-set ylabel "Mpps"
-set key outside right
-set grid
-plot for [i=0:*] "$OUT/throughput.dat" index i using 1:2 with linespoints title columnheader(1)
-EOF
-    echo "bench.sh: plot in $IMG/throughput.png" >&2
-fi
+/usr/bin/python3 "$ROOT/benches/pktgen/report.py" "$CSV" "$OUT" "$IMG"
+status=$?
 echo "bench.sh: results in $CSV and $OUT/results.md" >&2
+exit $status

@@ -15,17 +15,27 @@
 #define BENCH_MAGIC 0x58565047u /* "XVPG" */
 #define MARKER_LEN 16
 
-/* Longest header template: Ethernet 14 + IPv6 40 + UDP 8. */
-#define GEN_HDR_MAX 64
+/* Longest header template: VXLAN over IPv4 (Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8) around
+ * Ethernet 14 + IPv6 40 + UDP 8. */
+#define GEN_HDR_MAX 128
+/* The header stacks the generator builds (gen_config.hdr_len). */
+#define GEN_HDR_V4 42          /* Ethernet + IPv4 + UDP */
+#define GEN_HDR_V6 62          /* Ethernet + IPv6 + UDP */
+#define GEN_VXLAN_OUTER 50     /* Ethernet + IPv4 + UDP + VXLAN in front of the inner frame */
+#define GEN_HDR_VX_V4 (GEN_VXLAN_OUTER + GEN_HDR_V4)
+#define GEN_HDR_VX_V6 (GEN_VXLAN_OUTER + GEN_HDR_V6)
+#define GEN_OUTER_SPORT_OFF 34 /* outer UDP source port inside a VXLAN frame */
 
 struct gen_config {
-	__u8 hdr[GEN_HDR_MAX]; /* Ethernet + IP + UDP, checksums for flow 0 / zero marker */
-	__u32 ipv6;            /* 0: 42-byte IPv4 header stack, 1: 62-byte IPv6 stack */
+	__u8 hdr[GEN_HDR_MAX]; /* [outer Ethernet + IPv4 + UDP + VXLAN +] Ethernet + IP + UDP,
+	                        * checksums for flow 0 / zero marker */
+	__u32 hdr_len;         /* one of GEN_HDR_V4, _V6, _VX_V4, _VX_V6 */
 	__u32 flows;           /* UDP source ports used: sport .. sport + flows - 1 (>= 1) */
 	__u32 csum_base;       /* ones' complement sum (memory-order u16 words) of the UDP
 	                        * pseudo-header, UDP header (checksum 0, source port 0) and
 	                        * payload with seq/ts zero; not folded */
-	__u16 sport;           /* first UDP source port, network order */
+	__u16 sport;           /* first UDP source port, network order (inner and, in VXLAN
+	                        * frames, outer: the outer checksum is 0, so it needs no fix) */
 	__u16 _pad;
 	__u32 ts_mask;         /* timestamp frames whose sequence & ts_mask == 0 (2^k - 1); the
 	                        * others carry ts 0: reading the clock is the most expensive part

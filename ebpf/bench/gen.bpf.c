@@ -52,6 +52,10 @@ static __always_inline int build(void *data, void *data_end, const struct gen_co
 	__u16 sport = bpf_htons(bpf_ntohs(cfg->sport) + (__u16)(n % flows));
 	__u16 *udp = data + hdr_len - 8;
 	udp[0] = sport;
+	/* VXLAN: the outer source port carries the flow too (RFC 7348 entropy), as a VTEP
+	 * hashing the inner flow would. The outer UDP checksum is 0, IPv4 header unchanged. */
+	if (hdr_len > GEN_HDR_V6)
+		*(__u16 *)(data + GEN_OUTER_SPORT_OFF) = sport;
 
 	struct {
 		__u32 magic;
@@ -86,9 +90,18 @@ int xvpc_gen(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	__u64 n = (*cnt)++;
 
-	if (cfg->ipv6)
-		return build(data, data_end, cfg, n, 62);
-	return build(data, data_end, cfg, n, 42);
+	switch (cfg->hdr_len) {
+	case GEN_HDR_V4:
+		return build(data, data_end, cfg, n, GEN_HDR_V4);
+	case GEN_HDR_V6:
+		return build(data, data_end, cfg, n, GEN_HDR_V6);
+	case GEN_HDR_VX_V4:
+		return build(data, data_end, cfg, n, GEN_HDR_VX_V4);
+	case GEN_HDR_VX_V6:
+		return build(data, data_end, cfg, n, GEN_HDR_VX_V6);
+	default:
+		return XDP_ABORTED;
+	}
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

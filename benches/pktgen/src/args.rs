@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::frame::{MacAddr, MIN_FRAME_V4, MIN_FRAME_V6};
+use crate::frame::{MacAddr, VxlanOuter, MIN_FRAME_V4, MIN_FRAME_V6, VXLAN_OUTER};
 
 /// Largest frame `--size` accepts (bytes handed to the device, without FCS).
 pub const MAX_SIZE: u16 = 1500;
@@ -55,6 +55,15 @@ pub enum ArgError {
     /// Batch size outside what the kernel accepts.
     #[error("--batch {0} is outside 1..=256")]
     BadBatch(u32),
+    /// A VXLAN underlay option without `--vxlan-vni`, or `--vxlan-vni` without them.
+    #[error("--vxlan-vni needs --outer-src-ip and --outer-dst-ip (and they need --vxlan-vni)")]
+    VxlanIncomplete,
+    /// The VXLAN underlay must be IPv4 (the outer UDP checksum is then 0).
+    #[error("--outer-src-ip/--outer-dst-ip {0}: the VXLAN underlay must be IPv4")]
+    VxlanUnderlayNotV4(IpAddr),
+    /// A VNI wider than 24 bits.
+    #[error("--vxlan-vni {0} does not fit in 24 bits")]
+    BadVni(u32),
 }
 
 /// Options of the generator (`xvpc-pktgen [gen] ...`).
@@ -106,6 +115,25 @@ pub struct GenArgs {
     /// more than building it on some VMs. 1 = every frame.
     #[arg(long, default_value_t = 16)]
     pub ts_every: u32,
+    /// Wrap every frame in VXLAN with this VNI (the options above then describe the inner
+    /// frame and `--size` the whole outer frame, 50 bytes more).
+    #[arg(long)]
+    pub vxlan_vni: Option<u32>,
+    /// Outer (underlay) source IPv4 address of VXLAN frames.
+    #[arg(long)]
+    pub outer_src_ip: Option<IpAddr>,
+    /// Outer (underlay) destination IPv4 address of VXLAN frames.
+    #[arg(long)]
+    pub outer_dst_ip: Option<IpAddr>,
+    /// Outer source MAC of VXLAN frames.
+    #[arg(long, default_value = "02:00:00:00:00:11")]
+    pub outer_src_mac: String,
+    /// Outer destination MAC of VXLAN frames.
+    #[arg(long, default_value = "02:00:00:00:00:12")]
+    pub outer_dst_mac: String,
+    /// Outer UDP destination port of VXLAN frames.
+    #[arg(long, default_value_t = 4789)]
+    pub vxlan_port: u16,
 }
 
 /// Validated generator parameters.
@@ -141,6 +169,8 @@ pub struct GenSpec {
     pub batch: u32,
     /// Timestamp sampling interval (power of two).
     pub ts_every: u32,
+    /// VXLAN outer headers, if the frames are wrapped.
+    pub vxlan: Option<VxlanOuter>,
 }
 
 /// True if `ip` lies in 198.18.0.0/15 or 2001:2::/48.
@@ -183,10 +213,16 @@ impl GenArgs {
         if src_ip.is_ipv4() != dst_ip.is_ipv4() {
             return Err(ArgError::MixedFamilies(src_ip, dst_ip));
         }
-        let min = if src_ip.is_ipv4() {
-            MIN_FRAME_V4.max(MIN_SIZE)
+        let vxlan = self.vxlan()?;
+        let outer_len = if vxlan.is_some() {
+            VXLAN_OUTER as u16
         } else {
-            MIN_FRAME_V6.max(MIN_SIZE)
+            0
+        };
+        let min = if src_ip.is_ipv4() {
+            MIN_FRAME_V4.max(MIN_SIZE) + outer_len
+        } else {
+            MIN_FRAME_V6.max(MIN_SIZE) + outer_len
         };
         if self.size < min || self.size > MAX_SIZE {
             return Err(ArgError::BadSize {
@@ -235,7 +271,31 @@ impl GenArgs {
             threads: self.threads,
             batch: self.batch,
             ts_every: self.ts_every,
+            vxlan,
         })
+    }
+
+    fn vxlan(&self) -> Result<Option<VxlanOuter>, ArgError> {
+        let (vni, src, dst) = match (self.vxlan_vni, self.outer_src_ip, self.outer_dst_ip) {
+            (None, None, None) => return Ok(None),
+            (Some(vni), Some(src), Some(dst)) => (vni, src, dst),
+            _ => return Err(ArgError::VxlanIncomplete),
+        };
+        if vni >= 1 << 24 {
+            return Err(ArgError::BadVni(vni));
+        }
+        let v4 = |ip: IpAddr| match check_addr(ip)? {
+            IpAddr::V4(v4) => Ok(v4),
+            IpAddr::V6(_) => Err(ArgError::VxlanUnderlayNotV4(ip)),
+        };
+        Ok(Some(VxlanOuter {
+            src_mac: parse_mac(&self.outer_src_mac)?,
+            dst_mac: parse_mac(&self.outer_dst_mac)?,
+            src_ip: v4(src)?,
+            dst_ip: v4(dst)?,
+            vni,
+            port: self.vxlan_port,
+        }))
     }
 }
 
@@ -260,7 +320,43 @@ mod tests {
             threads: 1,
             batch: 64,
             ts_every: 1,
+            vxlan_vni: None,
+            outer_src_ip: None,
+            outer_dst_ip: None,
+            outer_src_mac: "02:00:00:00:00:11".into(),
+            outer_dst_mac: "02:00:00:00:00:12".into(),
+            vxlan_port: 4789,
         }
+    }
+
+    #[test]
+    fn vxlan_options_are_checked() {
+        let mut a = ok_args();
+        a.vxlan_vni = Some(100);
+        assert_eq!(a.validate(), Err(ArgError::VxlanIncomplete));
+        a.outer_src_ip = Some("198.19.0.2".parse().expect("literal"));
+        a.outer_dst_ip = Some("198.19.0.1".parse().expect("literal"));
+        // 64 bytes cannot hold outer headers, inner headers and the marker.
+        assert_eq!(a.validate(), Err(ArgError::BadSize { size: 64, min: 114 }));
+        a.size = 114;
+        let spec = a.validate().expect("valid VXLAN spec");
+        let outer = spec.vxlan.expect("vxlan");
+        assert_eq!(outer.vni, 100);
+        assert_eq!(outer.port, 4789);
+        assert_eq!(
+            outer.dst_ip,
+            "198.19.0.1".parse::<Ipv4Addr>().expect("literal")
+        );
+        a.outer_dst_ip = Some("10.1.1.1".parse().expect("literal"));
+        assert!(matches!(a.validate(), Err(ArgError::AddressOutOfRange(_))));
+        a.outer_dst_ip = Some("2001:2::1".parse().expect("literal"));
+        assert!(matches!(a.validate(), Err(ArgError::VxlanUnderlayNotV4(_))));
+        a.outer_dst_ip = Some("198.19.0.1".parse().expect("literal"));
+        a.vxlan_vni = Some(1 << 24);
+        assert_eq!(a.validate(), Err(ArgError::BadVni(1 << 24)));
+        let mut b = ok_args();
+        b.outer_src_ip = Some("198.19.0.2".parse().expect("literal"));
+        assert_eq!(b.validate(), Err(ArgError::VxlanIncomplete));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `csum_base`. [`udp_checksum_for`] does the same arithmetic here so it can be tested against a
 //! checksum computed from scratch.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Ethernet + IPv4 + UDP header bytes.
 pub const HDR_V4: usize = 42;
@@ -20,10 +20,18 @@ pub const MAGIC: u32 = 0x5856_5047;
 pub const MIN_FRAME_V4: u16 = (HDR_V4 + MARKER_LEN) as u16;
 /// Smallest IPv6 frame that holds the marker.
 pub const MIN_FRAME_V6: u16 = (HDR_V6 + MARKER_LEN) as u16;
+/// Outer Ethernet + IPv4 + UDP + VXLAN in front of the inner frame (`GEN_VXLAN_OUTER`).
+pub const VXLAN_OUTER: usize = 50;
 /// Size of `struct gen_config`.
-pub const GEN_CONFIG_LEN: usize = 84;
+pub const GEN_CONFIG_LEN: usize = 148;
 /// `GEN_HDR_MAX`: bytes reserved for the header template.
-const GEN_HDR_MAX: usize = 64;
+const GEN_HDR_MAX: usize = 128;
+/// Offsets of the fields after the header template in `struct gen_config`.
+const CFG_HDR_LEN: usize = GEN_HDR_MAX;
+const CFG_FLOWS: usize = GEN_HDR_MAX + 4;
+const CFG_CSUM_BASE: usize = GEN_HDR_MAX + 8;
+const CFG_SPORT: usize = GEN_HDR_MAX + 12;
+const CFG_TS_MASK: usize = GEN_HDR_MAX + 16;
 
 /// Where a marker sits in a frame for each kind of frame the benchmarks produce: plain UDP over
 /// IPv4 / IPv6, and the same inside VXLAN over an IPv4 (50-byte) or IPv6 (70-byte) underlay.
@@ -77,6 +85,26 @@ pub struct FrameSpec {
     pub flows: u32,
     /// Timestamp one frame in this many (a power of two; the others carry timestamp 0).
     pub ts_every: u32,
+    /// Wrap the frame above in VXLAN over IPv4 (then `size` is the whole outer frame).
+    pub vxlan: Option<VxlanOuter>,
+}
+
+/// The outer headers of a VXLAN-wrapped frame (RFC 7348 over an IPv4 underlay). The outer
+/// UDP checksum is 0 (allowed over IPv4) and the outer source port follows the inner flow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VxlanOuter {
+    /// Outer Ethernet source.
+    pub src_mac: MacAddr,
+    /// Outer Ethernet destination.
+    pub dst_mac: MacAddr,
+    /// Underlay source (the sending VTEP).
+    pub src_ip: Ipv4Addr,
+    /// Underlay destination (the receiving VTEP).
+    pub dst_ip: Ipv4Addr,
+    /// VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// Outer UDP destination port (4789).
+    pub port: u16,
 }
 
 /// Errors from building a template.
@@ -88,6 +116,9 @@ pub enum FrameError {
     /// The frame cannot hold headers and marker, or exceeds what the kernel accepts.
     #[error("frame size {0} cannot hold the headers and marker")]
     Size(u16),
+    /// A VNI wider than 24 bits.
+    #[error("VNI {0} does not fit in 24 bits")]
+    Vni(u32),
 }
 
 /// A template frame plus the matching `struct gen_config`.
@@ -97,7 +128,7 @@ pub struct Template {
     pub frame: Vec<u8>,
     /// `struct gen_config` bytes for the `gen_config` map.
     pub config: [u8; GEN_CONFIG_LEN],
-    /// Header length (42 or 62).
+    /// Header length: 42 or 62, plus [`VXLAN_OUTER`] for a VXLAN frame.
     pub hdr_len: usize,
 }
 
@@ -155,6 +186,62 @@ pub fn udp_checksum_for(csum_base: u32, sport: u16, seq: u32, ts: u64) -> u16 {
 
 /// Builds the template frame and generator config for `spec`.
 pub fn build(spec: &FrameSpec) -> Result<Template, FrameError> {
+    let Some(outer) = &spec.vxlan else {
+        return build_plain(spec);
+    };
+    if outer.vni >= 1 << 24 {
+        return Err(FrameError::Vni(outer.vni));
+    }
+    let inner_size = spec
+        .size
+        .checked_sub(VXLAN_OUTER as u16)
+        .ok_or(FrameError::Size(spec.size))?;
+    let inner = build_plain(&FrameSpec {
+        size: inner_size,
+        vxlan: None,
+        ..spec.clone()
+    })
+    .map_err(|e| match e {
+        FrameError::Size(_) => FrameError::Size(spec.size),
+        e => e,
+    })?;
+    let size = usize::from(spec.size);
+    let mut f = vec![0u8; VXLAN_OUTER];
+    f[0..6].copy_from_slice(&outer.dst_mac.0);
+    f[6..12].copy_from_slice(&outer.src_mac.0);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    {
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((size - 14) as u16).to_be_bytes());
+        ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF, as VTEPs send
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&outer.src_ip.octets());
+        ip[16..20].copy_from_slice(&outer.dst_ip.octets());
+        let c = inet_checksum(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    f[34..36].copy_from_slice(&spec.src_port.to_be_bytes());
+    f[36..38].copy_from_slice(&outer.port.to_be_bytes());
+    f[38..40].copy_from_slice(&((size - 34) as u16).to_be_bytes());
+    // Outer UDP checksum 0: allowed for VXLAN over IPv4 (RFC 7348 section 5).
+    f[42] = 0x08; // I flag: the VNI is valid
+    f[46..49].copy_from_slice(&outer.vni.to_be_bytes()[1..]);
+    f.extend_from_slice(&inner.frame);
+    let hdr_len = VXLAN_OUTER + inner.hdr_len;
+    let mut config = inner.config;
+    config[..hdr_len].copy_from_slice(&f[..hdr_len]);
+    config[CFG_HDR_LEN..CFG_HDR_LEN + 4].copy_from_slice(&(hdr_len as u32).to_ne_bytes());
+    Ok(Template {
+        frame: f,
+        config,
+        hdr_len,
+    })
+}
+
+/// A plain Ethernet/IP/UDP frame (the inner frame of a VXLAN one).
+fn build_plain(spec: &FrameSpec) -> Result<Template, FrameError> {
     let size = usize::from(spec.size);
     let v6 = match (spec.src_ip, spec.dst_ip) {
         (IpAddr::V4(_), IpAddr::V4(_)) => false,
@@ -216,12 +303,12 @@ pub fn build(spec: &FrameSpec) -> Result<Template, FrameError> {
 
     let mut config = [0u8; GEN_CONFIG_LEN];
     config[..hdr_len].copy_from_slice(&f[..hdr_len]);
-    config[GEN_HDR_MAX..GEN_HDR_MAX + 4].copy_from_slice(&u32::from(v6).to_ne_bytes());
-    config[68..72].copy_from_slice(&spec.flows.max(1).to_ne_bytes());
-    config[72..76].copy_from_slice(&csum_base.to_ne_bytes());
-    config[76..78].copy_from_slice(&spec.src_port.to_be_bytes());
+    config[CFG_HDR_LEN..CFG_HDR_LEN + 4].copy_from_slice(&(hdr_len as u32).to_ne_bytes());
+    config[CFG_FLOWS..CFG_FLOWS + 4].copy_from_slice(&spec.flows.max(1).to_ne_bytes());
+    config[CFG_CSUM_BASE..CFG_CSUM_BASE + 4].copy_from_slice(&csum_base.to_ne_bytes());
+    config[CFG_SPORT..CFG_SPORT + 2].copy_from_slice(&spec.src_port.to_be_bytes());
     let ts_mask = spec.ts_every.max(1).next_power_of_two() - 1;
-    config[80..84].copy_from_slice(&ts_mask.to_ne_bytes());
+    config[CFG_TS_MASK..CFG_TS_MASK + 4].copy_from_slice(&ts_mask.to_ne_bytes());
     Ok(Template {
         frame: f,
         config,
@@ -270,7 +357,68 @@ mod tests {
             size,
             flows: 4,
             ts_every: 16,
+            vxlan: None,
         }
+    }
+
+    fn vxlan(mut s: FrameSpec, vni: u32) -> FrameSpec {
+        s.vxlan = Some(VxlanOuter {
+            src_mac: MacAddr([2, 0, 0, 0, 0xf, 1]),
+            dst_mac: MacAddr([2, 0, 0, 0, 0xf, 2]),
+            src_ip: "198.19.0.2".parse().expect("literal"),
+            dst_ip: "198.19.0.1".parse().expect("literal"),
+            vni,
+            port: 4789,
+        });
+        s
+    }
+
+    #[test]
+    fn vxlan_template_bytes() {
+        let t = build(&vxlan(spec("198.18.2.2", "198.18.1.2", 114), 100)).expect("template");
+        assert_eq!(t.frame.len(), 114);
+        assert_eq!(t.hdr_len, 92);
+        #[rustfmt::skip]
+        let outer: [u8; 50] = [
+            2, 0, 0, 0, 0xf, 2, 2, 0, 0, 0, 0xf, 1, 0x08, 0x00,
+            0x45, 0, 0, 100, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 19, 0, 2, 198, 19, 0, 1,
+            0x04, 0x00, 0x12, 0xb5, 0, 80, 0, 0,
+            0x08, 0, 0, 0, 0, 0, 100, 0,
+        ];
+        let mut got = t.frame[..50].to_vec();
+        got[24..26].copy_from_slice(&[0, 0]);
+        assert_eq!(got, outer);
+        assert_eq!(inet_checksum(&t.frame[14..34]), 0, "outer IPv4 checksum");
+        // The inner frame is exactly the plain 64-byte frame.
+        let plain = build(&spec("198.18.2.2", "198.18.1.2", 64)).expect("plain");
+        assert_eq!(&t.frame[50..], &plain.frame[..]);
+        assert_eq!(&t.config[..92], &t.frame[..92]);
+        assert_eq!(&t.config[128..132], &92u32.to_ne_bytes());
+        assert_eq!(
+            &t.config[136..140],
+            &plain.config[136..140],
+            "inner csum base"
+        );
+        let v6 = build(&vxlan(spec("2001:2::1", "2001:2::2", 128), 7)).expect("v6 inner");
+        assert_eq!(v6.hdr_len, 112);
+        assert_eq!(&v6.frame[46..50], &[0, 0, 7, 0]);
+        assert_eq!(&v6.frame[16..18], &114u16.to_be_bytes());
+    }
+
+    #[test]
+    fn vxlan_bad_specs_are_errors() {
+        assert_eq!(
+            build(&vxlan(spec("198.18.2.2", "198.18.1.2", 107), 1)).err(),
+            Some(FrameError::Size(107))
+        );
+        assert_eq!(
+            build(&vxlan(spec("198.18.2.2", "198.18.1.2", 40), 1)).err(),
+            Some(FrameError::Size(40))
+        );
+        assert_eq!(
+            build(&vxlan(spec("198.18.2.2", "198.18.1.2", 200), 1 << 24)).err(),
+            Some(FrameError::Vni(1 << 24))
+        );
     }
 
     #[test]
@@ -294,12 +442,12 @@ mod tests {
         // IPv4 header checksum verifies to zero, UDP checksum verifies to zero.
         assert_eq!(inet_checksum(&t.frame[14..34]), 0);
         assert_eq!(verify_udp_checksum(&t.frame), Some(0));
-        // Config: header copy, v6 flag 0, flows, sport.
+        // Config: header copy, header length, flows, sport, ts mask.
         assert_eq!(&t.config[..42], &t.frame[..42]);
-        assert_eq!(&t.config[64..68], &0u32.to_ne_bytes());
-        assert_eq!(&t.config[68..72], &4u32.to_ne_bytes());
-        assert_eq!(&t.config[76..78], &[0x04, 0x00]);
-        assert_eq!(&t.config[80..84], &15u32.to_ne_bytes());
+        assert_eq!(&t.config[128..132], &42u32.to_ne_bytes());
+        assert_eq!(&t.config[132..136], &4u32.to_ne_bytes());
+        assert_eq!(&t.config[140..142], &[0x04, 0x00]);
+        assert_eq!(&t.config[144..148], &15u32.to_ne_bytes());
     }
 
     #[test]
@@ -313,7 +461,7 @@ mod tests {
         assert_eq!(t.frame[21], 64);
         assert_eq!(&t.frame[58..60], &74u16.to_be_bytes()); // UDP length
         assert_eq!(&t.frame[62..66], b"XVPG");
-        assert_eq!(&t.config[64..68], &1u32.to_ne_bytes());
+        assert_eq!(&t.config[128..132], &62u32.to_ne_bytes());
         assert_eq!(verify_udp_checksum(&t.frame), Some(0));
     }
 
@@ -321,8 +469,11 @@ mod tests {
     fn rewrite(t: &Template, sport: u16, seq: u32, ts: u64) -> Vec<u8> {
         let mut f = t.frame.clone();
         let h = t.hdr_len;
-        let base = u32::from_ne_bytes(t.config[72..76].try_into().expect("4 bytes"));
+        let base = u32::from_ne_bytes(t.config[136..140].try_into().expect("4 bytes"));
         f[h - 8..h - 6].copy_from_slice(&sport.to_be_bytes());
+        if t.hdr_len > HDR_V6 {
+            f[34..36].copy_from_slice(&sport.to_be_bytes());
+        }
         f[h + 4..h + 8].copy_from_slice(&seq.to_ne_bytes());
         f[h + 8..h + 16].copy_from_slice(&ts.to_ne_bytes());
         let c = udp_checksum_for(base, sport, seq, ts);
@@ -352,6 +503,10 @@ mod tests {
                     Some(0),
                     "{src}->{dst} size {size} sport {sport} seq {seq} ts {ts}"
                 );
+                let tv = build(&vxlan(spec(src, dst, size + 50), 100)).expect("vxlan");
+                let fv = rewrite(&tv, sport, seq, ts);
+                assert_eq!(&fv[50..], &f[..], "inner frame of the VXLAN rewrite");
+                assert_eq!(&fv[34..36], &sport.to_be_bytes(), "outer source port");
             }
         }
     }

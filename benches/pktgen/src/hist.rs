@@ -26,6 +26,24 @@ pub fn upper_edge_us(b: usize) -> u64 {
     }
 }
 
+/// Lower edge of bucket `b` in microseconds (inclusive).
+pub fn lower_edge_us(b: usize) -> u64 {
+    if b == 0 {
+        0
+    } else {
+        upper_edge_us(b - 1)
+    }
+}
+
+/// The histogram as text, one line per non-empty bucket: `lower_us upper_us count`.
+pub fn to_text(hist: &[u64]) -> String {
+    hist.iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(b, n)| format!("{} {} {}\n", lower_edge_us(b), upper_edge_us(b), n))
+        .collect()
+}
+
 /// The `q`-quantile (0 < q ≤ 1) of the histogram as a bucket's upper edge in microseconds: at
 /// least a fraction `q` of the samples were below it. `None` when there are no samples.
 pub fn percentile_us(hist: &[u64], q: f64) -> Option<u64> {
@@ -48,6 +66,19 @@ pub fn percentile_us(hist: &[u64], q: f64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_lists_non_empty_buckets_with_edges() {
+        let mut h = vec![0u64; BUCKETS];
+        h[0] = 2;
+        h[17] = 5;
+        h[1001] = 1;
+        assert_eq!(to_text(&h), "0 1 2\n17 18 5\n1024 2048 1\n");
+        for us in [0u64, 3, 999, 1000, 1500, 70_000] {
+            let b = bucket_of(us);
+            assert!(lower_edge_us(b) <= us && us < upper_edge_us(b), "{us}");
+        }
+    }
 
     #[test]
     fn buckets_are_linear_then_log2() {

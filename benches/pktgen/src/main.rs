@@ -53,6 +53,10 @@ enum Cmd {
         /// Attach in generic (skb) mode instead of driver mode.
         #[arg(long)]
         skb: bool,
+        /// Also write the latency histogram here: one line per non-empty bucket,
+        /// `lower_us upper_us count` (for CDF plots).
+        #[arg(long)]
+        hist: Option<std::path::PathBuf>,
     },
     /// Redirect every frame from one interface to another in XDP (the forwarding ceiling).
     Redirect {
@@ -95,6 +99,7 @@ fn gen(a: &GenArgs) -> anyhow::Result<ExitCode> {
         size: spec.size,
         flows: spec.flows,
         ts_every: spec.ts_every,
+        vxlan: spec.vxlan.clone(),
     };
     let stop = stop_flag()?;
     let mut g = bpf::Generator::new(&fspec)?;
@@ -129,7 +134,7 @@ fn gen(a: &GenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sink(opts: SinkOpts) -> anyhow::Result<ExitCode> {
+fn sink(opts: SinkOpts, hist_file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let stop = stop_flag()?;
     let r = bpf::run_sink(&opts, &stop, |n, pps| {
         eprintln!("sink {}: {n} frames, {:.3} Mpps", opts.dev, pps / 1e6);
@@ -147,6 +152,10 @@ fn sink(opts: SinkOpts) -> anyhow::Result<ExitCode> {
         p(0.99) / 1000,
         p(0.999) / 1000
     );
+    if let Some(path) = hist_file {
+        std::fs::write(path, hist::to_text(&r.hist))
+            .with_context(|| format!("writing the histogram to {}", path.display()))?;
+    }
     if r.future > 0 {
         eprintln!(
             "warning: {} marked frames carried a timestamp from the future",
@@ -180,6 +189,7 @@ fn run() -> anyhow::Result<ExitCode> {
             idle_exit,
             offsets,
             skb,
+            hist,
         }) => {
             if offsets.len() > 8 {
                 bail!("at most 8 --offset values");
@@ -195,7 +205,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 },
                 skb_mode: skb,
             };
-            sink(opts)
+            sink(opts, hist.as_deref())
         }
         Some(Cmd::Redirect {
             in_dev,

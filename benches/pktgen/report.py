@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""Summarises scripts/bench.sh results: Markdown table, gnuplot PNGs, pass/fail.
+
+usage: report.py RESULTS.csv OUT_DIR IMG_DIR
+
+Writes OUT_DIR/results.md and IMG_DIR/throughput-{steered,unsteered}.png and
+IMG_DIR/latency-cdf-{steered,unsteered}.png (gnuplot, if installed). Exit status 1 if some
+system forwarded nothing in some measurement or failed a correctness check.
+"""
+import csv
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+
+def med(v, fmt):
+    return fmt.format(statistics.median(v)) if v else "n/a"
+
+
+def main():
+    csv_path, out, img = sys.argv[1:4]
+    rows = list(csv.DictReader(open(csv_path)))
+    if not rows:
+        print("report: no rows")
+        return 1
+    mode = "steered" if rows[0]["steered"] == "1" else "unsteered"
+    ref = {(r["rep"], r["size"], r["dir"]): float(r["sink_pps"])
+           for r in rows if r["system"] == "kernel-vxlan"}
+    lines = [
+        f"Mode: **{mode}**. Rates in Mpps at the sink (min / median / max over "
+        f"{len({r['rep'] for r in rows})} repetitions); ratio = system / kernel vxlan in the same "
+        "repetition (median, min–max); *gen-bound*: the sink got ≥ 95 % of what the generator "
+        "sent, so the DUT was not the limit; latency at 50 % of the measured rate.",
+        "",
+        "| system | dir | size (B) | Mpps min / median / max | vs kernel vxlan | gen Mpps | "
+        "DUT core ns/pkt | p50 / p99 latency (µs) | check |",
+        "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    dat = {}
+    failed = []
+    order = ["kernel-vxlan", "xvpc", "ovs", "testpmd", "xdp-redirect"]
+    keys = sorted({(r["system"], r["dir"], int(r["size"])) for r in rows},
+                  key=lambda k: (k[2], k[1], order.index(k[0]) if k[0] in order else 99))
+    for sys_, dir_, size in keys:
+        rs = [r for r in rows if r["system"] == sys_ and r["dir"] == dir_ and int(r["size"]) == size]
+        pps = [float(r["sink_pps"]) / 1e6 for r in rs]
+        gen = [float(r["gen_pps"]) / 1e6 for r in rs]
+        ratios = [float(r["sink_pps"]) / ref[(r["rep"], r["size"], r["dir"])] for r in rs
+                  if ref.get((r["rep"], r["size"], r["dir"]))]
+        ns = [int(r["dut_ns_per_pkt"]) for r in rs if r["dut_ns_per_pkt"]]
+        p50 = [int(r["p50_ns"]) / 1000 for r in rs if r["p50_ns"]]
+        p99 = [int(r["p99_ns"]) / 1000 for r in rs if r["p99_ns"]]
+        checks = sorted({r["check"] for r in rs if r["check"] != "-"})
+        if min(pps) <= 0:
+            failed.append(f"{sys_} {dir_} {size} B forwarded nothing in some repetition")
+        if any(c.startswith("FAIL") for c in checks):
+            failed.append(f"{sys_} {dir_} {size} B failed the correctness check")
+        bound = sum(1 for r in rs if float(r["gen_pps"]) > 0
+                    and float(r["sink_pps"]) >= 0.95 * float(r["gen_pps"]))
+        ratio = (f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+                 if ratios else "n/a")
+        lines.append(
+            f"| {sys_} | {dir_} | {size} | {min(pps):.3f} / {statistics.median(pps):.3f} / "
+            f"{max(pps):.3f}{' *gen-bound*' if bound * 2 > len(rs) else ''} | {ratio} | "
+            f"{med(gen, '{:.2f}')} | {med(ns, '{:.0f}')} | {med(p50, '{:.0f}')} / "
+            f"{med(p99, '{:.0f}')} | {', '.join(c.split('(')[0] for c in checks) or '-'} |")
+        dat.setdefault(f"{sys_} {dir_}", []).append((size, statistics.median(pps)))
+    drops = sorted({(r["system"], r["dir"], r["size"], r["dut_drops"]) for r in rows
+                    if r.get("dut_drops")})
+    if drops:
+        lines += ["", "xvpc drop counters that moved (final counters at SIGTERM):", ""]
+        lines += [f"- {s} {d} {z} B: `{x}`" for s, d, z, x in drops]
+    md = os.path.join(out, "results.md")
+    open(md, "w").write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    if shutil.which("gnuplot"):
+        tp = os.path.join(out, "throughput.dat")
+        with open(tp, "w") as f:
+            for name, pts in dat.items():
+                f.write(f'"{name}"\n' + "".join(f"{s} {v}\n" for s, v in pts) + "\n\n")
+        # Latency CDF at the smallest size, all repetitions pooled.
+        small = min(int(r["size"]) for r in rows)
+        cdf = os.path.join(out, "latency-cdf.dat")
+        have_cdf = False
+        with open(cdf, "w") as f:
+            for sys_, dir_, size in keys:
+                if size != small:
+                    continue
+                buckets = {}
+                for h in glob.glob(os.path.join(out, f"latency-{sys_}-{dir_}-{size}-*.hist")):
+                    for line in open(h):
+                        lo, hi, n = (int(x) for x in line.split())
+                        buckets[hi] = buckets.get(hi, 0) + n
+                total = sum(buckets.values())
+                if not total:
+                    continue
+                have_cdf = True
+                f.write(f'"{sys_} {dir_}"\n')
+                acc = 0
+                for hi in sorted(buckets):
+                    acc += buckets[hi]
+                    f.write(f"{hi} {acc / total}\n")
+                f.write("\n\n")
+        script = f"""
+set terminal pngcairo size 900,540 noenhanced
+set output "{img}/throughput-{mode}.png"
+set title "Forwarding rate vs guest frame size ({mode}, median, DUT on one core)"
+set xlabel "guest frame size (bytes)"
+set ylabel "Mpps at the sink"
+set key outside right
+set grid
+plot for [i=0:*] "{tp}" index i using 1:2 with linespoints title columnheader(1)
+"""
+        if have_cdf:
+            script += f"""
+set output "{img}/latency-cdf-{mode}.png"
+set title "Latency CDF at 50% of each system's max rate ({small} B, {mode})"
+set xlabel "latency, microseconds (bucket upper edge)"
+set ylabel "fraction of samples"
+set logscale x
+set yrange [0:1]
+plot for [i=0:*] "{cdf}" index i using 1:2 with steps title columnheader(1)
+"""
+        subprocess.run(["gnuplot"], input=script.encode(), check=False)
+    for f in failed:
+        print(f"report: FAIL: {f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -280,7 +280,7 @@ setup_ovs() {
     ovs_appctl tnl/arp/set br-phy 198.19.0.2 $PEER_FAB_MAC >/dev/null
     # Explicit flows (no learning, no flooding): guest <-> tunnel, tunnel endpoint <-> d1.
     # Like xvpc and the kernel, decapsulated frames leave with the gateway as source.
-    ovs-ofctl add-flow br-int "in_port=1,actions=output:2"
+    ovs-ofctl add-flow br-int "in_port=1,actions=mod_dl_src:$GW_MAC,mod_dl_dst:$REMOTE_OVL_MAC,output:2"
     ovs-ofctl add-flow br-int "in_port=2,actions=mod_dl_src:$GW_MAC,mod_dl_dst:$GUEST_MAC,output:1"
     ovs-ofctl add-flow br-phy "in_port=LOCAL,actions=output:1"
     ovs-ofctl add-flow br-phy "in_port=1,actions=LOCAL"
@@ -292,11 +292,11 @@ setup_testpmd() {
     # io forwarding between two AF_XDP ports; the forwarding lcore is the DUT core, the
     # main lcore (idle) shares the generator's.
     ip netns exec $DUT dpdk-testpmd -l $GEN_CPU,$DUT_CPU --main-lcore $GEN_CPU --no-huge --no-pci \
-        -m 256 --file-prefix "$TAG" --log-level=*:warning \
+        -m 1024 --file-prefix "$TAG" --log-level=*:warning \
         --vdev "net_af_xdp0,iface=d0,start_queue=0,queue_count=1" \
         --vdev "net_af_xdp1,iface=d1,start_queue=0,queue_count=1" \
         -- --forward-mode=io --auto-start --stats-period=$((SECONDS_PER_RUN * 4 + 60)) \
-        --nb-cores=1 --rxd=2048 --txd=2048 >"$WORK/testpmd.log" 2>&1 &
+        --nb-cores=1 --total-num-mbufs=16384 >"$WORK/testpmd.log" 2>&1 &
     PIDS+=($!)
     wait_xdp $DUT d0 || { tail -20 "$WORK/testpmd.log" >&2; return 1; }
     wait_xdp $DUT d1 || { tail -20 "$WORK/testpmd.log" >&2; return 1; }
@@ -390,7 +390,7 @@ check_output() { # sys dir size -> sets CHECK (ok / FAIL:reason)
     PIDS+=($cap_pid)
     sleep 1
     ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV "${GEN_ARGS[@]}" \
-        --size "$(gen_size "$dir" "$size")" --flows 4 --count 200 --duration 3 --rate 100 \
+        --size "$(gen_size "$dir" "$size")" --flows 4 --count 100 --duration 3 --rate 1000 \
         --ts-every 1 >/dev/null
     wait $cap_pid || true
     forget_pid $cap_pid

@@ -71,17 +71,13 @@ fn classify(
         return Verdict::Drop(SpoofedSourceMac);
     }
     let dst_mac = eth.dst_addr();
-    let verdict = match ethertype {
-        EtherType::ARP => arp_request(ctx, table, now_ms, frame),
+    match ethertype {
+        EtherType::ARP => arp_request(ctx, table, now_ms, frame, counters),
         EtherType::IPV4 if dst_mac.is_multicast() => Verdict::Drop(group_reason(dst_mac)),
-        EtherType::IPV4 => ipv4(ctx, table, now_ms, frame),
-        EtherType::IPV6 => ipv6(ctx, table, now_ms, frame, dst_mac),
+        EtherType::IPV4 => ipv4(ctx, table, now_ms, frame, counters),
+        EtherType::IPV6 => ipv6(ctx, table, now_ms, frame, dst_mac, counters),
         _ => Verdict::Drop(UnsupportedEthertype),
-    };
-    if verdict == Verdict::ToGuest {
-        count_reply(frame, counters);
     }
-    verdict
 }
 
 fn group_reason(mac: MacAddr) -> DropReason {
@@ -89,24 +85,6 @@ fn group_reason(mac: MacAddr) -> DropReason {
         Broadcast
     } else {
         Multicast
-    }
-}
-
-/// Attribute a locally built reply to its counter by looking at what was built.
-fn count_reply(frame: &Frame<'_>, counters: &mut Counters) {
-    let data = frame.data();
-    let ethertype = u16::from_be_bytes([data[12], data[13]]);
-    match EtherType(ethertype) {
-        EtherType::ARP => counters.arp_replies += 1,
-        EtherType::IPV4 => match data.get(ETH_LEN + 20) {
-            Some(&icmpv4::ECHO_REPLY) => counters.gateway_echo_replies += 1,
-            _ => counters.icmp_errors += 1,
-        },
-        _ => match data.get(ETH_LEN + 40) {
-            Some(&icmpv6::NEIGHBOR_ADVERT) => counters.nd_replies += 1,
-            Some(&icmpv6::ECHO_REPLY) => counters.gateway_echo_replies += 1,
-            _ => counters.icmp_errors += 1,
-        },
     }
 }
 
@@ -130,6 +108,7 @@ fn arp_request(
     table: &MappingTable,
     now_ms: u64,
     frame: &mut Frame<'_>,
+    counters: &mut Counters,
 ) -> Verdict {
     let guest = ctx.guest;
     let Ok(arp) = ArpPacket::new_checked(&frame.data()[ETH_LEN..]) else {
@@ -172,6 +151,7 @@ fn arp_request(
     arp.set_sender_ip(target_ip);
     arp.set_target_hw_addr(guest.mac);
     arp.set_target_ip(sender_ip);
+    counters.arp_replies += 1;
     Verdict::ToGuest
 }
 
@@ -185,7 +165,13 @@ fn l4_ports(protocol: u8, l4: &[u8]) -> u32 {
     }
 }
 
-fn ipv4(ctx: &Context<'_>, table: &MappingTable, now_ms: u64, frame: &mut Frame<'_>) -> Verdict {
+fn ipv4(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    frame: &mut Frame<'_>,
+    counters: &mut Counters,
+) -> Verdict {
     let Ok(ip) = Ipv4Packet::new_checked(&frame.data()[ETH_LEN..]) else {
         return Verdict::Drop(GuestMalformed);
     };
@@ -216,7 +202,7 @@ fn ipv4(ctx: &Context<'_>, table: &MappingTable, now_ms: u64, frame: &mut Frame<
         return Verdict::Drop(GuestMalformed);
     }
     if ctx.gateway.ipv4 == Some(dst) {
-        return gateway_echo_v4(ctx, frame, icmp_type);
+        return gateway_echo_v4(ctx, frame, icmp_type, counters);
     }
     let key = MappingKey {
         vni: ctx.guest.vni,
@@ -231,7 +217,7 @@ fn ipv4(ctx: &Context<'_>, table: &MappingTable, now_ms: u64, frame: &mut Frame<
         return match (dont_frag, icmp_type) {
             (false, _) => Verdict::Drop(TooBigNoDf),
             (true, Some(t)) if icmpv4::is_error(t) => Verdict::Drop(TooBigIcmpError),
-            (true, _) => frag_needed(ctx, frame, src, max_ip_len),
+            (true, _) => frag_needed(ctx, frame, src, max_ip_len, counters),
         };
     }
     let hash = flow_hash(IpAddr::V4(src), IpAddr::V4(dst), protocol, ports);
@@ -244,6 +230,7 @@ fn ipv6(
     now_ms: u64,
     frame: &mut Frame<'_>,
     dst_mac: MacAddr,
+    counters: &mut Counters,
 ) -> Verdict {
     let Ok(ip) = Ipv6Packet::new_checked(&frame.data()[ETH_LEN..]) else {
         return Verdict::Drop(GuestMalformed);
@@ -269,6 +256,7 @@ fn ipv6(
             hop_limit,
             l4_at,
             ETH_LEN + ip_len,
+            counters,
         );
     }
     if dst_mac.is_multicast() {
@@ -290,7 +278,7 @@ fn ipv6(
         return Verdict::Drop(GuestMalformed);
     }
     if ctx.gateway.ipv6 == Some(dst) {
-        return gateway_echo_v6(ctx, frame, icmp_type, ETH_LEN + upper.offset);
+        return gateway_echo_v6(ctx, frame, icmp_type, ETH_LEN + upper.offset, counters);
     }
     let key = MappingKey {
         vni: ctx.guest.vni,
@@ -304,7 +292,7 @@ fn ipv6(
     if ip_len > max_ip_len {
         return match icmp_type {
             Some(t) if icmpv6::is_error(t) => Verdict::Drop(TooBigIcmpError),
-            _ => packet_too_big(ctx, frame, src, max_ip_len),
+            _ => packet_too_big(ctx, frame, src, max_ip_len, counters),
         };
     }
     let hash = flow_hash(IpAddr::V6(src), IpAddr::V6(dst), protocol, ports);
@@ -334,6 +322,7 @@ fn frag_needed(
     frame: &mut Frame<'_>,
     guest_ip: Ipv4Addr,
     mtu: usize,
+    counters: &mut Counters,
 ) -> Verdict {
     let Some(gateway_ip) = ctx.gateway.ipv4 else {
         return Verdict::Drop(TooBigNoDf);
@@ -363,6 +352,7 @@ fn frag_needed(
     icmp.set_echo_ident(0);
     icmp.set_next_hop_mtu(mtu as u16);
     icmp.fill_checksum();
+    counters.icmp_errors += 1;
     Verdict::ToGuest
 }
 
@@ -372,6 +362,7 @@ fn packet_too_big(
     frame: &mut Frame<'_>,
     guest_ip: Ipv6Addr,
     mtu: usize,
+    counters: &mut Counters,
 ) -> Verdict {
     let Some(gateway_ip) = ctx.gateway.ipv6 else {
         return Verdict::Drop(TooBigNoDf);
@@ -399,6 +390,7 @@ fn packet_too_big(
     icmp.set_code(0);
     icmp.set_pkt_too_big_mtu(mtu as u32);
     icmp.fill_checksum(&gateway_ip, &guest_ip);
+    counters.icmp_errors += 1;
     Verdict::ToGuest
 }
 
@@ -420,6 +412,7 @@ fn neighbor_solicit(
     hop_limit: u8,
     l4_at: usize,
     ip_end: usize,
+    counters: &mut Counters,
 ) -> Verdict {
     let guest = ctx.guest;
     let Ok(ns) = Icmpv6Packet::new_checked(&frame.data()[l4_at..ip_end]) else {
@@ -478,11 +471,17 @@ fn neighbor_solicit(
     na.set_target_addr(target);
     na.set_target_lladdr_option(answer);
     na.fill_checksum(&target, &src);
+    counters.nd_replies += 1;
     Verdict::ToGuest
 }
 
 /// The gateway answers ICMP echo requests (so `ping <gateway>` works) and nothing else.
-fn gateway_echo_v4(ctx: &Context<'_>, frame: &mut Frame<'_>, icmp_type: Option<u8>) -> Verdict {
+fn gateway_echo_v4(
+    ctx: &Context<'_>,
+    frame: &mut Frame<'_>,
+    icmp_type: Option<u8>,
+    counters: &mut Counters,
+) -> Verdict {
     if icmp_type != Some(icmpv4::ECHO_REQUEST) {
         return Verdict::Drop(ToGateway);
     }
@@ -511,6 +510,7 @@ fn gateway_echo_v4(ctx: &Context<'_>, frame: &mut Frame<'_>, icmp_type: Option<u
         0,
     ));
     reply_ethernet(data, ctx, EtherType::IPV4);
+    counters.gateway_echo_replies += 1;
     Verdict::ToGuest
 }
 
@@ -519,6 +519,7 @@ fn gateway_echo_v6(
     frame: &mut Frame<'_>,
     icmp_type: Option<u8>,
     l4_at: usize,
+    counters: &mut Counters,
 ) -> Verdict {
     if icmp_type != Some(icmpv6::ECHO_REQUEST) {
         return Verdict::Drop(ToGateway);
@@ -544,5 +545,6 @@ fn gateway_echo_v6(
         u16::from(icmpv6::ECHO_REPLY) << 8,
     ));
     reply_ethernet(data, ctx, EtherType::IPV6);
+    counters.gateway_echo_replies += 1;
     Verdict::ToGuest
 }

@@ -37,7 +37,8 @@ pub fn flow_source_port(hash: u32) -> u16 {
     0xC000 | (hash as u16 & 0x3FFF)
 }
 
-/// A hash of the inner 5-tuple (ports are 0 for non-TCP/UDP and non-first fragments).
+/// A hash of the inner 5-tuple (ports are 0 for non-TCP/UDP/SCTP and for every fragment, so
+/// all fragments of a packet take the same path).
 #[inline]
 pub fn flow_hash(src: IpAddr, dst: IpAddr, protocol: u8, ports: u32) -> u32 {
     #[inline]

@@ -17,16 +17,7 @@ use xvpc_core::pipeline::Verdict;
 /// Fixtures on which our pipeline is known to disagree with the oracle (the RFC), each with
 /// the reason. They must still disagree: when a bug is fixed this test fails until the entry
 /// is removed, so the list cannot go stale. Details in /work/notes/bugs.md.
-const KNOWN_BUGS: &[(&str, &str)] = &[
-    (
-        "ping_gateway_v4_ip_options",
-        "egress count_reply reads the ICMP type at a fixed IPv4 offset: counted as icmp_errors",
-    ),
-    (
-        "ping_gateway_v6_ext_header",
-        "egress count_reply reads the ICMPv6 type at a fixed offset: counted as icmp_errors",
-    ),
-];
+const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 /// What one fixture produced.
 struct Outcome {

@@ -222,8 +222,21 @@ impl Capture {
         let max_text = max.to_string();
         let mut guard = ns
             .spawn_piped(&[
-                "timeout", "60", "tcpdump", "-i", dev, "-nn", "-U", "-c", &max_text, "-w",
-                &path_text, filter,
+                "timeout",
+                "60",
+                "tcpdump",
+                "-i",
+                dev,
+                "-nn",
+                // Without it libpcap hands packets over only when a ring block retires
+                // (up to a second later), and a stop in between loses them.
+                "--immediate-mode",
+                "-U",
+                "-c",
+                &max_text,
+                "-w",
+                &path_text,
+                filter,
             ])
             .expect("starting tcpdump");
         let stderr = guard
@@ -255,6 +268,20 @@ impl Capture {
         // tcpdump exits 0 on SIGTERM or when -c is reached; either way the file is complete.
         let _ = self.guard.terminate();
         self.path.clone()
+    }
+
+    /// Waits (bounded) until the file holds at least `n` packets, then stops the capture.
+    pub fn finish_after(self, n: usize) -> PathBuf {
+        wait_until(&format!("{n} packets in {}", self.path.display()), || {
+            // The file is still being written: count what tshark can read so far.
+            let out = Command::new("tshark")
+                .arg("-r")
+                .arg(&self.path)
+                .output()
+                .ok()?;
+            (String::from_utf8_lossy(&out.stdout).lines().count() >= n).then_some(())
+        });
+        self.finish()
     }
 
     /// Waits (bounded) for tcpdump to exit by itself after `-c` packets.
@@ -422,10 +449,29 @@ pub struct UdpReport {
     pub missing: Vec<u32>,
     /// Send errors on the sender side.
     pub send_errors: u32,
+    /// What the receiving namespace's kernel counted meanwhile (`Udp.RcvbufErrors`, ...):
+    /// where a loss happened, if any.
+    pub receiver_kernel: Vec<(String, u64)>,
 }
+
+/// Kernel counters that say a datagram was lost in the receiving namespace.
+const RECEIVER_LOSS: [&str; 6] = [
+    "Udp.InErrors",
+    "Udp.RcvbufErrors",
+    "Udp6InErrors",
+    "Udp6RcvbufErrors",
+    "Ip.InDiscards",
+    "Ip6InDiscards",
+];
 
 fn udp_receive(bind: SocketAddr, count: u32, ready: mpsc::Sender<()>) -> UdpReport {
     let socket = UdpSocket::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
+    // The receiving thread shares two cores with the daemon, the kernel's softirqs and the
+    // other tests: a default 208 KiB buffer overflows (Udp.RcvbufErrors) whenever it is
+    // descheduled for ~10 ms. 16 MiB (forced past rmem_max, we are root) rides that out, so
+    // a loss counted here is the dataplane's, not the test harness's.
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(16 << 20))
+        .expect("SO_RCVBUFFORCE (needs CAP_NET_ADMIN)");
     socket
         .set_read_timeout(Some(Duration::from_secs(3)))
         .expect("set_read_timeout");
@@ -490,7 +536,8 @@ pub fn udp_transfer(from: &Netns, to: &Netns, dst: SocketAddr, count: u32) -> Ud
         IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, dst.port()).into(),
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, dst.port()).into(),
     };
-    std::thread::scope(|s| {
+    let kernel_before = snmp(to, &[]);
+    let mut report = std::thread::scope(|s| {
         let (ready_tx, ready_rx) = mpsc::channel();
         let receiver = s.spawn(move || to.run_in(move || udp_receive(bind, count, ready_tx)));
         // If the receiver died, its panic is re-raised by the join below.
@@ -505,7 +552,16 @@ pub fn udp_transfer(from: &Netns, to: &Netns, dst: SocketAddr, count: u32) -> Ud
         };
         report.send_errors = send_errors;
         report
-    })
+    });
+    let kernel_after = snmp(to, &[]);
+    report.receiver_kernel = RECEIVER_LOSS
+        .iter()
+        .map(|k| {
+            let get = |m: &HashMap<String, u64>| m.get(*k).copied().unwrap_or(0);
+            (k.to_string(), get(&kernel_after) - get(&kernel_before))
+        })
+        .collect();
+    report
 }
 
 /// What the TCP receiver verified.

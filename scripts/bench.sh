@@ -28,6 +28,8 @@ IMG="$ROOT/docs/img"
 STEER=1
 FLOWS=64
 LAT=1
+LAT_REPS=100
+PERF=0
 PKTGEN="${PKTGEN:-}"
 XVPC="${XVPC:-}"
 GEN_CPU=0
@@ -48,6 +50,9 @@ usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems 
   --no-steer      leave the DUT's receive work in the sender's softirq (veth default)
                   instead of a threaded NAPI pinned to the DUT core
   --no-latency    skip the second run at 50% of the measured rate (latency)
+  --lat-reps N    latency runs only in the first N repetitions (default: all)
+  --perf          perf record the xvpc daemon during its first full-speed run per
+                  direction and size ($OUT/perf-*.data and perf-*.txt, top symbols)
   --smoke         64 B, one repetition, 2 s, no latency run: a CI check that it all works
   env PKTGEN      path to xvpc-pktgen (default: build it in release mode)
   env XVPC        path to the xvpc daemon (default: build it in release mode)
@@ -68,6 +73,8 @@ while (($#)); do
         --out) OUT=$2; shift 2 ;;
         --no-steer) STEER=0; shift ;;
         --no-latency) LAT=0; shift ;;
+        --lat-reps) LAT_REPS=$2; shift 2 ;;
+        --perf) PERF=1; shift ;;
         --smoke) REPS=1; SIZES=64; SECONDS_PER_RUN=2; LAT=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 64 ;;
@@ -365,12 +372,23 @@ run_once() { # dir size rate seconds histfile
         pin_napi $DUT_IN $DUT_CPU
         pin_napi $RX_DEV $GEN_CPU
     fi
-    local b0 b1
+    local b0 b1 perf_pid=
+    if [[ -n ${PERF_OUT:-} && -n $XVPC_PID ]]; then
+        perf record -q -g -p "$XVPC_PID" -o "$PERF_OUT.data" -- sleep "$secs" >/dev/null 2>&1 &
+        perf_pid=$!
+        PIDS+=($perf_pid)
+    fi
     b0=$(cpu_busy_jiffies $DUT_CPU)
     GEN_RES=$(ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV "${GEN_ARGS[@]}" \
         --size "$(gen_size "$dir" "$size")" --flows $FLOWS --count 1000000000 --duration "$secs" \
         --rate "$rate" --ts-every 16 | grep '^RESULT' || true)
     b1=$(cpu_busy_jiffies $DUT_CPU)
+    if [[ -n $perf_pid ]]; then
+        wait "$perf_pid" || true
+        forget_pid "$perf_pid"
+        perf report -i "$PERF_OUT.data" --stdio --no-children --sort symbol 2>/dev/null \
+            | grep -E '^ +[0-9]' | head -25 >"$PERF_OUT.txt" || true
+    fi
     wait "$sink_pid" || true
     forget_pid "$sink_pid"
     SINK_RES=$(grep '^RESULT' "$sink_out" || true)
@@ -438,7 +456,10 @@ measure() { # system dir size rep -> sets ROW (runs in this shell so cleanup kno
         testpmd) setup_testpmd ;;
     esac
     roles "$dir" "$sys"
+    PERF_OUT=
+    ((PERF && rep == 1)) && [[ $sys == xvpc ]] && PERF_OUT=$OUT/perf-xvpc-$dir-$size-$([[ $STEER == 1 ]] && echo steered || echo unsteered)
     run_once "$dir" "$size" 0 "$SECONDS_PER_RUN" ""
+    PERF_OUT=
     local gen_pps sink_pps marked per_pkt p50 p99
     gen_pps=$(field "$GEN_RES" pps)
     sink_pps=$(field "$SINK_RES" pps)
@@ -447,7 +468,7 @@ measure() { # system dir size rep -> sets ROW (runs in this shell so cleanup kno
     # Latency at half the forwarding rate just measured (the max-rate latency is mostly
     # queueing).
     p50= p99=
-    if ((LAT)) && [[ -n $sink_pps ]] && (( ${sink_pps%.*} > 1000 )); then
+    if ((LAT && rep <= LAT_REPS)) && [[ -n $sink_pps ]] && (( ${sink_pps%.*} > 1000 )); then
         local hist=$OUT/latency-$sys-$dir-$size-$rep.hist
         run_once "$dir" "$size" $(( ${sink_pps%.*} / 2 )) "$SECONDS_PER_RUN" "$hist"
         p50=$(field "$SINK_RES" p50_ns)

@@ -19,6 +19,8 @@ const PAGE: i64 = 5000;
 /// Backoff of reconnections: first and largest delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// HTTP/2 keepalive ping interval: above etcd's default `--grpc-keepalive-min-time` (5 s).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Errors talking to etcd.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +57,9 @@ pub type AfterLoadHook = Arc<dyn Fn(i64) + Send + Sync>;
 pub async fn connect(s: &EtcdSettings) -> Result<Client, EtcdError> {
     let opts = ConnectOptions::new()
         .with_connect_timeout(s.dial_timeout)
-        .with_keep_alive(Duration::from_secs(2), s.dial_timeout)
+        // etcd refuses (GOAWAY "too_many_pings") clients that ping more often than its
+        // --grpc-keepalive-min-time (5 s by default), which broke the watch every few seconds.
+        .with_keep_alive(KEEPALIVE_INTERVAL, s.dial_timeout)
         .with_keep_alive_while_idle(true);
     let c = tokio::time::timeout(s.dial_timeout, Client::connect(&s.endpoints, Some(opts)))
         .await

@@ -8,6 +8,7 @@
 //! Privileged tests call [`require_root`] first: without root they must fail, never skip.
 #![forbid(unsafe_code)]
 
+pub mod etcd;
 mod netns;
 mod process;
 pub mod vpc;

@@ -3,8 +3,9 @@
 # (198.18.0.0/15 and 2001:2::/48 only; every process stopped by pid on exit):
 #
 #   1. inproc       the control thread's full-sync work in-process (compile + clone per worker)
-#   2. full-sync    1M mappings by the real agent (file source) into 2 workers: SyncBegin ->
-#                   all workers swapped, daemon VmHWM per mapping per worker
+#   2. full-sync    1M mappings into 2 workers, sent by the real agent (file source, through a
+#                   timestamping proxy) and by our own control client (same frames, no file
+#                   parse): SyncBegin -> all workers swapped, daemon VmHWM per mapping per worker
 #   3. convergence  etcd put -> first packet on the new remote, p50/p99 over 1000 changes
 #   4. update-rate  forwarding rate with and without 100k upserts/s, interleaved
 #
@@ -65,12 +66,14 @@ BINS=(--xvpc "$BIN_DIR/xvpc" --agent "$BIN_DIR/xvpc-agent" --pktgen "$BIN_DIR/xv
 
 if ((SMOKE)); then
     INPROC=(--mappings 20000 --workers 2 --reps 3)
-    FULL=(--mappings 20000 --workers 2 --load-timeout 30)
+    FULL=(--mappings 20000 --workers 2 --driver client)
+    FULL_AGENT=(--mappings 20000 --workers 2 --driver agent --load-timeout 60)
     CONV=(--changes 50)
     RATE=(--rate 20000 --seconds 1 --reps 1 --keys 4096)
 else
     INPROC=(--mappings 1000000 --workers 2 --reps 5)
-    FULL=(--mappings 1000000 --workers 2 --load-timeout 300)
+    FULL=(--mappings 1000000 --workers 2 --driver client)
+    FULL_AGENT=(--mappings 1000000 --workers 2 --driver agent --load-timeout 600)
     CONV=(--changes 1000)
     RATE=(--rate 100000 --seconds 5 --reps 3)
 fi
@@ -81,19 +84,24 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) $(nproc) CPUs smoke=$SMOKE" >
 # Each measurement is bounded by `timeout`; the binary's guards clean up on SIGTERM too.
 run() {
     local name=$1 limit=$2; shift 2
-    echo "== $name"
-    if ! timeout --signal=TERM --kill-after=10 "$limit" "$BENCH" "$name" "$@" 2>&1 | tee "$OUT/$name.log"; then
-        echo "bench-control.sh: $name failed (log: $OUT/$name.log)" >&2
+    local log=$OUT/$name-$((++RUN)).log
+    echo "== $name $*"
+    if ! timeout --signal=TERM --kill-after=10 "$limit" "$BENCH" "$name" "$@" 2>&1 | tee "$log"; then
+        echo "bench-control.sh: $name failed (log: $log)" >&2
         return 1
     fi
-    grep '^RESULT ' "$OUT/$name.log" >>"$RESULTS"
+    grep '^RESULT ' "$log" >>"$RESULTS"
 }
 
+RUN=0
 status=0
 for s in $ONLY; do
     case $s in
         inproc) run inproc 300 "${INPROC[@]}" || status=1 ;;
-        full-sync) run full-sync 900 "${FULL[@]}" "${BINS[@]}" || status=1 ;;
+        full-sync)
+            run full-sync 600 "${FULL[@]}" "${BINS[@]}" || status=1
+            run full-sync 900 "${FULL_AGENT[@]}" "${BINS[@]}" || status=1
+            ;;
         convergence) run convergence 600 "${CONV[@]}" "${BINS[@]}" || status=1 ;;
         update-rate) run update-rate 600 "${RATE[@]}" "${BINS[@]}" || status=1 ;;
     esac

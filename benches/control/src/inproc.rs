@@ -80,7 +80,7 @@ pub fn full_sync(
     phases.mapped = table.mapped_len();
 
     let t = Instant::now();
-    let keys: HashSet<MappingKey> = table.mappings().map(|(k, _)| *k).collect();
+    let keys: HashSet<MappingKey> = table.mappings().map(|(k, _)| k).collect();
     phases.keys = t.elapsed();
 
     let t = Instant::now();

@@ -6,7 +6,6 @@
 //! One agent session at a time: a new agent (a restart) replaces the old session, and the
 //! workers keep forwarding on their current tables until its full sync ends.
 
-use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -28,7 +27,7 @@ use crate::worker::StatusSlot;
 #[derive(Debug, thiserror::Error)]
 pub enum ControlServerError {
     /// The socket path could not be prepared or bound.
-    #[error("cannot listen on control socket {path}: {source}")]
+    #[error("cannot listen on socket {path}")]
     Bind {
         /// The socket path.
         path: PathBuf,
@@ -66,8 +65,6 @@ pub struct Fanout {
     statuses: Vec<StatusSlot>,
     compiler: Compiler,
     vni: Vni,
-    /// The control path's view of the mapping set (what the workers converge to).
-    keys: Mutex<HashSet<MappingKey>>,
     /// Counters.
     pub counters: ControlCounters,
 }
@@ -79,14 +76,12 @@ impl Fanout {
         statuses: Vec<StatusSlot>,
         compiler: Compiler,
         vni: Vni,
-        initial: &[Mapping],
     ) -> Self {
         Fanout {
             workers,
             statuses,
             compiler,
             vni,
-            keys: Mutex::new(initial.iter().map(Mapping::key).collect()),
             counters: ControlCounters::default(),
         }
     }
@@ -125,15 +120,27 @@ impl Fanout {
         }
     }
 
+    /// Send each worker its own copy of `table`: clones for all but the last, which gets the
+    /// original (one clone fewer of a table that may hold millions of entries).
+    fn send_table(&self, table: MappingTable) {
+        let Some((last, others)) = self.workers.split_last() else {
+            return;
+        };
+        for worker in others {
+            let _ = worker.send(TableUpdate::Replace(Box::new(table.clone())));
+        }
+        let _ = last.send(TableUpdate::Replace(Box::new(table)));
+    }
+
     /// Swap in a full sync.
     pub fn replace(&self, epoch: u64, mappings: &[Mapping]) {
         let table = self.build_table(epoch, mappings);
-        let keys: HashSet<MappingKey> = table.mappings().map(|(k, _)| *k).collect();
-        tracing::info!(epoch, mappings = keys.len(), "full sync swapped in");
-        self.send_all(|| TableUpdate::Replace(Box::new(table.clone())));
-        if let Ok(mut current) = self.keys.lock() {
-            *current = keys;
-        }
+        tracing::info!(
+            epoch,
+            mappings = table.mapped_len(),
+            "full sync sent to the workers"
+        );
+        self.send_table(table);
         self.counters.full_syncs.fetch_add(1, Ordering::Relaxed);
         self.counters.epoch.store(epoch, Ordering::Relaxed);
     }
@@ -143,9 +150,6 @@ impl Fanout {
         if let Some(entry) = self.compile(mapping) {
             let key = mapping.key();
             self.send_all(|| TableUpdate::Upsert(key, entry));
-            if let Ok(mut keys) = self.keys.lock() {
-                keys.insert(key);
-            }
             self.counters.upserts.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -153,9 +157,6 @@ impl Fanout {
     /// Remove one mapping.
     pub fn delete(&self, key: MappingKey) {
         self.send_all(|| TableUpdate::Delete(key));
-        if let Ok(mut keys) = self.keys.lock() {
-            keys.remove(&key);
-        }
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -178,7 +179,8 @@ impl Fanout {
         }
         StatsReport {
             epoch: c.epoch.load(Ordering::Relaxed),
-            mappings: self.keys.lock().map(|k| k.len() as u64).unwrap_or(0),
+            // Every worker converges to the same set; the first one stands for all.
+            mappings: worker_entries.first().copied().unwrap_or(0),
             worker_entries,
             negative_entries: negative,
             full_syncs: c.full_syncs.load(Ordering::Relaxed),

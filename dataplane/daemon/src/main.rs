@@ -232,7 +232,6 @@ fn run(path: &Path) -> anyhow::Result<()> {
         statuses.clone(),
         compiler,
         config.guest.vni,
-        &config.mappings,
     ));
     let control_threads = control::spawn(
         &settings.control_socket,

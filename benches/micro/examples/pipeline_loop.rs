@@ -9,7 +9,9 @@
 
 use std::hint::black_box;
 
-use xvpc_benches::{destinations, fabric_frame, guest_frame, mapping, table, Ring, Setup, FRAMES, HEADROOM};
+use xvpc_benches::{
+    destinations, fabric_frame, guest_frame, mapping, table, Ring, Setup, FRAMES, HEADROOM,
+};
 use xvpc_core::counters::Counters;
 use xvpc_core::egress::egress;
 use xvpc_core::frame::Frame;
@@ -38,7 +40,11 @@ fn main() {
         })
         .collect();
     let mut ring = Ring::new(inputs);
-    let ctx = Context { guest: &setup.guest, gateway: &setup.gateway, fabric: &setup.fabric };
+    let ctx = Context {
+        guest: &setup.guest,
+        gateway: &setup.gateway,
+        fabric: &setup.fabric,
+    };
     let mut counters = Counters::default();
     for n in 0..packets {
         let i = n % FRAMES;

@@ -1,173 +1,109 @@
 //! Per-core packet counters. On the hot path an error is a [`DropReason`] and a counter
 //! increment, never a string or a log line.
 
-/// Why a frame was dropped. Every drop in either pipeline has exactly one reason.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-#[repr(u8)]
-pub enum DropReason {
-    // --- egress (guest → fabric) ---
-    /// The guest frame is too short or its headers are inconsistent.
-    GuestMalformed,
-    /// The guest sent an 802.1Q/802.1ad tagged frame; guests are untagged.
-    GuestVlanTagged,
-    /// The guest's source MAC is not its own.
-    SpoofedSourceMac,
-    /// The guest's source IP (or ARP sender address) is not its own.
-    SpoofedSourceIp,
-    /// Broadcast other than an ARP request.
-    Broadcast,
-    /// Multicast other than IPv6 neighbor solicitation.
-    Multicast,
-    /// Neither IPv4, IPv6 nor ARP.
-    UnsupportedEthertype,
-    /// An ARP reply or other non-request operation from the guest.
-    ArpNotRequest,
-    /// A gratuitous ARP or ARP probe: never leaves the guest port.
-    ArpGratuitous,
-    /// An ARP request for an address that is neither the gateway nor mapped.
-    ArpUnknownTarget,
-    /// A neighbor solicitation that breaks RFC 4861 (hop limit, code, DAD source).
-    NdInvalid,
-    /// A neighbor solicitation for an address that is neither the gateway nor mapped.
-    NdUnknownTarget,
-    /// A duplicate address detection probe (unspecified source): nothing to answer.
-    NdDad,
-    /// The destination is the gateway itself, for a protocol it does not answer.
-    ToGateway,
-    /// The destination is known not to exist (a negative table entry).
-    NegativeEntry,
-    /// The destination has no mapping and the frame could not be held (hold queue full) or
-    /// its hold expired before the mapping arrived.
-    Miss,
-    /// An IPv4 packet without DF that would exceed the fabric MTU: we never fragment.
-    TooBigNoDf,
-    /// An oversized ICMP error: no ICMP error is sent about an ICMP error (RFC 1122).
-    TooBigIcmpError,
-    /// The frame buffer has no room to prepend the outer headers or build the reply.
-    NoHeadroom,
-    // --- ingress (fabric → guest) ---
-    /// The outer headers are too short or inconsistent.
-    OuterMalformed,
-    /// The outer IPv4 header checksum is wrong.
-    OuterBadIpChecksum,
-    /// The outer packet is an IP fragment (VXLAN is never fragmented on our fabric).
-    OuterFragment,
-    /// The outer destination is not one of our underlay addresses.
-    OuterNotForUs,
-    /// Not UDP to our VXLAN port.
-    OuterNotVxlan,
-    /// The outer UDP checksum is wrong (or zero over IPv6).
-    OuterBadUdpChecksum,
-    /// The VXLAN I flag is clear (RFC 7348: the VNI is not valid).
-    VxlanNoVni,
-    /// The VNI is not the one of our guest.
-    UnknownVni,
-    /// The inner frame is too short or its headers are inconsistent.
-    InnerMalformed,
-    /// The inner frame is not IPv4 or IPv6 unicast to our guest's MAC and address.
-    InnerWrongDestination,
-    /// The inner frame is not IPv4/IPv6 (ARP, tagged, other ethertypes).
-    InnerNotIp,
-    /// No mapping for the inner source: we cannot prove who sent it.
-    UnknownSource,
-    /// The inner source's mapping names another underlay address or MAC.
-    SpoofedUnderlay,
-    // --- worker (I/O level) ---
-    /// The transmit ring was full.
-    TxRingFull,
-    /// The kernel handed us a descriptor outside our UMEM (never touched).
-    InvalidDescriptor,
-    /// A miss was not sent to the agent because the per-core miss limit was reached.
-    MissRateLimited,
+/// Defines [`DropReason`], its [`DropReason::ALL`] list and its stable names from one table,
+/// so the three can never disagree.
+macro_rules! drop_reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// Why a frame was dropped. Every drop in either pipeline has exactly one reason.
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl DropReason {
+            /// Number of reasons.
+            pub const COUNT: usize = [$(stringify!($variant),)*].len();
+
+            /// Every reason, in counter order.
+            pub const ALL: [DropReason; DropReason::COUNT] = [$(DropReason::$variant,)*];
+
+            /// A stable snake_case name for stats output.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl DropReason {
-    /// Number of reasons.
-    pub const COUNT: usize = DropReason::MissRateLimited as usize + 1;
-
-    /// Every reason, in counter order.
-    pub const ALL: [DropReason; DropReason::COUNT] = {
-        use DropReason::*;
-        [
-            GuestMalformed,
-            GuestVlanTagged,
-            SpoofedSourceMac,
-            SpoofedSourceIp,
-            Broadcast,
-            Multicast,
-            UnsupportedEthertype,
-            ArpNotRequest,
-            ArpGratuitous,
-            ArpUnknownTarget,
-            NdInvalid,
-            NdUnknownTarget,
-            NdDad,
-            ToGateway,
-            NegativeEntry,
-            Miss,
-            TooBigNoDf,
-            TooBigIcmpError,
-            NoHeadroom,
-            OuterMalformed,
-            OuterBadIpChecksum,
-            OuterFragment,
-            OuterNotForUs,
-            OuterNotVxlan,
-            OuterBadUdpChecksum,
-            VxlanNoVni,
-            UnknownVni,
-            InnerMalformed,
-            InnerWrongDestination,
-            InnerNotIp,
-            UnknownSource,
-            SpoofedUnderlay,
-            TxRingFull,
-            InvalidDescriptor,
-            MissRateLimited,
-        ]
-    };
-
-    /// A stable snake_case name for stats output.
-    pub const fn name(self) -> &'static str {
-        use DropReason::*;
-        match self {
-            GuestMalformed => "guest_malformed",
-            GuestVlanTagged => "guest_vlan_tagged",
-            SpoofedSourceMac => "spoofed_source_mac",
-            SpoofedSourceIp => "spoofed_source_ip",
-            Broadcast => "broadcast",
-            Multicast => "multicast",
-            UnsupportedEthertype => "unsupported_ethertype",
-            ArpNotRequest => "arp_not_request",
-            ArpGratuitous => "arp_gratuitous",
-            ArpUnknownTarget => "arp_unknown_target",
-            NdInvalid => "nd_invalid",
-            NdUnknownTarget => "nd_unknown_target",
-            NdDad => "nd_dad",
-            ToGateway => "to_gateway",
-            NegativeEntry => "negative_entry",
-            Miss => "miss",
-            TooBigNoDf => "too_big_no_df",
-            TooBigIcmpError => "too_big_icmp_error",
-            NoHeadroom => "no_headroom",
-            OuterMalformed => "outer_malformed",
-            OuterBadIpChecksum => "outer_bad_ip_checksum",
-            OuterFragment => "outer_fragment",
-            OuterNotForUs => "outer_not_for_us",
-            OuterNotVxlan => "outer_not_vxlan",
-            OuterBadUdpChecksum => "outer_bad_udp_checksum",
-            VxlanNoVni => "vxlan_no_vni",
-            UnknownVni => "unknown_vni",
-            InnerMalformed => "inner_malformed",
-            InnerWrongDestination => "inner_wrong_destination",
-            InnerNotIp => "inner_not_ip",
-            UnknownSource => "unknown_source",
-            SpoofedUnderlay => "spoofed_underlay",
-            TxRingFull => "tx_ring_full",
-            InvalidDescriptor => "invalid_descriptor",
-            MissRateLimited => "miss_rate_limited",
-        }
-    }
+drop_reasons! {
+    // --- egress (guest → fabric) ---
+    /// The guest frame is too short or its headers are inconsistent.
+    GuestMalformed => "guest_malformed",
+    /// The guest sent an 802.1Q/802.1ad tagged frame; guests are untagged.
+    GuestVlanTagged => "guest_vlan_tagged",
+    /// The guest's source MAC is not its own.
+    SpoofedSourceMac => "spoofed_source_mac",
+    /// The guest's source IP (or ARP sender address) is not its own.
+    SpoofedSourceIp => "spoofed_source_ip",
+    /// Broadcast other than an ARP request.
+    Broadcast => "broadcast",
+    /// Multicast other than IPv6 neighbor solicitation.
+    Multicast => "multicast",
+    /// Neither IPv4, IPv6 nor ARP.
+    UnsupportedEthertype => "unsupported_ethertype",
+    /// An ARP reply or other non-request operation from the guest.
+    ArpNotRequest => "arp_not_request",
+    /// A gratuitous ARP or ARP probe: never leaves the guest port.
+    ArpGratuitous => "arp_gratuitous",
+    /// An ARP request for an address that is neither the gateway nor mapped.
+    ArpUnknownTarget => "arp_unknown_target",
+    /// A neighbor solicitation that breaks RFC 4861 (hop limit, code, DAD source).
+    NdInvalid => "nd_invalid",
+    /// A neighbor solicitation for an address that is neither the gateway nor mapped.
+    NdUnknownTarget => "nd_unknown_target",
+    /// A duplicate address detection probe (unspecified source): nothing to answer.
+    NdDad => "nd_dad",
+    /// The destination is the gateway itself, for a protocol it does not answer.
+    ToGateway => "to_gateway",
+    /// The destination is known not to exist (a negative table entry).
+    NegativeEntry => "negative_entry",
+    /// The destination has no mapping and the frame could not be held (hold queue full) or
+    /// its hold expired before the mapping arrived.
+    Miss => "miss",
+    /// An IPv4 packet without DF that would exceed the fabric MTU: we never fragment.
+    TooBigNoDf => "too_big_no_df",
+    /// An oversized ICMP error: no ICMP error is sent about an ICMP error (RFC 1122).
+    TooBigIcmpError => "too_big_icmp_error",
+    /// The frame buffer has no room to prepend the outer headers or build the reply.
+    NoHeadroom => "no_headroom",
+    // --- ingress (fabric → guest) ---
+    /// The outer headers are too short or inconsistent.
+    OuterMalformed => "outer_malformed",
+    /// The outer IPv4 header checksum is wrong.
+    OuterBadIpChecksum => "outer_bad_ip_checksum",
+    /// The outer packet is an IP fragment (VXLAN is never fragmented on our fabric).
+    OuterFragment => "outer_fragment",
+    /// The outer destination is not one of our underlay addresses.
+    OuterNotForUs => "outer_not_for_us",
+    /// Not UDP to our VXLAN port.
+    OuterNotVxlan => "outer_not_vxlan",
+    /// The outer UDP checksum is wrong (or zero over IPv6).
+    OuterBadUdpChecksum => "outer_bad_udp_checksum",
+    /// The VXLAN I flag is clear (RFC 7348: the VNI is not valid).
+    VxlanNoVni => "vxlan_no_vni",
+    /// The VNI is not the one of our guest.
+    UnknownVni => "unknown_vni",
+    /// The inner frame is too short or its headers are inconsistent.
+    InnerMalformed => "inner_malformed",
+    /// The inner frame is not IPv4 or IPv6 unicast to our guest's MAC and address.
+    InnerWrongDestination => "inner_wrong_destination",
+    /// The inner frame is not IPv4/IPv6 (ARP, tagged, other ethertypes).
+    InnerNotIp => "inner_not_ip",
+    /// No mapping for the inner source: we cannot prove who sent it.
+    UnknownSource => "unknown_source",
+    /// The inner source's mapping names another underlay address or MAC.
+    SpoofedUnderlay => "spoofed_underlay",
+    // --- worker (I/O level) ---
+    /// The transmit ring was full.
+    TxRingFull => "tx_ring_full",
+    /// The kernel handed us a descriptor outside our UMEM (never touched).
+    InvalidDescriptor => "invalid_descriptor",
+    /// A miss was not sent to the agent because the per-core miss limit was reached.
+    MissRateLimited => "miss_rate_limited",
 }
 
 /// The counters of one worker. Plain integers: one writer (the worker); readers get copies.

@@ -315,6 +315,25 @@ fn encapsulate(frame: &mut Frame<'_>, entry: &CompiledEntry, src_port: u16) -> V
     Verdict::ToFabric
 }
 
+/// Reframe `frame` as Ethernet + an `ip_header_len` IP header + an 8-byte ICMP header in
+/// front of the original IP packet (which is not moved), quoted up to `max_ip_len` bytes of
+/// error packet. Returns the quoted length.
+fn make_icmp_error_room(
+    frame: &mut Frame<'_>,
+    ip_header_len: usize,
+    max_ip_len: usize,
+) -> Result<usize, Verdict> {
+    let headers = ETH_LEN + ip_header_len + 8;
+    let quote_len = (frame.len() - ETH_LEN).min(max_ip_len - ip_header_len - 8);
+    let start = (frame.start() + ETH_LEN)
+        .checked_sub(headers)
+        .ok_or(Verdict::Drop(NoHeadroom))?;
+    frame
+        .set_bounds(start, headers + quote_len)
+        .map_err(|_| Verdict::Drop(NoHeadroom))?;
+    Ok(quote_len)
+}
+
 /// Build an ICMP "fragmentation needed" (RFC 1191) to the guest, quoting its packet in place:
 /// the new headers go in front of the original IP header, which is not moved.
 fn frag_needed(
@@ -327,14 +346,10 @@ fn frag_needed(
     let Some(gateway_ip) = ctx.gateway.ipv4 else {
         return Verdict::Drop(TooBigNoDf);
     };
-    const HEADERS: usize = ETH_LEN + 20 + 8;
-    let quote_len = (frame.len() - ETH_LEN).min(ICMPV4_ERROR_MAX - 28);
-    let Some(start) = (frame.start() + ETH_LEN).checked_sub(HEADERS) else {
-        return Verdict::Drop(NoHeadroom);
+    let quote_len = match make_icmp_error_room(frame, 20, ICMPV4_ERROR_MAX) {
+        Ok(quote_len) => quote_len,
+        Err(verdict) => return verdict,
     };
-    if frame.set_bounds(start, HEADERS + quote_len).is_err() {
-        return Verdict::Drop(NoHeadroom);
-    }
     let data = frame.data_mut();
     reply_ethernet(data, ctx, EtherType::IPV4);
     let repr = Ipv4Repr {
@@ -367,14 +382,10 @@ fn packet_too_big(
     let Some(gateway_ip) = ctx.gateway.ipv6 else {
         return Verdict::Drop(TooBigNoDf);
     };
-    const HEADERS: usize = ETH_LEN + 40 + 8;
-    let quote_len = (frame.len() - ETH_LEN).min(ICMPV6_ERROR_MAX - 48);
-    let Some(start) = (frame.start() + ETH_LEN).checked_sub(HEADERS) else {
-        return Verdict::Drop(NoHeadroom);
+    let quote_len = match make_icmp_error_room(frame, 40, ICMPV6_ERROR_MAX) {
+        Ok(quote_len) => quote_len,
+        Err(verdict) => return verdict,
     };
-    if frame.set_bounds(start, HEADERS + quote_len).is_err() {
-        return Verdict::Drop(NoHeadroom);
-    }
     let data = frame.data_mut();
     reply_ethernet(data, ctx, EtherType::IPV6);
     let repr = Ipv6Repr {

@@ -293,3 +293,25 @@ fn misses_answered_and_rate_limited() {
         agent.stats().not_found == s.source_lookups
     });
 }
+
+/// etcd sends GOAWAY ("too_many_pings") to clients that ping more often than its
+/// `--grpc-keepalive-min-time` (5 s): the agent's keepalive must stay above it, or the watch
+/// breaks every few seconds. Watching for 12 s (over two 5 s strike windows) shows no error.
+#[test]
+fn watch_survives_etcd_keepalive_policy() {
+    let rt = runtime();
+    let etcd = Etcd::start();
+    let mut c = etcd.client(&rt);
+    put(&rt, &mut c, PREFIX, &mapping(1));
+    let peer = Peer::new();
+    let agent =
+        Agent::start(etcd_config(&etcd, &peer.path, PREFIX), Hooks::default()).expect("agent");
+    let conn = peer.accept();
+    assert_eq!(conn.full_sync().len(), 1);
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    let s = agent.stats();
+    assert_eq!(s.source_errors, 0, "the watch broke: {s:?}");
+    assert_eq!(s.source_up, 1);
+    put(&rt, &mut c, PREFIX, &mapping(2));
+    assert_eq!(conn.next_delta(), Message::Upsert(mapping(2)));
+}

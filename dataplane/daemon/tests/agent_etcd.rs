@@ -178,6 +178,7 @@ fn agent_dataplane_and_etcd_restarts() {
     const COUNT: u32 = 600;
     let sink = udp_sink(r0, target, 7000);
     let miss_drops = stat(&vpc, "/total/drops/miss");
+    let misses = stat(&vpc, "/total/misses");
     let syncs = stat(&vpc, "/control/full_syncs");
     let (sent, seen) = std::thread::scope(|s| {
         let receiver = s.spawn(|| drain_sink(&sink, COUNT));
@@ -196,6 +197,12 @@ fn agent_dataplane_and_etcd_restarts() {
         stat(&vpc, "/total/drops/miss"),
         miss_drops,
         "packets dropped for lack of a mapping during the agent restart"
+    );
+    // Held frames would hide a short gap; there must be none: not a single miss.
+    assert_eq!(
+        stat(&vpc, "/total/misses"),
+        misses,
+        "the table lacked the mapping during the agent restart"
     );
     assert_eq!(
         seen.len() as u32,

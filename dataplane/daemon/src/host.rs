@@ -101,9 +101,9 @@ pub fn resolve_next_hop(ip: IpAddr, interface: &str) -> Result<MacAddr, HostErro
                 interface: interface.to_string(),
             });
         }
-        let bind: SocketAddr = match ip {
-            IpAddr::V4(_) => "0.0.0.0:0".parse().expect("literal address"),
-            IpAddr::V6(_) => "[::]:0".parse().expect("literal address"),
+        let bind = match ip {
+            IpAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+            IpAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
         };
         if let Ok(socket) = UdpSocket::bind(bind) {
             // Best effort: the datagram only triggers neighbour resolution.

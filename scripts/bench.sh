@@ -30,6 +30,7 @@ FLOWS=64
 LAT=1
 LAT_REPS=100
 PERF=0
+SMOKE=0
 PKTGEN="${PKTGEN:-}"
 XVPC="${XVPC:-}"
 GEN_CPU=0
@@ -54,6 +55,7 @@ usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems 
   --perf          perf record the xvpc daemon during its first full-speed run per
                   direction and size ($OUT/perf-*.data and perf-*.txt, top symbols)
   --smoke         64 B, one repetition, 2 s, no latency run: a CI check that it all works
+                  (plots go to --out, not docs/img)
   env PKTGEN      path to xvpc-pktgen (default: build it in release mode)
   env XVPC        path to the xvpc daemon (default: build it in release mode)
 
@@ -75,7 +77,7 @@ while (($#)); do
         --no-latency) LAT=0; shift ;;
         --lat-reps) LAT_REPS=$2; shift 2 ;;
         --perf) PERF=1; shift ;;
-        --smoke) REPS=1; SIZES=64; SECONDS_PER_RUN=2; LAT=0; shift ;;
+        --smoke) REPS=1; SIZES=64; SECONDS_PER_RUN=2; LAT=0; SMOKE=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 64 ;;
     esac
@@ -506,6 +508,8 @@ PYEOF
     cleanup
 }
 
+# Smoke runs (CI) keep their plots out of the published docs/img.
+((SMOKE)) && IMG=$OUT
 mkdir -p "$OUT" "$IMG"
 CSV=$OUT/results.csv
 echo "rep,size,system,dir,gen_pps,sink_pps,sink_frames,dut_ns_per_pkt,p50_ns,p99_ns,steered,check,dut_drops" >"$CSV"

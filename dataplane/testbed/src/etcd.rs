@@ -24,7 +24,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
-fn free_port() -> Result<u16, TestbedError> {
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> Result<u16, TestbedError> {
     let spawn_err = |source| TestbedError::Spawn {
         cmd: "bind 127.0.0.1:0 (pick a free port)".into(),
         source,
@@ -176,6 +177,15 @@ impl Etcd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Starts the server again on the same data directory but another client port (after
+    /// [`Etcd::kill`]): clients configured with the old endpoint cannot reach it until it is
+    /// started on the old port again.
+    pub fn start_again_on(&mut self, client_port: u16) -> Result<(), TestbedError> {
+        self.kill()?;
+        self.client_port = client_port;
+        self.start_again()
     }
 
     /// SIGKILLs the server (a crash) and reaps it; the data directory stays.

@@ -3,10 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -20,105 +19,53 @@ use xvpc_core::model::{MacAddr, Mapping, MappingKey, Vni};
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    xvpc_testbed::etcd::free_port().expect("a free port on 127.0.0.1")
 }
 
-/// An etcd server on loopback with a temp data dir, killed by pid on drop.
+/// An etcd server on loopback with a temp data dir, killed by pid on drop: the testbed's
+/// guard, with the panicking calls these tests want.
 pub struct Etcd {
-    child: Option<Child>,
+    inner: xvpc_testbed::etcd::Etcd,
     pub port: u16,
-    peer_port: u16,
-    pub dir: tempfile::TempDir,
 }
 
 impl Etcd {
     pub fn start() -> Etcd {
-        let dir = tempfile::tempdir().expect("temp dir for etcd");
-        let mut e = Etcd {
-            child: None,
-            port: free_port(),
-            peer_port: free_port(),
-            dir,
-        };
-        e.spawn();
-        e
+        let inner = xvpc_testbed::etcd::Etcd::start()
+            .expect("start /usr/bin/etcd (Debian package etcd-server)");
+        let port = inner.client_port;
+        Etcd { inner, port }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let client = self.endpoint();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log file");
-        let child = Command::new("/usr/bin/etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("t={peer}")])
-            .args(["--max-txn-ops", "10000", "--max-request-bytes", "10485760"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start /usr/bin/etcd (Debian package etcd-server)");
-        self.child = Some(child);
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < PATIENCE,
-                "etcd did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.inner.endpoint()
     }
 
     /// Kills the server (the data dir stays).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.inner.kill().expect("kill etcd");
     }
 
     /// Starts it again on the same ports and data dir.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        self.inner.start_again().expect("restart etcd");
     }
 
     /// Starts it again on the same data dir but another client port, which an agent
     /// configured with the old endpoint cannot reach: the agent stays disconnected while the
     /// test changes things. `restart_on(old)` brings it back.
     pub fn restart_on(&mut self, port: u16) {
-        self.stop();
+        self.inner
+            .start_again_on(port)
+            .expect("restart etcd on another port");
         self.port = port;
-        self.spawn();
     }
 
     pub fn client(&self, rt: &tokio::runtime::Runtime) -> Client {
         let ep = self.endpoint();
         rt.block_on(async move { Client::connect([ep], None).await })
             .expect("connect to test etcd")
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use xvpc_control::{
-    read_message, write_message, ControlError, Message, Role, StatsReport, SyncAssembler,
+    read_message_with, write_message, ControlError, Message, Role, StatsReport, SyncAssembler,
 };
 use xvpc_core::model::{Mapping, MappingKey, Vni};
 use xvpc_core::table::{Compiler, MappingTable, TableUpdate};
@@ -331,8 +331,10 @@ fn serve(
     writer: &Writer,
 ) -> Result<(), ControlError> {
     let mut sync = SyncAssembler::new();
+    // One frame buffer for the whole session: no allocation per update.
+    let mut frame = Vec::new();
     loop {
-        match read_message(reader)? {
+        match read_message_with(reader, &mut frame)? {
             Message::SyncBegin { epoch } => sync.begin(epoch),
             Message::SyncChunk { mappings } => sync.chunk(mappings)?,
             Message::SyncEnd { epoch, count } => {

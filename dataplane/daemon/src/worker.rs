@@ -311,6 +311,11 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
         queue_pair.service();
 
         if work == 0 {
+            if idle == 0 {
+                // Just went idle: publish now, so stats are current whenever traffic pauses.
+                last_publish = Instant::now();
+                publish(&status, &counters, &table, &queue_pair, false);
+            }
             idle += 1;
             if idle > IDLE_SPINS {
                 if let Err(e) = queue_pair.wait(IDLE_WAIT) {

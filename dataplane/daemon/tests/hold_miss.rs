@@ -60,7 +60,8 @@ fn first_packets_to_an_unmapped_address_are_held_until_the_mapping_arrives() {
         answered
     });
 
-    // One ARP request, one echo request: both first miss, both must be held and answered.
+    // The ARP request misses and is held until the mapping arrives; the echo request after it
+    // finds the mapping.
     let ping = vpc
         .guest
         .sh(&format!("ping -c 1 -W 5 {}", remote.overlay_v4));
@@ -77,10 +78,21 @@ fn first_packets_to_an_unmapped_address_are_held_until_the_mapping_arrives() {
         "miss asked for {answered:?}"
     );
 
-    let total = &stats(&vpc)["total"];
+    // Workers publish their counters every 20 ms and whenever they go idle: wait (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut snapshot = stats(&vpc);
+    let settled = |s: &serde_json::Value| {
+        s["total"]["held_released"].as_u64() >= Some(1)
+            && s["total"]["egress_packets"].as_u64() >= Some(1)
+    };
+    while !settled(&snapshot) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        snapshot = stats(&vpc);
+    }
+    let total = &snapshot["total"];
     assert!(
         total["held_packets"].as_u64() >= Some(1),
-        "nothing was held: {total}"
+        "the first ARP request was not held: {total}"
     );
     assert_eq!(
         total["held_released"], total["held_packets"],

@@ -14,6 +14,8 @@ use crate::ring::{End, Ring};
 use crate::sys;
 use crate::umem::Umem;
 
+/// How long a bind waits for the kernel to release a socket just closed on the same queue.
+const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Largest batch moved between the free list and a fill ring in one go, so two ports are
 /// refilled in turn rather than one taking everything.
 const REFILL_CHUNK: u32 = 64;
@@ -213,12 +215,28 @@ fn open_socket(
         // from the UMEM owner.
         Bind::Shared(owner) => (libc::XDP_SHARED_UMEM, Some(owner), "shared-UMEM"),
     };
-    sys::bind(f, ifindex, queue, flags, shared).map_err(|source| XskError::Bind {
-        ifname: ifname.to_owned(),
-        queue,
-        mode,
-        source,
-    })?;
+    // A socket that was just closed on this queue (a restarted daemon, a previous test) is
+    // released by the kernel asynchronously; until then bind says EBUSY. Wait for it, bounded.
+    let deadline = std::time::Instant::now() + BIND_BUSY_WAIT;
+    loop {
+        match sys::bind(f, ifindex, queue, flags, shared) {
+            Ok(()) => break,
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(XskError::Bind {
+                    ifname: ifname.to_owned(),
+                    queue,
+                    mode,
+                    source,
+                })
+            }
+        }
+    }
     Ok(Socket {
         rx,
         tx,

@@ -58,6 +58,7 @@ usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems 
                   (plots go to --out, not docs/img)
   env PKTGEN      path to xvpc-pktgen (default: build it in release mode)
   env XVPC        path to the xvpc daemon (default: build it in release mode)
+  env XVPC_DATAPLANE_EXTRA  extra lines for xvpc's [dataplane] config (e.g. "batch_size = 256")
 
 Every system must forward something and (in the first repetition) pass the correctness
 check, or the script exits 1 after writing what it measured.
@@ -224,6 +225,7 @@ vxlan_port = 4789
 cores = [$DUT_CPU]
 control_socket = "$WORK/control.sock"
 stats_socket = "$WORK/stats.sock"
+${XVPC_DATAPLANE_EXTRA:-}
 
 [[mappings]]
 vni = $VNI

@@ -135,6 +135,7 @@ struct RawDataplane {
     miss_limit_per_sec: u32,
     pending_timeout_ms: u32,
     miss_hold_frames: usize,
+    tx_budget: u32,
     busy_poll_usecs: u32,
     busy_poll_budget: u32,
 }
@@ -155,6 +156,7 @@ impl Default for RawDataplane {
             miss_limit_per_sec: 1000,
             pending_timeout_ms: 500,
             miss_hold_frames: 64,
+            tx_budget: 0,
             busy_poll_usecs: 0,
             busy_poll_budget: 64,
         }
@@ -205,6 +207,8 @@ pub struct DataplaneSettings {
     pub pending_timeout_ms: u32,
     /// Missed frames each worker holds until their mapping arrives.
     pub miss_hold_frames: usize,
+    /// Copy mode: frames one TX kick may send (0: the kernel's default of 32).
+    pub tx_budget: u32,
     /// SO_BUSY_POLL microseconds (0 = off).
     pub busy_poll_usecs: u32,
     /// SO_BUSY_POLL_BUDGET.
@@ -402,6 +406,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format!("at most {}", crate::worker::MAX_HOLD),
         ));
     }
+    if d.tx_budget != 0 && !(32..=d.ring_size).contains(&d.tx_budget) {
+        return Err(invalid(
+            "dataplane.tx_budget",
+            format!("0 (kernel default) or 32..={} (the ring size)", d.ring_size),
+        ));
+    }
     if !d.ring_size.is_power_of_two() || d.ring_size < 64 {
         return Err(invalid(
             "dataplane.ring_size",
@@ -475,6 +485,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             miss_limit_per_sec: d.miss_limit_per_sec,
             pending_timeout_ms: d.pending_timeout_ms,
             miss_hold_frames: d.miss_hold_frames,
+            tx_budget: d.tx_budget,
             busy_poll_usecs: d.busy_poll_usecs,
             busy_poll_budget: d.busy_poll_budget,
         },

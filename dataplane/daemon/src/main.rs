@@ -185,7 +185,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let mut statuses = Vec::new();
     let mut workers = Vec::new();
     for (index, (queue, core)) in settings.queues.iter().copied().enumerate() {
-        let queue_pair = QueuePair::new(
+        let mut queue_pair = QueuePair::new(
             &config.guest_interface,
             &config.fabric_interface,
             queue,
@@ -194,6 +194,14 @@ fn run(path: &Path) -> anyhow::Result<()> {
             &options,
         )
         .with_context(|| format!("opening AF_XDP sockets on queue {queue}"))?;
+        if settings.tx_budget > 0 {
+            for side in [Side::Guest, Side::Fabric] {
+                if let Err(e) = queue_pair.set_tx_budget(side, settings.tx_budget) {
+                    // Older kernels (< 6.17) keep their default of 32 frames per kick.
+                    tracing::warn!(queue, ?side, error = %e, "cannot raise the copy-mode TX budget");
+                }
+            }
+        }
         guest_prog.register_socket(queue, queue_pair.fd(Side::Guest))?;
         fabric_prog.register_socket(queue, queue_pair.fd(Side::Fabric))?;
         tracing::info!(queue, mode = ?queue_pair.bind_mode(), "AF_XDP queue pair bound");

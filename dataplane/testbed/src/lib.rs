@@ -15,7 +15,7 @@ pub mod vpc;
 
 use std::process::{Command, ExitStatus};
 
-pub use netns::{veth_pair, Netns};
+pub use netns::{veth_pair, veth_pair_with_queues, Netns};
 pub use process::ChildGuard;
 
 /// Errors from building or tearing down a test topology.

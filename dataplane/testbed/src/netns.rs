@@ -276,20 +276,25 @@ impl Drop for Netns {
 /// both up. The pair is created directly inside the namespaces, so names never clash with
 /// the host's or another test's interfaces.
 pub fn veth_pair(a: (&Netns, &str), b: (&Netns, &str)) -> Result<(), TestbedError> {
+    veth_pair_with_queues(a, b, 1)
+}
+
+/// [`veth_pair`] with `queues` RX and TX queues on both ends (one AF_XDP queue pair and one
+/// dataplane worker per queue).
+pub fn veth_pair_with_queues(
+    a: (&Netns, &str),
+    b: (&Netns, &str),
+    queues: u32,
+) -> Result<(), TestbedError> {
     check_ifname(a.1)?;
     check_ifname(b.1)?;
-    a.0.ip(&[
-        "link",
-        "add",
-        a.1,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b.1,
-        "netns",
-        b.0.name(),
-    ])?;
+    let q = queues.to_string();
+    let per_end = ["numtxqueues", &q, "numrxqueues", &q];
+    let mut args = vec!["link", "add", a.1];
+    args.extend(per_end);
+    args.extend(["type", "veth", "peer", "name", b.1, "netns", b.0.name()]);
+    args.extend(per_end);
+    a.0.ip(&args)?;
     a.0.link_up(a.1)?;
     b.0.link_up(b.1)?;
     Ok(())

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::{veth_pair, ChildGuard, Netns, TestbedError};
+use crate::{veth_pair, veth_pair_with_queues, ChildGuard, Netns, TestbedError};
 
 /// The guest's MAC.
 pub const GUEST_MAC: &str = "02:00:00:00:01:01";
@@ -148,13 +148,9 @@ impl Vpc {
             work,
         };
 
-        if queues <= 1 {
-            veth_pair((&vpc.guest, "g0"), (&vpc.dataplane, "xg0"))?;
-            veth_pair((&vpc.dataplane, "xf0"), (&vpc.fabric, "f0"))?;
-        } else {
-            veth_pair_queues((&vpc.guest, "g0"), (&vpc.dataplane, "xg0"), queues)?;
-            veth_pair_queues((&vpc.dataplane, "xf0"), (&vpc.fabric, "f0"), queues)?;
-        }
+        let queues = queues.max(1);
+        veth_pair_with_queues((&vpc.guest, "g0"), (&vpc.dataplane, "xg0"), queues)?;
+        veth_pair_with_queues((&vpc.dataplane, "xf0"), (&vpc.fabric, "f0"), queues)?;
         let (g, d, f) = (&vpc.guest, &vpc.dataplane, &vpc.fabric);
         g.set_mac("g0", GUEST_MAC)?;
         g.add_addr("g0", &format!("{GUEST_V4}/24"))?;
@@ -368,35 +364,6 @@ stats_socket = "{work}/stats.sock"
     pub fn dataplane_log(&self) -> String {
         std::fs::read_to_string(self.work.join("xvpc.log")).unwrap_or_default()
     }
-}
-
-/// A veth pair with `queues` RX and TX queues on both ends (names already checked by the
-/// callers' literals).
-fn veth_pair_queues(a: (&Netns, &str), b: (&Netns, &str), queues: u32) -> Result<(), TestbedError> {
-    let q = queues.to_string();
-    a.0.ip(&[
-        "link",
-        "add",
-        a.1,
-        "numtxqueues",
-        &q,
-        "numrxqueues",
-        &q,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b.1,
-        "netns",
-        b.0.name(),
-        "numtxqueues",
-        &q,
-        "numrxqueues",
-        &q,
-    ])?;
-    a.0.link_up(a.1)?;
-    b.0.link_up(b.1)?;
-    Ok(())
 }
 
 /// A binary built by this workspace (`target/<profile>/<name>`), found from the running test

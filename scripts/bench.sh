@@ -62,7 +62,8 @@ usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems 
 
 Every system must forward something and (in the first repetition) pass the correctness
 check, or the script exits 1 after writing what it measured.
-Writes $OUT/results.csv, $OUT/results.md, $OUT/latency-*.hist and docs/img/*.png (gnuplot).
+Writes $OUT/results.csv, $OUT/results.md, $OUT/latency-*.hist and the gnuplot PNGs into
+docs/img (the published plots), or into --img DIR for experiments.
 EOF
 }
 
@@ -74,6 +75,7 @@ while (($#)); do
         --systems) SYSTEMS=$2; shift 2 ;;
         --dirs) DIRS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
+        --img) IMG=$2; shift 2 ;;
         --no-steer) STEER=0; shift ;;
         --no-latency) LAT=0; shift ;;
         --lat-reps) LAT_REPS=$2; shift 2 ;;

@@ -158,17 +158,7 @@ impl Generator {
     pub fn new(spec: &FrameSpec) -> Result<Self, BenchError> {
         let template = frame::build(spec)?;
         let mut ebpf = load(GEN_OBJ, "generator", "xvpc_gen")?;
-        let map = ebpf.map_mut("gen_config").ok_or_else(|| BenchError::Map {
-            what: "generator",
-            name: "gen_config",
-            source: "missing".into(),
-        })?;
-        let mut cfg: Array<_, [u8; GEN_CONFIG_LEN]> =
-            Array::try_from(map).map_err(|e| BenchError::Map {
-                what: "generator",
-                name: "gen_config",
-                source: boxed(e),
-            })?;
+        let mut cfg = config_array::<GEN_CONFIG_LEN>(&mut ebpf, "generator", "gen_config")?;
         cfg.set(0, template.config, 0)
             .map_err(|e| BenchError::Map {
                 what: "generator",
@@ -418,6 +408,24 @@ pub struct SinkReport {
     pub hist: Vec<u64>,
 }
 
+/// The one-entry byte-array map `name` of a loaded program, where its configuration goes.
+fn config_array<'a, const N: usize>(
+    ebpf: &'a mut Ebpf,
+    what: &'static str,
+    name: &'static str,
+) -> Result<Array<&'a mut aya::maps::MapData, [u8; N]>, BenchError> {
+    let map = ebpf.map_mut(name).ok_or_else(|| BenchError::Map {
+        what,
+        name,
+        source: "missing".into(),
+    })?;
+    Array::try_from(map).map_err(|e| BenchError::Map {
+        what,
+        name,
+        source: boxed(e),
+    })
+}
+
 fn per_cpu_sum(map: &PerCpuArray<&aya::maps::MapData, u64>, i: u32) -> Result<u64, BenchError> {
     map.get(&i, 0)
         .map(|v| v.iter().sum())
@@ -438,17 +446,7 @@ pub fn run_sink(
 ) -> Result<SinkReport, BenchError> {
     let mut ebpf = load(SINK_OBJ, "sink", "xvpc_sink")?;
     {
-        let map = ebpf.map_mut("sink_config").ok_or_else(|| BenchError::Map {
-            what: "sink",
-            name: "sink_config",
-            source: "missing".into(),
-        })?;
-        let mut cfg: Array<_, [u8; SINK_CONFIG_LEN]> =
-            Array::try_from(map).map_err(|e| BenchError::Map {
-                what: "sink",
-                name: "sink_config",
-                source: boxed(e),
-            })?;
+        let mut cfg = config_array::<SINK_CONFIG_LEN>(&mut ebpf, "sink", "sink_config")?;
         let mut bytes = [0u8; SINK_CONFIG_LEN];
         let n = opts.offsets.len().min(8);
         bytes[..4].copy_from_slice(&(n as u32).to_ne_bytes());

@@ -157,8 +157,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
     let batch_size = batch_size.clamp(1, MAX_BATCH);
     let mut counters = Counters::default();
     let mut rx = [Desc::default(); MAX_BATCH];
-    let mut tx_guest = [Desc::default(); 2 * MAX_BATCH + MAX_HOLD];
-    let mut tx_fabric = [Desc::default(); MAX_BATCH + MAX_HOLD];
+    let mut outbox = Outbox::default();
     let mut held = [Held::default(); MAX_HOLD];
     let mut n_held = 0usize;
     let hold_limit = hold_frames.min(MAX_HOLD);
@@ -182,7 +181,6 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             }
         }
 
-        let (mut n_guest, mut n_fabric) = (0usize, 0usize);
         // Held frames whose mapping (or negative answer) may have arrived go out first, in order.
         if n_held > 0 && (applied > 0 || held[..n_held].iter().any(|h| h.expires_ms <= now_ms)) {
             let mut kept = 0;
@@ -207,16 +205,8 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
                         scratch.misses = 0;
                         counters.add(&scratch);
                         counters.held_released += 1;
-                        match verdict {
-                            Verdict::ToFabric => {
-                                tx_fabric[n_fabric] = out;
-                                n_fabric += 1;
-                            }
-                            Verdict::ToGuest => {
-                                tx_guest[n_guest] = out;
-                                n_guest += 1;
-                            }
-                            _ => queue_pair.release(desc.addr),
+                        if !outbox.route(verdict, out) {
+                            queue_pair.release(desc.addr);
                         }
                     }
                     Err(reason) => {
@@ -242,14 +232,6 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
                 }
             };
             match verdict {
-                (Verdict::ToFabric, out) => {
-                    tx_fabric[n_fabric] = out;
-                    n_fabric += 1;
-                }
-                (Verdict::ToGuest, out) => {
-                    tx_guest[n_guest] = out;
-                    n_guest += 1;
-                }
                 (Verdict::Miss(key), out) => {
                     // Ask the agent once per key per pending period, within the rate limit.
                     let asked = matches!(table.lookup(&key, now_ms), Lookup::Pending)
@@ -273,7 +255,11 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
                         queue_pair.release(desc.addr);
                     }
                 }
-                (Verdict::Drop(_), _) => queue_pair.release(desc.addr),
+                (verdict, out) => {
+                    if !outbox.route(verdict, out) {
+                        queue_pair.release(desc.addr);
+                    }
+                }
             }
         }
         let mut work = n;
@@ -283,11 +269,11 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             match process(&mut queue_pair, *desc, |frame| {
                 ingress(&ctx, &table, now_ms, frame, &mut counters)
             }) {
-                Ok((Verdict::ToGuest, out)) => {
-                    tx_guest[n_guest] = out;
-                    n_guest += 1;
+                Ok((verdict, out)) => {
+                    if !outbox.route(verdict, out) {
+                        queue_pair.release(desc.addr);
+                    }
                 }
-                Ok(_) => queue_pair.release(desc.addr),
                 Err(reason) => {
                     counters.drop(reason);
                     queue_pair.release(desc.addr);
@@ -296,18 +282,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
         }
         work += n;
 
-        transmit(
-            &mut queue_pair,
-            Side::Fabric,
-            &tx_fabric[..n_fabric],
-            &mut counters,
-        );
-        transmit(
-            &mut queue_pair,
-            Side::Guest,
-            &tx_guest[..n_guest],
-            &mut counters,
-        );
+        outbox.flush(&mut queue_pair, &mut counters);
         queue_pair.service();
 
         if work == 0 {
@@ -369,6 +344,65 @@ fn process(
         .set_data(start, len)
         .map_err(|_| DropReason::NoHeadroom)?;
     Ok((verdict, chunk.desc()))
+}
+
+/// Frames to transmit at the end of an iteration, per port: at most a batch from each port
+/// plus every held frame.
+struct Outbox {
+    guest: [Desc; 2 * MAX_BATCH + MAX_HOLD],
+    n_guest: usize,
+    fabric: [Desc; MAX_BATCH + MAX_HOLD],
+    n_fabric: usize,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            guest: [Desc::default(); 2 * MAX_BATCH + MAX_HOLD],
+            n_guest: 0,
+            fabric: [Desc::default(); MAX_BATCH + MAX_HOLD],
+            n_fabric: 0,
+        }
+    }
+}
+
+impl Outbox {
+    /// Queue a processed frame on the port its verdict names; false if it names none (the
+    /// caller releases the frame).
+    #[inline]
+    fn route(&mut self, verdict: Verdict, out: Desc) -> bool {
+        match verdict {
+            Verdict::ToFabric => {
+                self.fabric[self.n_fabric] = out;
+                self.n_fabric += 1;
+                true
+            }
+            Verdict::ToGuest => {
+                self.guest[self.n_guest] = out;
+                self.n_guest += 1;
+                true
+            }
+            Verdict::Miss(_) | Verdict::Drop(_) => false,
+        }
+    }
+
+    /// Transmit everything queued; what the TX rings refuse is dropped and counted.
+    fn flush(&mut self, queue_pair: &mut QueuePair, counters: &mut Counters) {
+        transmit(
+            queue_pair,
+            Side::Fabric,
+            &self.fabric[..self.n_fabric],
+            counters,
+        );
+        transmit(
+            queue_pair,
+            Side::Guest,
+            &self.guest[..self.n_guest],
+            counters,
+        );
+        self.n_fabric = 0;
+        self.n_guest = 0;
+    }
 }
 
 fn transmit(queue_pair: &mut QueuePair, side: Side, descs: &[Desc], counters: &mut Counters) {

@@ -176,16 +176,7 @@ impl Generator {
     /// Frames the program has built so far (sum over CPUs): exactly the frames handed to
     /// `XDP_TX`.
     pub fn built(&self) -> Result<u64, BenchError> {
-        let map = self.ebpf.map("gen_count").ok_or_else(|| BenchError::Map {
-            what: "generator",
-            name: "gen_count",
-            source: "missing".into(),
-        })?;
-        let arr: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(|e| BenchError::Map {
-            what: "generator",
-            name: "gen_count",
-            source: boxed(e),
-        })?;
+        let arr = counter_array(&self.ebpf, "generator", "gen_count")?;
         let v = arr.get(&0, 0).map_err(|e| BenchError::Map {
             what: "generator",
             name: "gen_count",
@@ -426,6 +417,24 @@ fn config_array<'a, const N: usize>(
     })
 }
 
+/// The per-CPU `u64` counter map `name` of a loaded program.
+fn counter_array<'a>(
+    ebpf: &'a Ebpf,
+    what: &'static str,
+    name: &'static str,
+) -> Result<PerCpuArray<&'a aya::maps::MapData, u64>, BenchError> {
+    let map = ebpf.map(name).ok_or_else(|| BenchError::Map {
+        what,
+        name,
+        source: "missing".into(),
+    })?;
+    PerCpuArray::try_from(map).map_err(|e| BenchError::Map {
+        what,
+        name,
+        source: boxed(e),
+    })
+}
+
 fn per_cpu_sum(map: &PerCpuArray<&aya::maps::MapData, u64>, i: u32) -> Result<u64, BenchError> {
     map.get(&i, 0)
         .map(|v| v.iter().sum())
@@ -472,17 +481,7 @@ pub fn run_sink(
             dev: opts.dev.clone(),
             source: boxed(e),
         })?;
-    let stats_map = ebpf.map("sink_stats").ok_or_else(|| BenchError::Map {
-        what: "sink",
-        name: "sink_stats",
-        source: "missing".into(),
-    })?;
-    let stats: PerCpuArray<_, u64> =
-        PerCpuArray::try_from(stats_map).map_err(|e| BenchError::Map {
-            what: "sink",
-            name: "sink_stats",
-            source: boxed(e),
-        })?;
+    let stats = counter_array(&ebpf, "sink", "sink_stats")?;
 
     let start = Instant::now();
     let tick = Duration::from_millis(20);
@@ -526,17 +525,7 @@ pub fn run_sink(
         }
         _ => (0.0, Duration::ZERO),
     };
-    let hist_map = ebpf.map("sink_hist").ok_or_else(|| BenchError::Map {
-        what: "sink",
-        name: "sink_hist",
-        source: "missing".into(),
-    })?;
-    let hist_arr: PerCpuArray<_, u64> =
-        PerCpuArray::try_from(hist_map).map_err(|e| BenchError::Map {
-            what: "sink",
-            name: "sink_hist",
-            source: boxed(e),
-        })?;
+    let hist_arr = counter_array(&ebpf, "sink", "sink_hist")?;
     let mut h = vec![0u64; hist::BUCKETS];
     for (i, slot) in h.iter_mut().enumerate() {
         *slot = hist_arr

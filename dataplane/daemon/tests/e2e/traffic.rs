@@ -56,9 +56,12 @@ fn ten_thousand_udp_datagrams_arrive_intact_both_ways() {
             "remote 1 → guest (IPv6 in IPv6)",
         ),
     ];
-    // Resolve neighbours first, so the kernel's unresolved queue never holds datagrams.
-    ping(&vpc.guest, &vpc.remotes[0].overlay_v4.to_string(), 1).expect("warm-up ping");
     for (from, to, dst, what) in runs {
+        // Resolve every neighbour on the path first (overlay and underlay, both ways): a
+        // kernel drops what overflows its unresolved-neighbour queue, before we see it.
+        if let Err(out) = ping(from, &dst.ip().to_string(), 1) {
+            panic!("{what}: warm-up ping failed:\n{out}");
+        }
         let before = totals(&vpc);
         let report = udp_transfer(from, to, dst, UDP_COUNT);
         let after = totals(&vpc);

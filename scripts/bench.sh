@@ -19,7 +19,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=5
-SIZES="64 512 1400"
+SIZES="64 128 256 512 1024 1400"
 SECONDS_PER_RUN=5
 SYSTEMS="kernel-vxlan xvpc ovs testpmd xdp-redirect"
 DIRS="egress ingress"
@@ -29,8 +29,13 @@ STEER=1
 FLOWS=64
 LAT=1
 LAT_REPS=100
+ZL=1
+TRIAL_SECONDS=2
+SEARCH_STEPS=6
+TIME_LIMIT=
 PERF=0
 SMOKE=0
+ESTIMATE=0
 PKTGEN="${PKTGEN:-}"
 XVPC="${XVPC:-}"
 GEN_CPU=0
@@ -40,22 +45,33 @@ usage() {
     cat <<'EOF'
 usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems "..."]
                         [--dirs "egress ingress"] [--out DIR] [--no-steer] [--no-latency]
-                        [--smoke]
+                        [--no-zero-loss] [--trial-seconds S] [--search-steps N]
+                        [--time-limit MIN] [--estimate] [--smoke]
 
   --reps N        repetitions, systems interleaved within each (default 5)
-  --sizes LIST    guest frame sizes in bytes, 64..1400 (default "64 512 1400")
-  --seconds S     generator run time per measurement (default 5)
+  --sizes LIST    guest frame sizes in bytes, 64..1400 (default "64 128 256 512 1024 1400")
+  --seconds S     generator run time of the max-rate and latency runs (default 5)
   --systems LIST  any of: kernel-vxlan xvpc ovs testpmd xdp-redirect (default all)
   --dirs LIST     egress and/or ingress (default both; plain forwarders run egress only)
   --out DIR       CSV and Markdown results (default target/bench)
   --no-steer      leave the DUT's receive work in the sender's softirq (veth default)
                   instead of a threaded NAPI pinned to the DUT core
-  --no-latency    skip the second run at 50% of the measured rate (latency)
+  --no-zero-loss  skip the RFC 2544 zero-loss search (binary search on the generator's
+                  rate for the highest rate at which every frame sent reaches the sink)
+  --trial-seconds S  generator run time of each search trial (default 2)
+  --search-steps N   bisection steps after the first trial at the max forwarding rate
+                  (default 6: resolution = that rate / 2^N; 0 = that one trial only)
+  --no-latency    skip the latency run at 50% of the zero-loss rate (of the max rate when
+                  the zero-loss rate is 0 or not searched)
   --lat-reps N    latency runs only in the first N repetitions (default: all)
+  --time-limit MIN  start no repetition that would end after MIN minutes, judged by the
+                  estimate and then by the measured length of the repetitions so far (the
+                  first always runs); the report covers the repetitions that ran
   --perf          perf record the xvpc daemon during its first full-speed run per
                   direction and size ($OUT/perf-*.data and perf-*.txt, top symbols)
-  --smoke         64 B, one repetition, 2 s, no latency run: a CI check that it all works
-                  (plots go to --out, not docs/img)
+  --estimate      print the run time estimate for these options and exit
+  --smoke         64 B, one repetition, 1 s runs, a 2-step search of 1 s trials, no latency
+                  run: a CI check that it all works (plots go to --out, not docs/img)
   env PKTGEN      path to xvpc-pktgen (default: build it in release mode)
   env XVPC        path to the xvpc daemon (default: build it in release mode)
   env XVPC_DATAPLANE_EXTRA  extra lines for xvpc's [dataplane] config (e.g. "batch_size = 256")
@@ -69,6 +85,11 @@ EOF
 
 while (($#)); do
     case $1 in
+        --reps|--sizes|--seconds|--systems|--dirs|--out|--img|--lat-reps|--trial-seconds|\
+        --search-steps|--time-limit)
+            (($# >= 2)) || { echo "bench.sh: $1 needs a value (try --help)" >&2; exit 64; } ;;
+    esac
+    case $1 in
         --reps) REPS=$2; shift 2 ;;
         --sizes) SIZES=$2; shift 2 ;;
         --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
@@ -79,8 +100,14 @@ while (($#)); do
         --no-steer) STEER=0; shift ;;
         --no-latency) LAT=0; shift ;;
         --lat-reps) LAT_REPS=$2; shift 2 ;;
+        --no-zero-loss) ZL=0; shift ;;
+        --trial-seconds) TRIAL_SECONDS=$2; shift 2 ;;
+        --search-steps) SEARCH_STEPS=$2; shift 2 ;;
+        --time-limit) TIME_LIMIT=$2; shift 2 ;;
         --perf) PERF=1; shift ;;
-        --smoke) REPS=1; SIZES=64; SECONDS_PER_RUN=2; LAT=0; SMOKE=1; shift ;;
+        --estimate) ESTIMATE=1; shift ;;
+        --smoke) REPS=1; SIZES=64; SECONDS_PER_RUN=1; LAT=0; TRIAL_SECONDS=1; SEARCH_STEPS=2
+            SMOKE=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 64 ;;
     esac
@@ -88,6 +115,16 @@ done
 [[ $REPS =~ ^[0-9]+$ && $REPS -ge 1 && $REPS -le 100 ]] || { echo "bench.sh: --reps 1..100" >&2; exit 64; }
 [[ $SECONDS_PER_RUN =~ ^[0-9]+$ && $SECONDS_PER_RUN -ge 1 && $SECONDS_PER_RUN -le 600 ]] \
     || { echo "bench.sh: --seconds 1..600" >&2; exit 64; }
+[[ $TRIAL_SECONDS =~ ^[0-9]+$ && $TRIAL_SECONDS -ge 1 && $TRIAL_SECONDS -le 600 ]] \
+    || { echo "bench.sh: --trial-seconds 1..600 (whole seconds)" >&2; exit 64; }
+[[ $SEARCH_STEPS =~ ^[0-9]+$ && $SEARCH_STEPS -le 20 ]] \
+    || { echo "bench.sh: --search-steps 0..20" >&2; exit 64; }
+[[ $LAT_REPS =~ ^[0-9]+$ ]] || { echo "bench.sh: --lat-reps takes a number" >&2; exit 64; }
+[[ -z $TIME_LIMIT || ($TIME_LIMIT =~ ^[0-9]+$ && $TIME_LIMIT -ge 1) ]] \
+    || { echo "bench.sh: --time-limit takes whole minutes (>= 1)" >&2; exit 64; }
+[[ -n ${SIZES// /} ]] || { echo "bench.sh: --sizes is empty" >&2; exit 64; }
+[[ -n ${SYSTEMS// /} ]] || { echo "bench.sh: --systems is empty" >&2; exit 64; }
+[[ -n ${DIRS// /} ]] || { echo "bench.sh: --dirs is empty" >&2; exit 64; }
 for s in $SIZES; do
     [[ $s =~ ^[0-9]+$ && $s -ge 64 && $s -le 1400 ]] || { echo "bench.sh: size $s not in 64..1400" >&2; exit 64; }
 done
@@ -100,6 +137,54 @@ done
 for d in $DIRS; do
     case $d in egress|ingress) ;; *) echo "bench.sh: unknown direction $d" >&2; exit 64 ;; esac
 done
+skipped() { [[ $2 == ingress && ($1 == xdp-redirect || $1 == testpmd) ]]; } # sys dir
+
+# Run time estimate (seconds), from the options and overheads measured on the 2-CPU
+# development VM: each generator run costs its duration plus ~RUN_OVH_DS tenths of a second
+# (sink attach, the sink's 1 s idle exit, process start), each measurement a fresh topology
+# and DUT start, the first repetition a correctness check. The search is counted in full;
+# it stops after one trial where the max forwarding rate is already lossless.
+RUN_OVH_DS=15 CHECK_DS=25
+setup_ds() { case $1 in ovs|testpmd) echo 40 ;; xvpc) echo 20 ;; *) echo 10 ;; esac; }
+est_rep() { # rep -> seconds
+    local r=$1 t=0 size dir sys
+    for size in $SIZES; do
+        for dir in $DIRS; do
+            for sys in $SYSTEMS; do
+                skipped "$sys" "$dir" && continue
+                t=$((t + $(setup_ds "$sys") + SECONDS_PER_RUN * 10 + RUN_OVH_DS))
+                ((ZL)) && t=$((t + (SEARCH_STEPS + 1) * (TRIAL_SECONDS * 10 + RUN_OVH_DS)))
+                ((LAT && r <= LAT_REPS)) && t=$((t + SECONDS_PER_RUN * 10 + RUN_OVH_DS))
+                ((r == 1)) && t=$((t + CHECK_DS))
+            done
+        done
+    done
+    echo $((t / 10))
+}
+n_meas=0
+for size in $SIZES; do for dir in $DIRS; do for sys in $SYSTEMS; do
+    skipped "$sys" "$dir" || n_meas=$((n_meas + 1))
+done; done; done
+((n_meas > 0)) || { echo "bench.sh: no measurement: the plain forwarders run egress only" >&2; exit 64; }
+est_total=0
+for ((r = 1; r <= REPS; r++)); do est_total=$((est_total + $(est_rep $r))); done
+if ((est_total >= 3600)); then
+    est_str="$((est_total / 3600)) h $((est_total % 3600 / 60)) min"
+else
+    est_str="$((est_total / 60)) min $((est_total % 60)) s"
+fi
+echo "bench.sh: $n_meas measurements per repetition, $REPS repetition(s): estimated $est_str in all," \
+    "$((est_total / (n_meas * REPS))) s per measurement" >&2
+if ((ZL)); then
+    echo "bench.sh: (of which up to $((SEARCH_STEPS + 1)) zero-loss trials of ${TRIAL_SECONDS} s per measurement;" \
+        "--search-steps, --trial-seconds, --no-zero-loss and --time-limit trade that)" >&2
+fi
+if [[ -n $TIME_LIMIT ]] && ((est_total > TIME_LIMIT * 60)); then
+    echo "bench.sh: that exceeds --time-limit $TIME_LIMIT min: repetitions that would end later are not started" >&2
+fi
+
+((ESTIMATE)) && exit 0
+
 ((EUID == 0)) || { echo "bench.sh: must run as root (namespaces, XDP)" >&2; exit 1; }
 (($(nproc) >= 2)) || { echo "bench.sh: needs 2 CPUs (generator and DUT on separate cores)" >&2; exit 1; }
 has() { [[ " $SYSTEMS " == *" $1 "* ]]; }
@@ -110,6 +195,9 @@ if has ovs; then
 fi
 if has testpmd; then
     command -v dpdk-testpmd >/dev/null || { echo "bench.sh: dpdk-testpmd missing: apt-get install dpdk-dev librte-net-af-xdp23 (or drop testpmd from --systems)" >&2; exit 1; }
+fi
+if ((ZL || LAT)); then
+    command -v bpftool >/dev/null || { echo "bench.sh: bpftool missing (paced runs): apt-get install bpftool (or --no-zero-loss --no-latency)" >&2; exit 1; }
 fi
 command -v tshark >/dev/null || { echo "bench.sh: tshark missing (correctness check): apt-get install tshark" >&2; exit 1; }
 
@@ -364,6 +452,28 @@ roles() { # dir -> sets TX_NS TX_DEV RX_NS RX_DEV RX_CORE_DEV GEN_ARGS
 
 gen_size() { [[ $1 == ingress ]] && echo $(($2 + 50)) || echo "$2"; }
 
+# Pacing needs this. Every BPF_PROG_TEST_RUN call with repeat > 1 adds the program to the
+# kernel's XDP dispatcher and removes it afterwards (bpf_prog_change_xdp), and each change
+# waits for an RCU grace period: ~24 ms per call on the 2-CPU VM, whatever the repeat count.
+# The generator paces in 1 ms ticks of rate/1000 frames, so it would offer ~4 % of --rate
+# (41 calls/s), in bursts. A program already attached to a device stays in the dispatcher
+# and the calls take microseconds, so attach the generator's own program (found through its
+# process's fds) to lo of its namespace, in generic mode (nothing arrives there), while it
+# runs. The calls before the attach (tens of ms) still run slow; the rate the generator
+# reports, which is what the search records, includes them.
+hold_gen_prog() { # ns pid
+    local i id=
+    for ((i = 0; i < 200; i++)); do
+        id=$(sed -n 's/^prog_id:[[:space:]]*//p' /proc/"$2"/fdinfo/* 2>/dev/null | head -1 || true)
+        [[ -n $id ]] && break
+        kill -0 "$2" 2>/dev/null || return 0
+        sleep 0.005
+    done
+    if [[ -z $id ]] || ! ip netns exec "$1" bpftool net attach xdpgeneric id "$id" dev lo 2>/dev/null; then
+        echo "bench.sh: could not attach the generator's program to lo: pacing will fall short of --rate" >&2
+    fi
+}
+
 # One generator run against a running sink; sets SINK_RES GEN_RES BUSY_NS.
 run_once() { # dir size rate seconds histfile
     local dir=$1 size=$2 rate=$3 secs=$4 hist=$5
@@ -385,20 +495,84 @@ run_once() { # dir size rate seconds histfile
         PIDS+=($perf_pid)
     fi
     b0=$(cpu_busy_jiffies $DUT_CPU)
-    GEN_RES=$(ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV "${GEN_ARGS[@]}" \
+    local gen_out=$WORK/gen.txt gen_pid
+    ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV "${GEN_ARGS[@]}" \
         --size "$(gen_size "$dir" "$size")" --flows $FLOWS --count 1000000000 --duration "$secs" \
-        --rate "$rate" --ts-every 16 | grep '^RESULT' || true)
+        --rate "$rate" --ts-every 16 >"$gen_out" &
+    gen_pid=$!
+    PIDS+=($gen_pid)
+    ((rate > 0)) && hold_gen_prog $TX_NS $gen_pid
+    wait $gen_pid || true
+    forget_pid $gen_pid
     b1=$(cpu_busy_jiffies $DUT_CPU)
+    ((rate > 0)) && { ip -n $TX_NS link set dev lo xdpgeneric off 2>/dev/null || true; }
+    GEN_RES=$(grep '^RESULT' "$gen_out" || true)
     if [[ -n $perf_pid ]]; then
         wait "$perf_pid" || true
         forget_pid "$perf_pid"
         perf report -i "$PERF_OUT.data" --stdio --no-children --sort symbol 2>/dev/null \
             | grep -E '^ +[0-9]' | head -25 >"$PERF_OUT.txt" || true
     fi
+    # The sink keeps counting until no marked frame came for 1 s (--idle-exit), so frames
+    # still queued in the DUT when the generator stops are counted. Bound that wait: a sink
+    # that saw nothing at all would otherwise sit out its whole --duration. On SIGTERM it
+    # still prints its counts.
+    local i
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$sink_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -TERM "$sink_pid" 2>/dev/null || true
     wait "$sink_pid" || true
     forget_pid "$sink_pid"
     SINK_RES=$(grep '^RESULT' "$sink_out" || true)
     BUSY_NS=$(((b1 - b0) * 1000000000 / $(getconf CLK_TCK)))
+}
+
+# RFC 2544 §26.1 throughput, "zero-loss rate": the highest offered rate at which the sink
+# counts every frame the generator sent. The first trial runs at the max forwarding rate the
+# sink measured (lossless: done); otherwise SEARCH_STEPS bisections of [0, that rate). Every
+# trial has a fresh sink (run_once), which waits for stragglers. Recorded: the generator's
+# own measured rate in the best lossless trial (what was really offered; the pacing may fall
+# short of --rate), and in the lowest lossy one.
+zero_loss_search() { # label dir size start_pps -> sets ZL_PPS ZL_LOSSY_PPS
+    local label=$1 dir=$2 size=$3 rate=${4%.*} lo=0 hi= n=0 sent got offered ok verdict
+    ZL_PPS=0 ZL_LOSSY_PPS=
+    if [[ -z $rate ]] || ((rate < 1)); then
+        echo "zero-loss $label: nothing forwarded at full speed, no search; zero-loss rate 0" >&2
+        return
+    fi
+    while :; do
+        n=$((n + 1))
+        run_once "$dir" "$size" "$rate" "$TRIAL_SECONDS" ""
+        sent=$(field "$GEN_RES" sent) got=$(field "$SINK_RES" marked) offered=$(field "$GEN_RES" pps)
+        sent=${sent:-0} got=${got:-0} offered=${offered%.*}
+        ok=0
+        ((sent > 0 && got >= sent)) && ok=1
+        if ((ok)); then
+            lo=$rate ZL_PPS=${offered:-$rate} verdict=lossless
+        else
+            hi=$rate ZL_LOSSY_PPS=${offered:-$rate} verdict=LOSS
+        fi
+        ((sent == 0)) && verdict="LOSS (the generator sent nothing: ${GEN_RES:-no RESULT line})"
+        ((got > sent && sent > 0)) && verdict="lossless, but $((got - sent)) more frames arrived than were sent"
+        [[ -n $offered ]] && ((offered * 10 < rate * 9)) && verdict="$verdict; the generator fell short of --rate"
+        awk -v l="$label" -v n=$n -v t=$((SEARCH_STEPS + 1)) -v r=$rate -v o="${offered:-?}" \
+            -v s=$sent -v g=$got -v v="$verdict" -v lo=$lo -v hi="${hi:-}" 'BEGIN {
+            lost = s - g; if (lost < 0) lost = 0
+            printf "zero-loss %s: trial %d/%d at %d pps (offered %s): sent %d, received %d, lost %d (%.4f %%): %s; zero-loss rate in [%d, %s)\n",
+                l, n, t, r, o, s, g, lost, s ? 100 * lost / s : 0, v, lo, hi == "" ? "?" : hi
+        }' >&2
+        ((n == 1 && ok)) && break # lossless at the max forwarding rate
+        ((n > SEARCH_STEPS)) && break
+        rate=$(((lo + hi) / 2))
+        ((rate > lo)) || break # resolution of 1 pps reached
+    done
+    if ((ZL_PPS == 0)); then
+        echo "zero-loss $label: no lossless rate found (the lowest trial, $hi pps, lost frames): zero-loss rate 0" >&2
+    else
+        echo "zero-loss $label: $ZL_PPS pps" >&2
+    fi
 }
 
 # Correctness: capture a few forwarded frames at a low rate and dissect them with tshark.
@@ -471,14 +645,29 @@ measure() { # system dir size rep -> sets ROW (runs in this shell so cleanup kno
     sink_pps=$(field "$SINK_RES" pps)
     marked=$(field "$SINK_RES" marked)
     if [[ -n $marked && $marked -gt 0 ]]; then per_pkt=$((BUSY_NS / marked)); else per_pkt=; fi
-    # Latency at half the forwarding rate just measured (the max-rate latency is mostly
-    # queueing).
+    local zl= zl_lossy=
+    if ((ZL)); then
+        zero_loss_search "$sys $dir $size B" "$dir" "$size" "${sink_pps:-0}"
+        zl=$ZL_PPS zl_lossy=$ZL_LOSSY_PPS
+    fi
+    # Latency at half the zero-loss rate (at the max rate it is mostly queueing, and above
+    # the zero-loss rate the DUT's queues fill); at half the max forwarding rate only when
+    # there is no zero-loss rate.
     p50= p99=
-    if ((LAT && rep <= LAT_REPS)) && [[ -n $sink_pps ]] && (( ${sink_pps%.*} > 1000 )); then
+    local lat_base= base
+    if [[ -n $zl ]] && ((zl > 0)); then
+        base=$zl lat_base=zero-loss
+    else
+        base=${sink_pps%.*} lat_base=max
+    fi
+    if ((LAT && rep <= LAT_REPS)) && [[ -n $base ]] && ((base > 1000)); then
         local hist=$OUT/latency-$sys-$dir-$size-$rep.hist
-        run_once "$dir" "$size" $(( ${sink_pps%.*} / 2 )) "$SECONDS_PER_RUN" "$hist"
+        echo "latency $sys $dir $size B: at $((base / 2)) pps (50 % of the $lat_base rate)" >&2
+        run_once "$dir" "$size" $((base / 2)) "$SECONDS_PER_RUN" "$hist"
         p50=$(field "$SINK_RES" p50_ns)
         p99=$(field "$SINK_RES" p99_ns)
+    else
+        lat_base=
     fi
     CHECK=-
     if ((rep == 1)); then
@@ -508,7 +697,7 @@ except Exception as e:
 PYEOF
 )
     fi
-    ROW="$rep,$size,$sys,$dir,${gen_pps:-0},${sink_pps:-0},${marked:-0},${per_pkt},${p50},${p99},$STEER,$CHECK,\"${drops}\""
+    ROW="$rep,$size,$sys,$dir,${gen_pps:-0},${sink_pps:-0},${marked:-0},$zl,$zl_lossy,${per_pkt},${p50},${p99},$lat_base,$STEER,$CHECK,\"${drops}\""
     cleanup
 }
 
@@ -516,20 +705,38 @@ PYEOF
 ((SMOKE)) && IMG=$OUT
 mkdir -p "$OUT" "$IMG"
 CSV=$OUT/results.csv
-echo "rep,size,system,dir,gen_pps,sink_pps,sink_frames,dut_ns_per_pkt,p50_ns,p99_ns,steered,check,dut_drops" >"$CSV"
+echo "rep,size,system,dir,gen_pps,sink_pps,sink_frames,zero_loss_pps,zl_lossy_pps,dut_ns_per_pkt,p50_ns,p99_ns,lat_base,steered,check,dut_drops" >"$CSV"
+T_START=$(date +%s)
+EST_DONE=0
 for ((rep = 1; rep <= REPS; rep++)); do
+    est=$(est_rep $rep)
+    if [[ -n $TIME_LIMIT ]] && ((rep > 1)); then
+        # Predict this repetition from the estimate, scaled by how the finished ones went.
+        elapsed=$(($(date +%s) - T_START))
+        predicted=$((est * elapsed / EST_DONE))
+        if ((elapsed + predicted > TIME_LIMIT * 60)); then
+            echo "bench.sh: --time-limit $TIME_LIMIT min: stopping after $((rep - 1)) of $REPS repetitions" \
+                "(${elapsed} s so far, the next would take about ${predicted} s)" >&2
+            break
+        fi
+    fi
+    t_rep=$(date +%s)
     for size in $SIZES; do
         for dir in $DIRS; do
             for sys in $SYSTEMS; do
-                [[ $dir == ingress && ($sys == xdp-redirect || $sys == testpmd) ]] && continue
+                skipped "$sys" "$dir" && continue
+                t0=$(date +%s)
                 measure "$sys" "$dir" "$size" "$rep"
                 echo "$ROW" | tee -a "$CSV" >&2
+                echo "bench.sh: $sys $dir $size B rep $rep took $(($(date +%s) - t0)) s" >&2
             done
         done
     done
+    EST_DONE=$((EST_DONE + est))
+    echo "bench.sh: repetition $rep took $(($(date +%s) - t_rep)) s (estimated $est s)" >&2
 done
 
-/usr/bin/python3 "$ROOT/benches/pktgen/report.py" "$CSV" "$OUT" "$IMG"
-status=$?
+status=0
+/usr/bin/python3 "$ROOT/benches/pktgen/report.py" "$CSV" "$OUT" "$IMG" || status=$?
 echo "bench.sh: results in $CSV and $OUT/results.md" >&2
 exit $status

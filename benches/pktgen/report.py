@@ -6,6 +6,9 @@ usage: report.py RESULTS.csv OUT_DIR IMG_DIR
 Writes OUT_DIR/results.md and IMG_DIR/throughput-{steered,unsteered}.png and
 IMG_DIR/latency-cdf-{steered,unsteered}.png (gnuplot, if installed). Exit status 1 if some
 system forwarded nothing in some measurement or failed a correctness check.
+
+CSVs written before the zero-loss search (no zero_loss_pps / lat_base columns, as in
+docs/img/bench-*.csv) still work: the zero-loss columns and dashed lines are left out.
 """
 import csv
 import glob
@@ -29,16 +32,30 @@ def main():
     mode = "steered" if rows[0]["steered"] == "1" else "unsteered"
     ref = {(r["rep"], r["size"], r["dir"]): float(r["sink_pps"])
            for r in rows if r["system"] == "kernel-vxlan"}
+    # Zero-loss rate: empty where the search was skipped (--no-zero-loss) or the CSV predates it.
+    has_zl = any(r.get("zero_loss_pps") for r in rows)
+    ref_zl = {(r["rep"], r["size"], r["dir"]): float(r["zero_loss_pps"])
+              for r in rows if r["system"] == "kernel-vxlan" and r.get("zero_loss_pps")}
+    if has_zl:
+        lat_note = ("latency at 50 % of the zero-loss rate († at 50 % of the max rate in some "
+                    "repetition: no lossless rate found there, or no search)")
+    else:
+        lat_note = "latency at 50 % of the measured rate"
+    zl_note = ("; zero-loss = RFC 2544 throughput, the highest offered rate at which every frame "
+               "sent reached the sink (binary search; 0 = none found)") if has_zl else ""
+    zl_head = "zero-loss Mpps min / median / max | zero-loss vs kernel vxlan | " if has_zl else ""
+    zl_rule = "--- | --- | " if has_zl else ""
     lines = [
         f"Mode: **{mode}**. Rates in Mpps at the sink (min / median / max over "
         f"{len({r['rep'] for r in rows})} repetitions); ratio = system / kernel vxlan in the same "
         "repetition (median, min–max); *gen-bound*: the sink got ≥ 95 % of what the generator "
-        "sent, so the DUT was not the limit; latency at 50 % of the measured rate.",
+        f"sent, so the DUT was not the limit{zl_note}; {lat_note}.",
         "",
-        "| system | dir | size (B) | Mpps min / median / max | vs kernel vxlan | gen Mpps | "
-        "DUT core ns/pkt | p50 / p99 latency (µs) | check |",
-        "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |",
+        "| system | dir | size (B) | Mpps min / median / max | vs kernel vxlan | " + zl_head +
+        "gen Mpps | DUT core ns/pkt | p50 / p99 latency (µs) | check |",
+        "| --- | --- | ---: | --- | --- | " + zl_rule + "---: | ---: | ---: | --- |",
     ]
+    zl_dat = {}
     dat = {}
     failed = []
     order = ["kernel-vxlan", "xvpc", "ovs", "testpmd", "xdp-redirect"]
@@ -54,6 +71,22 @@ def main():
         p50 = [int(r["p50_ns"]) / 1000 for r in rs if r["p50_ns"]]
         p99 = [int(r["p99_ns"]) / 1000 for r in rs if r["p99_ns"]]
         checks = sorted({r["check"] for r in rs if r["check"] != "-"})
+        zl_cells = ""
+        if has_zl:
+            zl = [float(r["zero_loss_pps"]) / 1e6 for r in rs if r.get("zero_loss_pps")]
+            zl_ratios = [float(r["zero_loss_pps"]) / ref_zl[(r["rep"], r["size"], r["dir"])]
+                         for r in rs if r.get("zero_loss_pps")
+                         and ref_zl.get((r["rep"], r["size"], r["dir"]))]
+            zl_cells = (f"{min(zl):.3f} / {statistics.median(zl):.3f} / {max(zl):.3f}"
+                        if zl else "n/a") + " | "
+            zl_cells += (f"{statistics.median(zl_ratios):.2f} "
+                         f"({min(zl_ratios):.2f}–{max(zl_ratios):.2f})" if zl_ratios else "n/a")
+            zl_cells += " | "
+            if zl:
+                zl_dat.setdefault(f"{sys_} {dir_}", []).append((size, statistics.median(zl)))
+        # Old CSVs have no lat_base: their latency runs were at 50 % of the max rate.
+        lat_max = has_zl and any(r["p50_ns"] and r.get("lat_base", "max") != "zero-loss"
+                                 for r in rs)
         if min(pps) <= 0:
             failed.append(f"{sys_} {dir_} {size} B forwarded nothing in some repetition")
         if any(c.startswith("FAIL") for c in checks):
@@ -65,8 +98,9 @@ def main():
         lines.append(
             f"| {sys_} | {dir_} | {size} | {min(pps):.3f} / {statistics.median(pps):.3f} / "
             f"{max(pps):.3f}{' *gen-bound*' if bound * 2 > len(rs) else ''} | {ratio} | "
-            f"{med(gen, '{:.2f}')} | {med(ns, '{:.0f}')} | {med(p50, '{:.0f}')} / "
-            f"{med(p99, '{:.0f}')} | {', '.join(c.split('(')[0] for c in checks) or '-'} |")
+            f"{zl_cells}{med(gen, '{:.2f}')} | {med(ns, '{:.0f}')} | {med(p50, '{:.0f}')} / "
+            f"{med(p99, '{:.0f}')}{' †' if lat_max else ''} | "
+            f"{', '.join(c.split('(')[0] for c in checks) or '-'} |")
         dat.setdefault(f"{sys_} {dir_}", []).append((size, statistics.median(pps)))
     drops = sorted({(r["system"], r["dir"], r["size"], r["dut_drops"]) for r in rows
                     if r.get("dut_drops")})
@@ -78,10 +112,23 @@ def main():
     print("\n".join(lines))
 
     if shutil.which("gnuplot"):
+        # One data block per series; solid lines the max forwarding rate, dashed lines in the
+        # same colour the zero-loss rate.
         tp = os.path.join(out, "throughput.dat")
-        with open(tp, "w") as f:
-            for name, pts in dat.items():
-                f.write(f'"{name}"\n' + "".join(f"{s} {v}\n" for s, v in pts) + "\n\n")
+        zlp = os.path.join(out, "throughput-zero-loss.dat")
+        plots = []
+        with open(tp, "w") as f, open(zlp, "w") as fz:
+            zi = 0
+            for i, (name, pts) in enumerate(dat.items()):
+                f.write(f"# {name}\n" + "".join(f"{s} {v}\n" for s, v in pts) + "\n\n")
+                plots.append(f'"{tp}" index {i} using 1:2 with linespoints lc {i + 1} '
+                             f'dt 1 pt 7 title "{name}"')
+                if name in zl_dat:
+                    fz.write(f"# {name}\n" +
+                             "".join(f"{s} {v}\n" for s, v in zl_dat[name]) + "\n\n")
+                    plots.append(f'"{zlp}" index {zi} using 1:2 with linespoints lc {i + 1} '
+                                 f'dt 2 pt 6 title "{name}, zero loss"')
+                    zi += 1
         # Latency CDF at the smallest size, all repetitions pooled.
         small = min(int(r["size"]) for r in rows)
         cdf = os.path.join(out, "latency-cdf.dat")
@@ -108,12 +155,12 @@ def main():
         script = f"""
 set terminal pngcairo size 900,540 noenhanced
 set output "{img}/throughput-{mode}.png"
-set title "Forwarding rate vs guest frame size ({mode}, median, DUT on one core)"
+set title "{'Max (solid) and zero-loss (dashed) forwarding rate' if zl_dat else 'Forwarding rate'} vs guest frame size ({mode}, median, DUT on one core)"
 set xlabel "guest frame size (bytes)"
 set ylabel "Mpps at the sink"
 set key outside right
 set grid
-plot for [i=0:*] "{tp}" index i using 1:2 with linespoints title columnheader(1)
+plot {", ".join(plots)}
 """
         if have_cdf:
             script += f"""

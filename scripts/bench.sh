@@ -36,6 +36,7 @@ TIME_LIMIT=
 PERF=0
 SMOKE=0
 ESTIMATE=0
+SINK_IDLE=1 # the sink stops this long after the last frame (stragglers are counted until then)
 PKTGEN="${PKTGEN:-}"
 XVPC="${XVPC:-}"
 GEN_CPU=0
@@ -70,8 +71,9 @@ usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems 
   --perf          perf record the xvpc daemon during its first full-speed run per
                   direction and size ($OUT/perf-*.data and perf-*.txt, top symbols)
   --estimate      print the run time estimate for these options and exit
-  --smoke         64 B, one repetition, 1 s runs, a 2-step search of 1 s trials, no latency
-                  run: a CI check that it all works (plots go to --out, not docs/img)
+  --smoke         64 B, one repetition, 1 s runs, a 2-step search of 1 s trials, the sink
+                  stopping 0.3 s after the last frame, no latency run: a CI check that it
+                  all works (plots go to --out, not docs/img)
   env PKTGEN      path to xvpc-pktgen (default: build it in release mode)
   env XVPC        path to the xvpc daemon (default: build it in release mode)
   env XVPC_DATAPLANE_EXTRA  extra lines for xvpc's [dataplane] config (e.g. "batch_size = 256")
@@ -107,7 +109,7 @@ while (($#)); do
         --perf) PERF=1; shift ;;
         --estimate) ESTIMATE=1; shift ;;
         --smoke) REPS=1; SIZES=64; SECONDS_PER_RUN=1; LAT=0; TRIAL_SECONDS=1; SEARCH_STEPS=2
-            SMOKE=1; shift ;;
+            SINK_IDLE=0.3 SMOKE=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 64 ;;
     esac
@@ -140,12 +142,12 @@ done
 skipped() { [[ $2 == ingress && ($1 == xdp-redirect || $1 == testpmd) ]]; } # sys dir
 
 # Run time estimate (seconds), from the options and overheads measured on the 2-CPU
-# development VM: each generator run costs its duration plus ~RUN_OVH_DS tenths of a second
-# (sink attach, the sink's 1 s idle exit, process start), each measurement a fresh topology
+# development VM: each generator run costs its duration plus RUN_OVH_DS tenths of a second
+# (sink attach, the sink's idle exit, process start), each measurement a fresh topology
 # and DUT start, the first repetition a correctness check. The search is counted in full;
 # it stops after one trial where the max forwarding rate is already lossless.
-RUN_OVH_DS=15 CHECK_DS=25
-setup_ds() { case $1 in ovs|testpmd) echo 40 ;; xvpc) echo 20 ;; *) echo 10 ;; esac; }
+RUN_OVH_DS=$(awk -v i=$SINK_IDLE 'BEGIN { printf "%d", 3 + 10 * i }') CHECK_DS=25
+setup_ds() { case $1 in ovs|testpmd) echo 30 ;; xvpc) echo 15 ;; *) echo 10 ;; esac; }
 est_rep() { # rep -> seconds
     local r=$1 t=0 size dir sys
     for size in $SIZES; do
@@ -196,8 +198,15 @@ fi
 if has testpmd; then
     command -v dpdk-testpmd >/dev/null || { echo "bench.sh: dpdk-testpmd missing: apt-get install dpdk-dev librte-net-af-xdp23 (or drop testpmd from --systems)" >&2; exit 1; }
 fi
-if ((ZL || LAT)); then
-    command -v bpftool >/dev/null || { echo "bench.sh: bpftool missing (paced runs): apt-get install bpftool (or --no-zero-loss --no-latency)" >&2; exit 1; }
+HAVE_BPFTOOL=1
+if ! command -v bpftool >/dev/null; then
+    HAVE_BPFTOOL=0
+    if ((ZL || LAT)) && ((SMOKE)); then
+        echo "bench.sh: bpftool missing: paced runs will fall short of --rate (see hold_gen_prog); apt-get install bpftool" >&2
+    elif ((ZL || LAT)); then
+        echo "bench.sh: bpftool missing (needed to pace the generator): apt-get install bpftool (or --no-zero-loss --no-latency)" >&2
+        exit 1
+    fi
 fi
 command -v tshark >/dev/null || { echo "bench.sh: tshark missing (correctness check): apt-get install tshark" >&2; exit 1; }
 
@@ -463,6 +472,7 @@ gen_size() { [[ $1 == ingress ]] && echo $(($2 + 50)) || echo "$2"; }
 # reports, which is what the search records, includes them.
 hold_gen_prog() { # ns pid
     local i id=
+    ((HAVE_BPFTOOL)) || return 0
     for ((i = 0; i < 200; i++)); do
         id=$(sed -n 's/^prog_id:[[:space:]]*//p' /proc/"$2"/fdinfo/* 2>/dev/null | head -1 || true)
         [[ -n $id ]] && break
@@ -478,7 +488,7 @@ hold_gen_prog() { # ns pid
 run_once() { # dir size rate seconds histfile
     local dir=$1 size=$2 rate=$3 secs=$4 hist=$5
     local sink_out=$WORK/sink.txt
-    ip netns exec $RX_NS "$PKTGEN" sink --dev $RX_DEV --duration $((secs + 30)) --idle-exit 1 \
+    ip netns exec $RX_NS "$PKTGEN" sink --dev $RX_DEV --duration $((secs + 30)) --idle-exit $SINK_IDLE \
         ${hist:+--hist "$hist"} >"$sink_out" 2>/dev/null &
     local sink_pid=$!
     PIDS+=($sink_pid)
@@ -513,7 +523,7 @@ run_once() { # dir size rate seconds histfile
         perf report -i "$PERF_OUT.data" --stdio --no-children --sort symbol 2>/dev/null \
             | grep -E '^ +[0-9]' | head -25 >"$PERF_OUT.txt" || true
     fi
-    # The sink keeps counting until no marked frame came for 1 s (--idle-exit), so frames
+    # The sink keeps counting until no marked frame came for SINK_IDLE s (1 s), so frames
     # still queued in the DUT when the generator stops are counted. Bound that wait: a sink
     # that saw nothing at all would otherwise sit out its whole --duration. On SIGTERM it
     # still prints its counts.
@@ -565,8 +575,11 @@ zero_loss_search() { # label dir size start_pps -> sets ZL_PPS ZL_LOSSY_PPS
         }' >&2
         ((n == 1 && ok)) && break # lossless at the max forwarding rate
         ((n > SEARCH_STEPS)) && break
+        # The generator sends rate/1000 frames (integer) per 1 ms tick from 1000 pps up, so
+        # it can only offer whole kpps there: bisect on those, stop when no new one is left.
         rate=$(((lo + hi) / 2))
-        ((rate > lo)) || break # resolution of 1 pps reached
+        ((rate >= 1000)) && rate=$((rate / 1000 * 1000))
+        ((rate > lo && rate < hi)) || break
     done
     if ((ZL_PPS == 0)); then
         echo "zero-loss $label: no lossless rate found (the lowest trial, $hi pps, lost frames): zero-loss rate 0" >&2

@@ -152,10 +152,11 @@ def main():
                     acc += buckets[hi]
                     f.write(f"{hi} {acc / total}\n")
                 f.write("\n\n")
+        tp_sub = "\\nsolid: max rate; dashed: zero-loss rate (RFC 2544)" if zl_dat else ""
         script = f"""
 set terminal pngcairo size 900,540 noenhanced
 set output "{img}/throughput-{mode}.png"
-set title "{'Max (solid) and zero-loss (dashed) forwarding rate' if zl_dat else 'Forwarding rate'} vs guest frame size ({mode}, median, DUT on one core)"
+set title "Forwarding rate vs guest frame size ({mode}, median, DUT on one core){tp_sub}"
 set xlabel "guest frame size (bytes)"
 set ylabel "Mpps at the sink"
 set key outside right
@@ -165,7 +166,7 @@ plot {", ".join(plots)}
         if have_cdf:
             script += f"""
 set output "{img}/latency-cdf-{mode}.png"
-set title "Latency CDF at 50% of each system's max rate ({small} B, {mode})"
+set title "Latency CDF at 50% of each system's {'zero-loss' if has_zl else 'max'} rate ({small} B, {mode})"
 set xlabel "latency, microseconds (bucket upper edge)"
 set ylabel "fraction of samples"
 set logscale x

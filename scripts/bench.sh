@@ -61,7 +61,8 @@ usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems 
                   rate for the highest rate at which every frame sent reaches the sink)
   --trial-seconds S  generator run time of each search trial (default 2)
   --search-steps N   bisection steps after the first trial at the max forwarding rate
-                  (default 6: resolution = that rate / 2^N; 0 = that one trial only)
+                  (default 6: resolution = that rate / 2^N, at best 1 kpps; 0 = that
+                  one trial only)
   --no-latency    skip the latency run at 50% of the zero-loss rate (of the max rate when
                   the zero-loss rate is 0 or not searched)
   --lat-reps N    latency runs only in the first N repetitions (default: all)

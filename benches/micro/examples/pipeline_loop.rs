@@ -48,10 +48,9 @@ fn main() {
     let mut counters = Counters::default();
     for n in 0..packets {
         let i = n % FRAMES;
-        let input = &ring.inputs[i];
-        let buf = &mut ring.buffers[i];
-        buf[HEADROOM..HEADROOM + input.len()].copy_from_slice(input);
-        let mut frame = Frame::new(buf, HEADROOM, input.len()).expect("fits");
+        ring.restore_ahead(i);
+        let len = ring.inputs[i].len();
+        let mut frame = Frame::new(&mut ring.buffers[i], HEADROOM, len).expect("fits");
         let verdict = if direction == "egress" {
             egress(&ctx, &table, 0, &mut frame, &mut counters)
         } else {

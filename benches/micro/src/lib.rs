@@ -279,13 +279,31 @@ pub struct Ring {
     pub buffers: Vec<Vec<u8>>,
 }
 
+/// How many frames ahead of the one being processed [`Ring::restore_ahead`] restores.
+pub const RESTORE_LEAD: usize = 16;
+
 impl Ring {
-    /// Buffers for these frames.
+    /// Buffers for these frames, each holding its frame.
     pub fn new(inputs: Vec<Vec<u8>>) -> Self {
         let buffers = inputs
             .iter()
-            .map(|f| vec![0u8; HEADROOM + f.len() + TAILROOM])
+            .map(|f| {
+                let mut buf = vec![0u8; HEADROOM + f.len() + TAILROOM];
+                buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+                buf
+            })
             .collect();
         Ring { inputs, buffers }
+    }
+
+    /// Restore the frame [`RESTORE_LEAD`] slots after `i` (the pipelines rewrite in place),
+    /// so that frame `i` was written many packets before it is processed, as a NIC or the
+    /// kernel writes a frame well before the worker reads it. Processing a frame right after
+    /// copying it in would measure store-forwarding stalls no receive path has.
+    #[inline]
+    pub fn restore_ahead(&mut self, i: usize) {
+        let j = (i + RESTORE_LEAD) % self.inputs.len();
+        let input = &self.inputs[j];
+        self.buffers[j][HEADROOM..HEADROOM + input.len()].copy_from_slice(input);
     }
 }

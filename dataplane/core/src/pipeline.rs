@@ -41,25 +41,26 @@ pub fn flow_source_port(hash: u32) -> u16 {
 /// all fragments of a packet take the same path).
 #[inline]
 pub fn flow_hash(src: IpAddr, dst: IpAddr, protocol: u8, ports: u32) -> u32 {
-    #[inline]
+    fn bits(ip: IpAddr) -> u128 {
+        match ip {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+    flow_hash_bits(bits(src), bits(dst), protocol, ports)
+}
+
+/// [`flow_hash`] of addresses as 128-bit numbers (an IPv4 address in the low 32 bits).
+#[inline(always)]
+pub fn flow_hash_bits(src: u128, dst: u128, protocol: u8, ports: u32) -> u32 {
+    #[inline(always)]
     fn mix(h: u64, v: u64) -> u64 {
         (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(31)
     }
-    fn addr_words(ip: IpAddr) -> (u64, u64) {
-        match ip {
-            IpAddr::V4(a) => (u64::from(u32::from(a)), 0),
-            IpAddr::V6(a) => {
-                let v = u128::from(a);
-                (v as u64, (v >> 64) as u64)
-            }
-        }
-    }
-    let (s0, s1) = addr_words(src);
-    let (d0, d1) = addr_words(dst);
-    let mut h = mix(0x51_7CC1_B727_220A, s0);
-    h = mix(h, s1);
-    h = mix(h, d0);
-    h = mix(h, d1);
+    let mut h = mix(0x51_7CC1_B727_220A, src as u64);
+    h = mix(h, (src >> 64) as u64);
+    h = mix(h, dst as u64);
+    h = mix(h, (dst >> 64) as u64);
     h = mix(h, (u64::from(protocol) << 32) | u64::from(ports));
     (h ^ (h >> 32)) as u32
 }

@@ -6,7 +6,7 @@
 //! new table that the worker swaps in at once; the old one goes back to be freed off the fast
 //! path.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 
@@ -89,36 +89,46 @@ impl OuterTemplate {
         self.len() == OUTER_V6_LEN
     }
 
-    /// Write the outer headers into `out` (exactly `self.len()` bytes, followed by
+    /// Write the outer headers into `packet` (exactly `self.len()` bytes, followed by
     /// `inner_len` bytes of inner frame already in place) and patch lengths, the IPv4 header
     /// checksum (incrementally, RFC 1624) or the IPv6 UDP checksum, and the UDP source port.
+    /// Each family copies a fixed-size header, so the copy is a few moves, not a `memcpy` call.
     #[inline]
     pub fn write(&self, packet: &mut [u8], inner_len: usize, src_port: u16) {
-        let len = self.len();
-        packet[..len].copy_from_slice(&self.bytes[..len]);
         // Lengths fit: the caller checked the result against the fabric MTU (≤ 65535).
         let udp_len = (inner_len + 16) as u16;
         if self.is_ipv6() {
-            let mut ip = Ipv6Packet::new_unchecked(&mut packet[14..]);
-            ip.set_payload_len(udp_len);
-            let mut udp = UdpPacket::new_unchecked(&mut packet[54..]);
+            let Some((outer, inner)) = packet.split_first_chunk_mut::<OUTER_V6_LEN>() else {
+                return;
+            };
+            outer.copy_from_slice(&self.bytes[..OUTER_V6_LEN]);
+            Ipv6Packet::new_unchecked(&mut outer[14..54]).set_payload_len(udp_len);
+            let mut udp = UdpPacket::new_unchecked(&mut outer[54..]);
             udp.set_src_port(src_port);
             udp.set_len(udp_len);
+            // The template's checksum field is 0: summing it with the packet adds nothing.
             let sum = self.pseudo_sum
                 + u32::from(udp_len)
-                + checksum::sum(&packet[54..54 + udp_len as usize]);
+                + checksum::sum(&outer[54..])
+                + checksum::sum(inner.get(..inner_len).unwrap_or(inner));
             let csum = match checksum::finish(sum) {
                 0 => 0xffff,
                 c => c,
             };
-            UdpPacket::new_unchecked(&mut packet[54..]).set_checksum(csum);
+            UdpPacket::new_unchecked(&mut outer[54..]).set_checksum(csum);
         } else {
+            let Some(outer) = packet.first_chunk_mut::<OUTER_V4_LEN>() else {
+                return;
+            };
+            outer.copy_from_slice(&self.bytes[..OUTER_V4_LEN]);
             let total_len = udp_len + 20;
-            let mut ip = Ipv4Packet::new_unchecked(&mut packet[14..]);
-            let old = ip.checksum();
+            // The template's checksum, not the copy's: reading back a field just written by
+            // a wide store stalls on store forwarding.
+            let old = Ipv4Packet::new_unchecked(&self.bytes[14..34]).checksum();
+            let mut ip = Ipv4Packet::new_unchecked(&mut outer[14..34]);
             ip.set_total_len(total_len);
             ip.set_checksum(checksum::update_u16(old, 0, total_len));
-            let mut udp = UdpPacket::new_unchecked(&mut packet[34..]);
+            let mut udp = UdpPacket::new_unchecked(&mut outer[34..]);
             udp.set_src_port(src_port);
             udp.set_len(udp_len);
         }
@@ -126,7 +136,11 @@ impl OuterTemplate {
 }
 
 /// A mapping compiled for this host.
+///
+/// `repr(C)` keeps what ingress reads (MAC, underlay) next to the slot's key, in the first
+/// cache line of the slot; only egress reaches the template behind them.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(C)]
 pub struct CompiledEntry {
     /// Inner destination MAC to write.
     pub overlay_mac: MacAddr,
@@ -299,27 +313,33 @@ struct SlotKey {
     /// The overlay address as 128 bits (IPv4 in the low 32), high and low halves.
     addr: [u64; 2],
     vni: Vni,
-    /// Keeps IPv4 a.b.c.d and IPv6 ::a.b.c.d apart.
-    ipv6: bool,
+    /// 1 for IPv6, 0 for IPv4: keeps a.b.c.d and ::a.b.c.d apart. A full word, not a `bool`:
+    /// the key is stored field by field and read back by the probe, and a wider load over a
+    /// narrower store stalls on store forwarding.
+    ipv6: u32,
 }
 
 impl SlotKey {
     #[inline]
     fn new(key: &MappingKey) -> Self {
-        let (addr, ipv6) = match key.overlay_ip {
-            IpAddr::V4(a) => (u128::from(u32::from(a)), false),
-            IpAddr::V6(a) => (u128::from(a), true),
-        };
+        match key.overlay_ip {
+            IpAddr::V4(a) => Self::from_parts(key.vni, u128::from(u32::from(a)), false),
+            IpAddr::V6(a) => Self::from_parts(key.vni, u128::from(a), true),
+        }
+    }
+
+    #[inline(always)]
+    fn from_parts(vni: Vni, addr: u128, ipv6: bool) -> Self {
         SlotKey {
             addr: [(addr >> 64) as u64, addr as u64],
-            vni: key.vni,
-            ipv6,
+            vni,
+            ipv6: u32::from(ipv6),
         }
     }
 
     fn key(&self) -> MappingKey {
         let addr = (u128::from(self.addr[0]) << 64) | u128::from(self.addr[1]);
-        let overlay_ip = if self.ipv6 {
+        let overlay_ip = if self.ipv6 != 0 {
             IpAddr::V6(addr.into())
         } else {
             IpAddr::V4((addr as u32).into())
@@ -393,7 +413,32 @@ impl MappingTable {
     /// Look `key` up at worker time `now_ms`.
     #[inline]
     pub fn lookup(&self, key: &MappingKey, now_ms: u64) -> Lookup<'_> {
-        match self.entries.get(&SlotKey::new(key)) {
+        self.lookup_slot(&SlotKey::new(key), now_ms)
+    }
+
+    /// [`Self::lookup`] of an IPv4 overlay address, for the fast paths: the key is built in
+    /// registers (a `MappingKey` written field by field and read back whole stalls on
+    /// store forwarding).
+    #[inline]
+    pub fn lookup_v4(&self, vni: Vni, overlay_ip: Ipv4Addr, now_ms: u64) -> Lookup<'_> {
+        self.lookup_slot(
+            &SlotKey::from_parts(vni, u128::from(u32::from(overlay_ip)), false),
+            now_ms,
+        )
+    }
+
+    /// [`Self::lookup`] of an IPv6 overlay address (see [`Self::lookup_v4`]).
+    #[inline]
+    pub fn lookup_v6(&self, vni: Vni, overlay_ip: Ipv6Addr, now_ms: u64) -> Lookup<'_> {
+        self.lookup_slot(
+            &SlotKey::from_parts(vni, u128::from(overlay_ip), true),
+            now_ms,
+        )
+    }
+
+    #[inline(always)]
+    fn lookup_slot(&self, key: &SlotKey, now_ms: u64) -> Lookup<'_> {
+        match self.entries.get(key) {
             Some(Entry::Mapped(entry)) => Lookup::Hit(entry),
             Some(Entry::Negative { expires_at_ms }) if *expires_at_ms > now_ms => Lookup::Negative,
             Some(Entry::Pending { expires_at_ms }) if *expires_at_ms > now_ms => Lookup::Pending,

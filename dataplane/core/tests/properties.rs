@@ -223,6 +223,97 @@ proptest! {
     }
 }
 
+/// Run a frame through both a pipeline and its full parser alone: they must agree on the
+/// verdict, the output bytes and every counter.
+fn assert_fast_path_agrees(
+    env: &Env,
+    dir: Direction,
+    input: &[u8],
+    headroom: usize,
+    tailroom: usize,
+) {
+    let (verdict, output, counters) = run(env, dir, input, headroom, tailroom);
+    let mut buf = common::buffer_with(input, headroom, tailroom);
+    let mut frame = Frame::new(&mut buf, headroom, input.len()).expect("frame fits its buffer");
+    let mut full_counters = Counters::default();
+    let full_verdict = env.run_full_path(dir, &mut frame, &mut full_counters);
+    assert_eq!(
+        verdict, full_verdict,
+        "{dir:?}: fast path and full path disagree"
+    );
+    assert_eq!(output, frame.data(), "{dir:?} {verdict:?}: different bytes");
+    assert_eq!(
+        counters, full_counters,
+        "{dir:?} {verdict:?}: different counters"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// The fast paths change nothing: valid and mutated fixture frames (either direction, any
+    /// room) give the same verdict, bytes and counters with and without them.
+    #[test]
+    fn fast_paths_agree_with_full_parser_on_fixtures(
+        index in any::<prop::sample::Index>(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 0..4),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+        headroom in prop::sample::select(vec![0usize, 49, 50, 69, 70, 256]),
+        tailroom in prop::sample::select(vec![0usize, 8, 512]),
+        swap_direction in any::<bool>(),
+    ) {
+        let (env, cases) = common::shared();
+        let case = &cases[index.index(cases.len())];
+        let mut bytes = case.input_bytes();
+        for (at, xor) in &flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= xor;
+        }
+        if truncate {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        let dir = match (case.direction, swap_direction) {
+            (d, false) => d,
+            (Direction::Egress, true) => Direction::Ingress,
+            (Direction::Ingress, true) => Direction::Egress,
+        };
+        assert_fast_path_agrees(env, dir, &bytes, headroom, tailroom);
+    }
+
+    /// The same for flows the fast paths take (TCP, UDP) and the ones they leave (ICMP, GRE,
+    /// SCTP), with a byte flipped: egress on our host, then ingress of our output on the
+    /// remote host (IPv4 and IPv6 underlays).
+    #[test]
+    fn fast_paths_agree_with_full_parser_on_flows(
+        (remote, v6, protocol, l4) in flow(),
+        flip in any::<prop::sample::Index>(),
+        xor in 0u8..=255,
+    ) {
+        let (env, _) = common::shared();
+        let (host, remote_mac, remote_u, our_u) = REMOTES[remote];
+        let remote_env = common::mirrored_env_for(
+            env,
+            MacAddr(remote_mac),
+            mapped_v4(host),
+            mapped_v6(host),
+            remote_u.parse().expect("literal"),
+            our_u.parse().expect("literal"),
+        );
+        let mut input = flow_frame(remote, v6, protocol, &l4);
+        assert_fast_path_agrees(env, Direction::Egress, &input, 256, 512);
+        let (_, outer, _) = run(env, Direction::Egress, &input, 256, 512);
+        assert_fast_path_agrees(&remote_env, Direction::Ingress, &outer, 0, 0);
+        let mut outer = outer;
+        let i = flip.index(outer.len());
+        outer[i] ^= xor;
+        assert_fast_path_agrees(&remote_env, Direction::Ingress, &outer, 0, 0);
+        let i = flip.index(input.len());
+        input[i] ^= xor;
+        assert_fast_path_agrees(env, Direction::Egress, &input, 256, 512);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 

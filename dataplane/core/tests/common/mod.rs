@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Deserialize;
 use xvpc_core::counters::{Counters, DropReason};
-use xvpc_core::egress::egress;
+use xvpc_core::egress::{egress, egress_full_path};
 use xvpc_core::frame::Frame;
-use xvpc_core::ingress::ingress;
+use xvpc_core::ingress::{ingress, ingress_full_path};
 use xvpc_core::model::{Fabric, Gateway, Guest, MacAddr, Mapping, MappingKey, Vni};
 use xvpc_core::pipeline::{Context, Verdict};
 use xvpc_core::table::{Compiler, MappingTable};
@@ -115,6 +115,21 @@ impl Env {
         match direction {
             Direction::Egress => egress(&ctx, &self.table, self.now_ms, frame, counters),
             Direction::Ingress => ingress(&ctx, &self.table, self.now_ms, frame, counters),
+        }
+    }
+
+    /// Run one frame through a pipeline's full parser only (no fast path).
+    pub fn run_full_path(
+        &self,
+        direction: Direction,
+        frame: &mut Frame<'_>,
+        counters: &mut Counters,
+    ) -> Verdict {
+        let ctx = self.ctx();
+        let (table, now) = (&self.table, self.now_ms);
+        match direction {
+            Direction::Egress => egress_full_path(&ctx, table, now, frame, counters),
+            Direction::Ingress => ingress_full_path(&ctx, table, now, frame, counters),
         }
     }
 }

@@ -199,16 +199,6 @@ fi
 if has testpmd; then
     command -v dpdk-testpmd >/dev/null || { echo "bench.sh: dpdk-testpmd missing: apt-get install dpdk-dev librte-net-af-xdp23 (or drop testpmd from --systems)" >&2; exit 1; }
 fi
-HAVE_BPFTOOL=1
-if ! command -v bpftool >/dev/null; then
-    HAVE_BPFTOOL=0
-    if ((ZL || LAT)) && ((SMOKE)); then
-        echo "bench.sh: bpftool missing: paced runs will fall short of --rate (see hold_gen_prog); apt-get install bpftool" >&2
-    elif ((ZL || LAT)); then
-        echo "bench.sh: bpftool missing (needed to pace the generator): apt-get install bpftool (or --no-zero-loss --no-latency)" >&2
-        exit 1
-    fi
-fi
 command -v tshark >/dev/null || { echo "bench.sh: tshark missing (correctness check): apt-get install tshark" >&2; exit 1; }
 
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -462,29 +452,6 @@ roles() { # dir -> sets TX_NS TX_DEV RX_NS RX_DEV RX_CORE_DEV GEN_ARGS
 
 gen_size() { [[ $1 == ingress ]] && echo $(($2 + 50)) || echo "$2"; }
 
-# Pacing needs this. Every BPF_PROG_TEST_RUN call with repeat > 1 adds the program to the
-# kernel's XDP dispatcher and removes it afterwards (bpf_prog_change_xdp), and each change
-# waits for an RCU grace period: ~24 ms per call on the 2-CPU VM, whatever the repeat count.
-# The generator paces in 1 ms ticks of rate/1000 frames, so it would offer ~4 % of --rate
-# (41 calls/s), in bursts. A program already attached to a device stays in the dispatcher
-# and the calls take microseconds, so attach the generator's own program (found through its
-# process's fds) to lo of its namespace, in generic mode (nothing arrives there), while it
-# runs. The calls before the attach (tens of ms) still run slow; the rate the generator
-# reports, which is what the search records, includes them.
-hold_gen_prog() { # ns pid
-    local i id=
-    ((HAVE_BPFTOOL)) || return 0
-    for ((i = 0; i < 200; i++)); do
-        id=$(sed -n 's/^prog_id:[[:space:]]*//p' /proc/"$2"/fdinfo/* 2>/dev/null | head -1 || true)
-        [[ -n $id ]] && break
-        kill -0 "$2" 2>/dev/null || return 0
-        sleep 0.005
-    done
-    if [[ -z $id ]] || ! ip netns exec "$1" bpftool net attach xdpgeneric id "$id" dev lo 2>/dev/null; then
-        echo "bench.sh: could not attach the generator's program to lo: pacing will fall short of --rate" >&2
-    fi
-}
-
 # One generator run against a running sink; sets SINK_RES GEN_RES BUSY_NS.
 run_once() { # dir size rate seconds histfile
     local dir=$1 size=$2 rate=$3 secs=$4 hist=$5
@@ -512,11 +479,9 @@ run_once() { # dir size rate seconds histfile
         --rate "$rate" --ts-every 16 >"$gen_out" &
     gen_pid=$!
     PIDS+=($gen_pid)
-    ((rate > 0)) && hold_gen_prog $TX_NS $gen_pid
     wait $gen_pid || true
     forget_pid $gen_pid
     b1=$(cpu_busy_jiffies $DUT_CPU)
-    ((rate > 0)) && { ip -n $TX_NS link set dev lo xdpgeneric off 2>/dev/null || true; }
     GEN_RES=$(grep '^RESULT' "$gen_out" || true)
     if [[ -n $perf_pid ]]; then
         wait "$perf_pid" || true
@@ -700,7 +665,7 @@ def walk(v, path, out):
     elif isinstance(v, list):
         for i, x in enumerate(v):
             walk(x, path + [str(i)], out)
-    elif isinstance(v, (int, float)) and "drop" in ".".join(path).lower() and v:
+    elif isinstance(v, (int, float)) and ("drop" in ".".join(path).lower() or "ring_full" in ".".join(path).lower()) and v:
         out.append(f"{'.'.join(path)}={v}")
 try:
     out = []

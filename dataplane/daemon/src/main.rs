@@ -280,12 +280,17 @@ fn run(path: &Path) -> anyhow::Result<()> {
     tracing::info!("stopping");
     let mut total = xvpc_core::counters::Counters::default();
     let mut balanced = true;
+    // Drops the kernel counted at our sockets' full RX rings (backpressure), per port.
+    let mut kernel_rx_ring_full = [0u64; 2];
     for worker in workers {
         let status = worker
             .join()
             .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
         total.add(&status.counters);
         balanced &= status.accounting.is_some_and(|a| a.is_balanced());
+        for (sum, stats) in kernel_rx_ring_full.iter_mut().zip(&status.kernel) {
+            *sum += stats.map_or(0, |k| k.rx_ring_full);
+        }
     }
     for thread in control_threads {
         let _ = thread.join();
@@ -300,6 +305,10 @@ fn run(path: &Path) -> anyhow::Result<()> {
     tracing::info!("XDP programs detached");
     let mut summary = stats::counters_json(&total);
     summary["frames_balanced"] = serde_json::json!(balanced);
+    summary["kernel_rx_ring_full"] = serde_json::json!({
+        "guest": kernel_rx_ring_full[0],
+        "fabric": kernel_rx_ring_full[1],
+    });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

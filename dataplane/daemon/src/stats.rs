@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use xvpc_core::counters::{Counters, DropReason};
 use xvpc_xdp::{FabricSteering, GuestSteering};
+use xvpc_xsk::XskStats;
 
 use crate::control::Fanout;
 use crate::worker::{StatusSlot, WorkerStatus};
@@ -63,6 +64,21 @@ fn worker_json(index: usize, status: &WorkerStatus) -> Value {
             "fill_wakeups": x.fill_wakeups,
             "polls": x.polls,
         })),
+        "kernel": {
+            "guest": status.kernel[0].map(kernel_json),
+            "fabric": status.kernel[1].map(kernel_json),
+        },
+    })
+}
+
+/// A socket's kernel counters; `rx_ring_full` is where backpressure drops.
+fn kernel_json(k: XskStats) -> Value {
+    json!({
+        "rx_ring_full": k.rx_ring_full,
+        "rx_dropped": k.rx_dropped,
+        "rx_fill_ring_empty": k.rx_fill_ring_empty_descs,
+        "rx_invalid_descs": k.rx_invalid_descs,
+        "tx_invalid_descs": k.tx_invalid_descs,
     })
 }
 

@@ -18,7 +18,7 @@ use xvpc_core::ingress::ingress;
 use xvpc_core::model::{Fabric, Gateway, Guest, MappingKey};
 use xvpc_core::pipeline::{Context, Verdict};
 use xvpc_core::table::{Lookup, MappingTable, TableUpdate};
-use xvpc_xsk::{Desc, FrameAccounting, QueuePair, Side, XskCounters};
+use xvpc_xsk::{Desc, FrameAccounting, QueuePair, Side, XskCounters, XskStats};
 
 /// Largest batch a worker takes from one ring at a time.
 pub const MAX_BATCH: usize = 256;
@@ -48,6 +48,9 @@ pub struct WorkerStatus {
     pub accounting: Option<FrameAccounting>,
     /// AF_XDP-level counters (wakeups, ring full, ...).
     pub xsk: Option<XskCounters>,
+    /// The kernel's counters of the guest and the fabric socket (drops at a full RX ring,
+    /// empty fill ring, invalid descriptors).
+    pub kernel: [Option<XskStats>; 2],
 }
 
 /// The worker's shared slot for its status.
@@ -217,8 +220,14 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             }
             n_held = kept;
         }
-        // Egress: guest → fabric (or a reply back to the guest).
-        let n = queue_pair.recv(Side::Guest, &mut rx[..batch_size]);
+        // Egress: guest → fabric (or a reply back to the guest). Backpressure: take only what
+        // the fabric TX ring can still take, so when transmit is the bottleneck the excess
+        // is dropped by the kernel at the full RX ring (counted: `kernel.*.rx_ring_full` in
+        // stats) before it costs any work here, not after (`tx_ring_full`).
+        let room = queue_pair
+            .tx_room(Side::Fabric)
+            .saturating_sub(outbox.pending(Side::Fabric));
+        let n = queue_pair.recv(Side::Guest, &mut rx[..batch_size.min(room)]);
         for desc in &rx[..n] {
             let processed = process(&mut queue_pair, *desc, |frame| {
                 egress(&ctx, &table, now_ms, frame, &mut counters)
@@ -263,8 +272,11 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             }
         }
         let mut work = n;
-        // Ingress: fabric → guest.
-        let n = queue_pair.recv(Side::Fabric, &mut rx[..batch_size]);
+        // Ingress: fabric → guest, with the same backpressure.
+        let room = queue_pair
+            .tx_room(Side::Guest)
+            .saturating_sub(outbox.pending(Side::Guest));
+        let n = queue_pair.recv(Side::Fabric, &mut rx[..batch_size.min(room)]);
         for desc in &rx[..n] {
             match process(&mut queue_pair, *desc, |frame| {
                 ingress(&ctx, &table, now_ms, frame, &mut counters)
@@ -367,6 +379,14 @@ impl Default for Outbox {
 }
 
 impl Outbox {
+    /// Frames queued for `side`'s TX ring, not yet flushed.
+    fn pending(&self, side: Side) -> usize {
+        match side {
+            Side::Guest => self.n_guest,
+            Side::Fabric => self.n_fabric,
+        }
+    }
+
     /// Queue a processed frame on the port its verdict names; false if it names none (the
     /// caller releases the frame).
     #[inline]
@@ -435,6 +455,7 @@ fn publish(
         s.epoch = table.epoch();
         s.accounting = Some(qp.accounting());
         s.xsk = Some(qp.counters());
+        s.kernel = [qp.stats(Side::Guest).ok(), qp.stats(Side::Fabric).ok()];
     }
 }
 

@@ -19,6 +19,8 @@ const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Largest batch moved between the free list and a fill ring in one go, so two ports are
 /// refilled in turn rather than one taking everything.
 const REFILL_CHUNK: u32 = 64;
+/// Most `sendto` kicks per service call while the TX ring drains (see `Engine::drain_tx`).
+const MAX_DRAIN_KICKS: usize = 4;
 
 /// Kernel counters of one socket (`getsockopt(XDP_STATISTICS)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -396,6 +398,10 @@ impl<const N: usize> Engine<N> {
         self.book.alloc()
     }
 
+    pub(crate) fn tx_room(&mut self, i: usize) -> usize {
+        self.socks[i % N].tx.reserve(u32::MAX) as usize
+    }
+
     pub(crate) fn send(&mut self, i: usize, descs: &[Desc]) -> usize {
         let side = i as u8;
         let want = u32::try_from(descs.len()).unwrap_or(u32::MAX);
@@ -425,14 +431,34 @@ impl<const N: usize> Engine<N> {
         k as usize
     }
 
-    fn kick(c: &mut XskCounters, s: &Socket) {
+    /// One `sendto` TX kick; false if the kernel was busy or failed.
+    fn kick(c: &mut XskCounters, s: &Socket) -> bool {
         c.tx_kicks += 1;
-        if let Err(e) = sys::kick_tx(s.fd.as_fd()) {
-            match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => {
-                    c.tx_kick_busy += 1
+        match sys::kick_tx(s.fd.as_fd()) {
+            Ok(()) => true,
+            Err(e) => {
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => {
+                        c.tx_kick_busy += 1
+                    }
+                    _ => c.tx_kick_errors += 1,
                 }
-                _ => c.tx_kick_errors += 1,
+                false
+            }
+        }
+    }
+
+    /// Kick while the TX ring stays backed up and each kick drains some of it, at most
+    /// [`MAX_DRAIN_KICKS`] times: in copy mode a `sendto` moves at most the socket's TX
+    /// budget (32 frames by default), so one kick per batch lets the ring fill up.
+    fn drain_tx(c: &mut XskCounters, s: &Socket) {
+        for _ in 0..MAX_DRAIN_KICKS {
+            let before = s.tx.pending();
+            if before == 0 || !s.tx.needs_wakeup() || !Self::kick(c, s) {
+                return;
+            }
+            if s.tx.pending() >= before {
+                return;
             }
         }
     }
@@ -486,9 +512,7 @@ impl<const N: usize> Engine<N> {
                 // Errors here are transient (EAGAIN); the next service retries.
                 let _ = sys::wake_rx(s.fd.as_fd());
             }
-            if s.tx.pending() > 0 && s.tx.needs_wakeup() {
-                Self::kick(&mut self.counters, s);
-            }
+            Self::drain_tx(&mut self.counters, s);
         }
     }
 

@@ -46,6 +46,11 @@ impl QueuePair {
         self.engine.fd(side.index())
     }
 
+    /// Free slots on `side`'s TX ring right now (what a `send` would take).
+    pub fn tx_room(&mut self, side: Side) -> usize {
+        self.engine.tx_room(side.index())
+    }
+
     /// Takes up to `out.len()` received frames from `side`'s RX ring; returns how many.
     /// The frames are the caller's until sent or released.
     pub fn recv(&mut self, side: Side, out: &mut [Desc]) -> usize {

@@ -38,10 +38,22 @@ fn clean_stop_balances_frames_and_detaches_xdp() {
         (frames["in_app"] == 0 && frames["in_tx"] == serde_json::json!([0, 0])).then_some(frames)
     });
     assert_eq!(frames["balanced"], true, "running accounting: {frames}");
+    // The kernel's own drop counters of both sockets are reported (and a ping loses nothing).
+    let snapshot = stats(&vpc);
+    for port in ["guest", "fabric"] {
+        let kernel = &snapshot["workers"][0]["kernel"][port];
+        assert_eq!(kernel["rx_ring_full"], 0, "{port} socket: {kernel}");
+        assert_eq!(kernel["rx_invalid_descs"], 0, "{port} socket: {kernel}");
+    }
 
     let before = totals(&vpc);
     let last = stop(&vpc, &mut daemon);
     assert_eq!(last["frames_balanced"], true, "final accounting: {last}");
+    assert_eq!(
+        last["kernel_rx_ring_full"],
+        serde_json::json!({"guest": 0, "fabric": 0}),
+        "final kernel drops: {last}"
+    );
     assert!(
         counter(&last, "egress_packets") >= counter(&before, "egress_packets")
             && counter(&last, "egress_packets") >= 4,
@@ -78,4 +90,9 @@ fn kill_9_leaves_no_xdp_behind_and_a_restart_works() {
     ping_remote(&vpc);
     let last = stop(&vpc, &mut daemon);
     assert_eq!(last["frames_balanced"], true, "final accounting: {last}");
+    assert_eq!(
+        last["kernel_rx_ring_full"],
+        serde_json::json!({"guest": 0, "fabric": 0}),
+        "final kernel drops: {last}"
+    );
 }

@@ -115,6 +115,10 @@ pub struct GenArgs {
     /// more than building it on some VMs. 1 = every frame.
     #[arg(long, default_value_t = 16)]
     pub ts_every: u32,
+    /// How frames are sent: `live` (XDP live frames, kernel >= 5.18), `afxdp` (frames built in
+    /// user space, sent through an AF_XDP socket on queue 0), `auto` (live, else AF_XDP).
+    #[arg(long, value_enum, default_value_t = TxMode::Auto)]
+    pub tx: TxMode,
     /// Wrap every frame in VXLAN with this VNI (the options above then describe the inner
     /// frame and `--size` the whole outer frame, 50 bytes more).
     #[arg(long)]
@@ -171,6 +175,20 @@ pub struct GenSpec {
     pub ts_every: u32,
     /// VXLAN outer headers, if the frames are wrapped.
     pub vxlan: Option<VxlanOuter>,
+    /// How frames are sent.
+    pub tx: TxMode,
+}
+
+/// How the generator transmits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TxMode {
+    /// XDP live frames if the kernel has them, otherwise AF_XDP.
+    #[default]
+    Auto,
+    /// XDP live frames (`BPF_PROG_TEST_RUN`), the fast path: the kernel builds the frames.
+    Live,
+    /// An AF_XDP socket: frames built in user space (kernels without live frames).
+    Afxdp,
 }
 
 /// True if `ip` lies in 198.18.0.0/15 or 2001:2::/48.
@@ -272,6 +290,7 @@ impl GenArgs {
             batch: self.batch,
             ts_every: self.ts_every,
             vxlan,
+            tx: self.tx,
         })
     }
 
@@ -320,6 +339,7 @@ mod tests {
             threads: 1,
             batch: 64,
             ts_every: 1,
+            tx: TxMode::Auto,
             vxlan_vni: None,
             outer_src_ip: None,
             outer_dst_ip: None,

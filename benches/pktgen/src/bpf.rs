@@ -73,12 +73,21 @@ pub enum BenchError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The kernel does not support XDP live frames (or rejected the device/queue).
-    #[error("XDP live-frames mode (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES, kernel >= 5.18) is unavailable or rejected device {dev}; running kernel {kernel}. There is no fallback generator: use scripts/pktgen.sh on hosts with the pktgen module")]
+    #[error("XDP live-frames mode (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES, kernel >= 5.18) is unavailable or rejected device {dev}; running kernel {kernel}. Use --tx afxdp (or auto), or scripts/pktgen.sh on hosts with the pktgen module")]
     LiveFramesUnavailable {
         /// Interface.
         dev: String,
         /// `uname -r`.
         kernel: String,
+    },
+    /// The AF_XDP socket of the fallback generator could not be set up.
+    #[error("AF_XDP transmit on {dev}: {source}")]
+    AfXdp {
+        /// Interface.
+        dev: String,
+        /// The socket layer's error.
+        #[source]
+        source: xvpc_xsk::XskError,
     },
     /// The template could not be built.
     #[error(transparent)]

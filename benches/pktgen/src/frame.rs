@@ -22,6 +22,8 @@ pub const MIN_FRAME_V4: u16 = (HDR_V4 + MARKER_LEN) as u16;
 pub const MIN_FRAME_V6: u16 = (HDR_V6 + MARKER_LEN) as u16;
 /// Outer Ethernet + IPv4 + UDP + VXLAN in front of the inner frame (`GEN_VXLAN_OUTER`).
 pub const VXLAN_OUTER: usize = 50;
+/// `GEN_OUTER_SPORT_OFF`: the outer UDP source port inside a VXLAN frame.
+const OUTER_SPORT_OFF: usize = 34;
 /// Size of `struct gen_config`.
 pub const GEN_CONFIG_LEN: usize = 148;
 /// `GEN_HDR_MAX`: bytes reserved for the header template.
@@ -130,6 +132,47 @@ pub struct Template {
     pub config: [u8; GEN_CONFIG_LEN],
     /// Header length: 42 or 62, plus [`VXLAN_OUTER`] for a VXLAN frame.
     pub hdr_len: usize,
+}
+
+impl Template {
+    fn cfg_u32(&self, at: usize) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.config[at..at + 4]);
+        u32::from_ne_bytes(b)
+    }
+
+    /// Whether frame `n` carries a timestamp (one in `ts_every`).
+    pub fn is_sampled(&self, n: u64) -> bool {
+        n & u64::from(self.cfg_u32(CFG_TS_MASK)) == 0
+    }
+
+    /// Writes frame number `n` into `out` (at least `self.frame.len()` bytes) exactly as
+    /// `gen.bpf.c` builds it: the template, flow `n % flows` in the UDP source port (and the
+    /// outer one of a VXLAN frame), the marker (magic, sequence `n`, `ts`) and the UDP
+    /// checksum. `ts` should be 0 unless [`Self::is_sampled`]. Returns the frame length.
+    pub fn write_frame(&self, n: u64, ts: u64, out: &mut [u8]) -> usize {
+        let len = self.frame.len().min(out.len());
+        out[..len].copy_from_slice(&self.frame[..len]);
+        if len < self.hdr_len + MARKER_LEN {
+            return len;
+        }
+        let flows = u64::from(self.cfg_u32(CFG_FLOWS).max(1));
+        let base = u16::from_be_bytes([self.config[CFG_SPORT], self.config[CFG_SPORT + 1]]);
+        let sport = base.wrapping_add((n % flows) as u16);
+        let udp = self.hdr_len - 8;
+        out[udp..udp + 2].copy_from_slice(&sport.to_be_bytes());
+        if self.hdr_len > HDR_V6 {
+            out[OUTER_SPORT_OFF..OUTER_SPORT_OFF + 2].copy_from_slice(&sport.to_be_bytes());
+        }
+        let m = self.hdr_len;
+        out[m..m + 4].copy_from_slice(&MAGIC.to_be_bytes());
+        // Sequence and timestamp in host order, as the program writes them.
+        out[m + 4..m + 8].copy_from_slice(&(n as u32).to_ne_bytes());
+        out[m + 8..m + 16].copy_from_slice(&ts.to_ne_bytes());
+        let csum = udp_checksum_for(self.cfg_u32(CFG_CSUM_BASE), sport, n as u32, ts);
+        out[udp + 6..udp + 8].copy_from_slice(&csum.to_be_bytes());
+        len
+    }
 }
 
 /// Ones' complement sum of `bytes` as memory-order 16-bit words (odd tail padded with zero),

@@ -3,6 +3,7 @@
 //! the integration tests drive the programs through this API.
 #![forbid(unsafe_code)]
 
+pub mod afxdp;
 pub mod args;
 pub mod bpf;
 pub mod frame;

@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use xvpc_pktgen::args::GenArgs;
+use xvpc_pktgen::afxdp;
+use xvpc_pktgen::args::{GenArgs, TxMode};
 use xvpc_pktgen::bpf::{self, BenchError, SinkOpts};
 use xvpc_pktgen::{frame, hist};
 
@@ -103,13 +104,24 @@ fn gen(a: &GenArgs) -> anyhow::Result<ExitCode> {
     };
     let stop = stop_flag()?;
     let mut g = bpf::Generator::new(&fspec)?;
-    let r = match g.run(&spec, &stop) {
-        Ok(r) => r,
-        Err(e @ BenchError::LiveFramesUnavailable { .. }) => {
-            eprintln!("xvpc-pktgen: {e}");
-            return Ok(ExitCode::from(EXIT_NO_LIVE_FRAMES));
-        }
-        Err(e) => return Err(e).context(format!("generating on {}", spec.dev)),
+    let afxdp = |g: &bpf::Generator| {
+        afxdp::run(g.template(), &spec, &stop)
+            .with_context(|| format!("generating on {} through AF_XDP", spec.dev))
+    };
+    let r = match spec.tx {
+        TxMode::Afxdp => afxdp(&g)?,
+        TxMode::Live | TxMode::Auto => match g.run(&spec, &stop) {
+            Ok(r) => r,
+            Err(e @ BenchError::LiveFramesUnavailable { .. }) if spec.tx == TxMode::Auto => {
+                eprintln!("xvpc-pktgen: {e}; falling back to AF_XDP transmit");
+                afxdp(&g)?
+            }
+            Err(e @ BenchError::LiveFramesUnavailable { .. }) => {
+                eprintln!("xvpc-pktgen: {e}");
+                return Ok(ExitCode::from(EXIT_NO_LIVE_FRAMES));
+            }
+            Err(e) => return Err(e).context(format!("generating on {}", spec.dev)),
+        },
     };
     let pps = r.pps();
     let bits = pps * f64::from(spec.size + 24) * 8.0; // + FCS, preamble, inter-frame gap

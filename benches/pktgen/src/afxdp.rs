@@ -13,6 +13,7 @@ use xvpc_xsk::{BindMode, Desc, Port, SocketOptions, UmemConfig};
 use crate::args::GenSpec;
 use crate::bpf::{BenchError, GenReport, StopReason};
 use crate::frame::Template;
+use crate::pace::Pacer;
 
 /// Frames written and queued per round at full speed.
 const BATCH: usize = 64;
@@ -44,15 +45,14 @@ pub fn run(
     })?;
     let len = template.frame.len();
     let start_in_chunk = umem.headroom as usize;
-    // Paced: rate/1000 frames per 1 ms tick (at least one frame per tick), like live frames.
-    let (per_round, tick) = match spec.rate {
-        0 => (BATCH as u64, Duration::ZERO),
-        r if r >= 1000 => (r / 1000, Duration::from_millis(1)),
-        r => (1, Duration::from_secs_f64(1.0 / r as f64)),
+    let mut pacer = Pacer::new(spec.rate, u64::MAX);
+    let per_round = if spec.rate == 0 {
+        BATCH as u64
+    } else {
+        pacer.per_round()
     };
     let start = Instant::now();
     let deadline = start + spec.duration;
-    let mut next = start;
     let mut queued = 0u64;
     let mut descs = [Desc::default(); BATCH];
     let reason = loop {
@@ -102,15 +102,7 @@ pub fn run(
                 break;
             }
         }
-        if !tick.is_zero() {
-            next += tick;
-            let now = Instant::now();
-            if next > now {
-                std::thread::sleep(next - now);
-            } else if now - next > Duration::from_millis(100) {
-                next = now;
-            }
-        }
+        pacer.wait();
     };
     let elapsed = start.elapsed();
     let drain_until = Instant::now() + DRAIN;

@@ -14,6 +14,7 @@ use xvpc_xsk::testrun::{self, TestRunError};
 use crate::args::GenSpec;
 use crate::frame::{self, FrameSpec, GEN_CONFIG_LEN};
 use crate::hist;
+use crate::pace::Pacer;
 
 /// gen.bpf.c, compiled by build.rs.
 pub static GEN_OBJ: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gen.bpf.o"));
@@ -341,18 +342,8 @@ struct TxLoop<'a> {
 const FULL_SPEED_CHUNK: u64 = 16_384;
 
 fn tx_loop(l: TxLoop<'_>) -> Result<(), BenchError> {
-    // Paced: send rate/1000 frames per millisecond tick (at least one frame per tick).
-    let (chunk, tick) = if l.rate == 0 {
-        (FULL_SPEED_CHUNK, Duration::ZERO)
-    } else if l.rate >= 1000 {
-        (
-            (l.rate / 1000).min(FULL_SPEED_CHUNK),
-            Duration::from_millis(1),
-        )
-    } else {
-        (1, Duration::from_secs_f64(1.0 / l.rate as f64))
-    };
-    let mut next = Instant::now();
+    let mut pacer = Pacer::new(l.rate, FULL_SPEED_CHUNK);
+    let chunk = pacer.per_round();
     loop {
         if l.stop.load(Ordering::Relaxed) || Instant::now() >= l.deadline {
             return Ok(());
@@ -375,16 +366,7 @@ fn tx_loop(l: TxLoop<'_>) -> Result<(), BenchError> {
             Err(TestRunError::Interrupted) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        if !tick.is_zero() {
-            next += tick;
-            let now = Instant::now();
-            if next > now {
-                thread::sleep(next - now);
-            } else if now - next > Duration::from_millis(100) {
-                // Far behind (the machine is saturated): do not burst to catch up.
-                next = now;
-            }
-        }
+        pacer.wait();
     }
 }
 

@@ -8,3 +8,4 @@ pub mod args;
 pub mod bpf;
 pub mod frame;
 pub mod hist;
+pub mod pace;

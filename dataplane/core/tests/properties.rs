@@ -188,6 +188,33 @@ proptest! {
     }
 }
 
+/// A fixture frame with bytes flipped (`(where, xor)`), optionally cut short at `cut`, and
+/// its direction, optionally swapped.
+fn mutated_fixture(
+    cases: &[common::Case],
+    index: prop::sample::Index,
+    flips: &[(prop::sample::Index, u8)],
+    cut: prop::sample::Index,
+    truncate: bool,
+    swap_direction: bool,
+) -> (Direction, Vec<u8>) {
+    let case = &cases[index.index(cases.len())];
+    let mut bytes = case.input_bytes();
+    for (at, xor) in flips {
+        let i = at.index(bytes.len());
+        bytes[i] ^= xor;
+    }
+    if truncate {
+        bytes.truncate(cut.index(bytes.len() + 1));
+    }
+    let dir = match (case.direction, swap_direction) {
+        (d, false) => d,
+        (Direction::Egress, true) => Direction::Ingress,
+        (Direction::Ingress, true) => Direction::Egress,
+    };
+    (dir, bytes)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
 
@@ -204,20 +231,8 @@ proptest! {
         swap_direction in any::<bool>(),
     ) {
         let (env, cases) = common::shared();
-        let case = &cases[index.index(cases.len())];
-        let mut bytes = case.input_bytes();
-        for (at, xor) in &flips {
-            let i = at.index(bytes.len());
-            bytes[i] ^= xor;
-        }
-        if truncate {
-            bytes.truncate(cut.index(bytes.len() + 1));
-        }
-        let dir = match (case.direction, swap_direction) {
-            (d, false) => d,
-            (Direction::Egress, true) => Direction::Ingress,
-            (Direction::Ingress, true) => Direction::Egress,
-        };
+        let (dir, bytes) =
+            mutated_fixture(cases, index, &flips, cut, truncate, swap_direction);
         let (verdict, _, counters) = run(env, dir, &bytes, headroom, tailroom);
         assert_counted_once(dir, &verdict, &counters);
     }
@@ -264,20 +279,8 @@ proptest! {
         swap_direction in any::<bool>(),
     ) {
         let (env, cases) = common::shared();
-        let case = &cases[index.index(cases.len())];
-        let mut bytes = case.input_bytes();
-        for (at, xor) in &flips {
-            let i = at.index(bytes.len());
-            bytes[i] ^= xor;
-        }
-        if truncate {
-            bytes.truncate(cut.index(bytes.len() + 1));
-        }
-        let dir = match (case.direction, swap_direction) {
-            (d, false) => d,
-            (Direction::Egress, true) => Direction::Ingress,
-            (Direction::Ingress, true) => Direction::Egress,
-        };
+        let (dir, bytes) =
+            mutated_fixture(cases, index, &flips, cut, truncate, swap_direction);
         assert_fast_path_agrees(env, dir, &bytes, headroom, tailroom);
     }
 

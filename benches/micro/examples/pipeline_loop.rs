@@ -1,42 +1,48 @@
-//! A fixed number of packets through egress and ingress, for instruction counting under
-//! `valgrind --tool=callgrind` (repeatable on a shared, noisy machine, unlike wall time):
+//! A fixed number of 64-byte frames through egress or ingress, in batches as the worker runs
+//! them, printing the wall time per packet; also for instruction counting under
+//! `valgrind --tool=callgrind` (repeatable on a shared, noisy machine, unlike time):
 //!
 //! ```sh
 //! cargo build --release -p xvpc-benches --example pipeline_loop
+//! target/release/examples/pipeline_loop egress 1000 20000000
 //! valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/examples/pipeline_loop egress 1000 100000
 //! ```
 //! Instructions per packet = (total − the same run with 0 packets) / packets.
+//! `single` as a fourth argument runs each frame through the whole pipeline before the next
+//! one (no overlap of lookups), for comparison; `loop` runs no pipeline (the harness alone).
 
 use std::hint::black_box;
 
-use xvpc_benches::{
-    destinations, fabric_frame, guest_frame, mapping, table, Ring, Setup, FRAMES, HEADROOM,
-};
+use xvpc_benches::{destinations, fabric_frame, guest_frame, mapping, table, Ring, Setup};
+use xvpc_benches::{BATCH, FRAMES};
 use xvpc_core::counters::Counters;
-use xvpc_core::egress::egress;
-use xvpc_core::frame::Frame;
-use xvpc_core::ingress::ingress;
-use xvpc_core::pipeline::Context;
+use xvpc_core::egress::{egress, egress_prepare, egress_prepared};
+use xvpc_core::ingress::{ingress, ingress_prepare, ingress_prepared};
+use xvpc_core::pipeline::{Context, Verdict};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: pipeline_loop egress|ingress MAPPINGS PACKETS";
+    let usage = "usage: pipeline_loop egress|ingress MAPPINGS PACKETS [batch|single|loop]";
     let direction = args.get(1).expect(usage).clone();
     let mappings: usize = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
     let packets: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
+    let mode = args.get(4).map_or("batch", String::as_str);
+    let (single, idle) = (mode == "single", mode == "loop");
     let setup = Setup::new();
     let table = table(&setup, mappings, false);
     let dsts = destinations(&setup, mappings, FRAMES, 0x5eed);
+    let egress_dir = direction == "egress";
     let inputs: Vec<Vec<u8>> = dsts
         .iter()
-        .map(|&i| match direction.as_str() {
-            "egress" => {
+        .map(|&i| {
+            if egress_dir {
                 let std::net::IpAddr::V4(dst) = mapping(i, false).overlay_ip else {
                     unreachable!("benchmark overlays are IPv4")
                 };
                 guest_frame(dst, 64, i as u16)
+            } else {
+                fabric_frame(&setup, i, 64, false)
             }
-            _ => fabric_frame(&setup, i, 64, false),
         })
         .collect();
     let mut ring = Ring::new(inputs);
@@ -45,19 +51,48 @@ fn main() {
         gateway: &setup.gateway,
         fabric: &setup.fabric,
     };
+    let want = if egress_dir {
+        Verdict::ToFabric
+    } else {
+        Verdict::ToGuest
+    };
     let mut counters = Counters::default();
-    for n in 0..packets {
-        let i = n % FRAMES;
-        ring.restore_ahead(i);
-        let len = ring.inputs[i].len();
-        let mut frame = Frame::new(&mut ring.buffers[i], HEADROOM, len).expect("fits");
-        let verdict = if direction == "egress" {
-            egress(&ctx, &table, 0, &mut frame, &mut counters)
-        } else {
-            ingress(&ctx, &table, 0, &mut frame, &mut counters)
+    let mut wrong = 0;
+    let started = std::time::Instant::now();
+    for batch in 0..packets / BATCH {
+        let c = &mut counters;
+        if idle {
+            wrong += ring.run_batch(batch, |_| (), |(), _| want, want);
+            continue;
+        }
+        wrong += match (egress_dir, single) {
+            (true, false) => ring.run_batch(
+                batch,
+                |f| egress_prepare(&ctx, &table, 0, f),
+                |p, f| egress_prepared(&ctx, &table, 0, p, f, c),
+                want,
+            ),
+            (false, false) => ring.run_batch(
+                batch,
+                |f| ingress_prepare(&ctx, &table, 0, f),
+                |p, f| ingress_prepared(&ctx, &table, 0, p, f, c),
+                want,
+            ),
+            (true, true) => {
+                ring.run_batch(batch, |_| (), |(), f| egress(&ctx, &table, 0, f, c), want)
+            }
+            (false, true) => {
+                ring.run_batch(batch, |_| (), |(), f| ingress(&ctx, &table, 0, f, c), want)
+            }
         };
-        black_box(verdict);
     }
-    assert_eq!(counters.total_drops(), 0, "{counters:?}");
-    println!("{} packets, {} drops", packets, counters.total_drops());
+    let elapsed = started.elapsed();
+    let done = packets / BATCH * BATCH;
+    assert_eq!((counters.total_drops(), wrong), (0, 0), "{counters:?}");
+    assert!(ring.payloads_intact(), "a pipeline wrote into a payload");
+    black_box(&ring);
+    println!(
+        "{done} packets, {:.1} ns/packet",
+        elapsed.as_nanos() as f64 / done.max(1) as f64
+    );
 }

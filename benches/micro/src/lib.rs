@@ -8,7 +8,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use xvpc_core::counters::DropReason;
+use xvpc_core::frame::Frame;
 use xvpc_core::model::{Fabric, Gateway, Guest, MacAddr, Mapping, Vni};
+use xvpc_core::pipeline::Verdict;
 use xvpc_core::table::{Compiler, MappingTable};
 use xvpc_core::wire::ipv4::Ipv4Packet;
 
@@ -222,7 +225,7 @@ fn ipv4_udp(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16
 }
 
 /// A VXLAN frame from mapping `i`'s host to our guest, `inner_len` bytes of inner frame,
-/// built with the remote host's own compiled template (as its egress would).
+/// built with the remote host's own compiled entry (as its egress would).
 pub fn fabric_frame(setup: &Setup, i: usize, inner_len: usize, v6_underlay: bool) -> Vec<u8> {
     let m = mapping(i, v6_underlay);
     let IpAddr::V4(src) = m.overlay_ip else {
@@ -252,11 +255,11 @@ pub fn fabric_frame(setup: &Setup, i: usize, inner_len: usize, v6_underlay: bool
         },
         overlay_mac: GUEST_MAC,
     };
-    let entry = match Compiler::new(remote).compile(&back) {
+    let entry = match Compiler::new(remote.clone()).compile(&back) {
         Ok(e) => e,
         Err(e) => panic!("remote template: {e}"),
     };
-    let outer = entry.template.len();
+    let outer = entry.outer_len();
     let mut f = vec![0u8; outer + inner_len];
     {
         let inner = &mut f[outer..];
@@ -265,11 +268,31 @@ pub fn fabric_frame(setup: &Setup, i: usize, inner_len: usize, v6_underlay: bool
         inner[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
         ipv4_udp(&mut inner[14..], src, GUEST4, 4000, 5000);
     }
-    entry
-        .template
-        .write(&mut f, inner_len, 0xC000 | (i as u16 & 0x3FFF));
+    let vni = setup.guest.vni;
+    if !entry.write_outer(
+        &remote,
+        vni,
+        &mut f,
+        inner_len,
+        0xC000 | (i as u16 & 0x3FFF),
+    ) {
+        panic!("remote template: no room for the outer headers");
+    }
     f
 }
+
+/// Frames a worker takes from a receive ring at once (the daemon's default
+/// `dataplane.batch_size`); the benchmarks process frames in batches of this size.
+pub const BATCH: usize = 64;
+const _: () = assert!(FRAMES.is_multiple_of(BATCH));
+
+/// How many bytes of a benchmark frame the pipelines rewrite: egress rewrites the inner
+/// destination MAC and writes the outer headers into the headroom; ingress only moves the
+/// frame's start. [`Ring::payloads_intact`] checks after a run that nothing else changed.
+pub const HEADER_BYTES: usize = 14;
+
+/// How many frames ahead of the batch being processed [`Ring::run_batch`] restores.
+pub const RESTORE_LEAD: usize = 2 * BATCH;
 
 /// Frames and the buffers they are processed in (one buffer per frame, like UMEM frames).
 pub struct Ring {
@@ -278,9 +301,6 @@ pub struct Ring {
     /// Working buffers: headroom + frame + tailroom.
     pub buffers: Vec<Vec<u8>>,
 }
-
-/// How many frames ahead of the one being processed [`Ring::restore_ahead`] restores.
-pub const RESTORE_LEAD: usize = 16;
 
 impl Ring {
     /// Buffers for these frames, each holding its frame.
@@ -296,14 +316,64 @@ impl Ring {
         Ring { inputs, buffers }
     }
 
-    /// Restore the frame [`RESTORE_LEAD`] slots after `i` (the pipelines rewrite in place),
-    /// so that frame `i` was written many packets before it is processed, as a NIC or the
-    /// kernel writes a frame well before the worker reads it. Processing a frame right after
-    /// copying it in would measure store-forwarding stalls no receive path has.
+    /// Restore the Ethernet header of frame `j` (egress rewrites it in place).
     #[inline]
-    pub fn restore_ahead(&mut self, i: usize) {
-        let j = (i + RESTORE_LEAD) % self.inputs.len();
-        let input = &self.inputs[j];
-        self.buffers[j][HEADROOM..HEADROOM + input.len()].copy_from_slice(input);
+    pub fn restore(&mut self, j: usize) {
+        let (Some(input), Some(buf)) = (
+            self.inputs[j].first_chunk::<HEADER_BYTES>(),
+            self.buffers[j]
+                .get_mut(HEADROOM..)
+                .and_then(|b| b.first_chunk_mut::<HEADER_BYTES>()),
+        ) else {
+            panic!("benchmark frames are longer than an Ethernet header");
+        };
+        *buf = *input;
+    }
+
+    /// Run batch number `batch` (frames `batch * BATCH ..` modulo the ring) the way a worker
+    /// runs a received batch: `prepare` every frame (parse and look up, no writes), then
+    /// `finish` every frame. First the headers of the frames [`RESTORE_LEAD`] ahead are
+    /// restored, so that a frame was written long before it is processed, as a NIC or the
+    /// kernel writes a frame well before the worker reads it (processing a frame right after
+    /// writing it would measure store-forwarding stalls no receive path has). Returns how many
+    /// verdicts were not `want`.
+    #[inline]
+    pub fn run_batch<P: Copy + Default>(
+        &mut self,
+        batch: usize,
+        prepare: impl Fn(&Frame<'_>) -> P,
+        mut finish: impl FnMut(P, &mut Frame<'_>) -> Verdict,
+        want: Verdict,
+    ) -> u64 {
+        let first = (batch * BATCH) % self.inputs.len();
+        for j in first..first + BATCH {
+            self.restore((j + RESTORE_LEAD) % self.inputs.len());
+        }
+        let mut prepared = [P::default(); BATCH];
+        for (k, p) in prepared.iter_mut().enumerate() {
+            let len = self.inputs[first + k].len();
+            if let Ok(frame) = Frame::new(&mut self.buffers[first + k], HEADROOM, len) {
+                *p = prepare(&frame);
+            }
+        }
+        let mut wrong = 0;
+        for (k, p) in prepared.into_iter().enumerate() {
+            let len = self.inputs[first + k].len();
+            let verdict = match Frame::new(&mut self.buffers[first + k], HEADROOM, len) {
+                Ok(mut frame) => finish(p, &mut frame),
+                Err(_) => Verdict::Drop(DropReason::InvalidDescriptor),
+            };
+            wrong += u64::from(verdict != want);
+        }
+        wrong
+    }
+
+    /// Did every frame stay as it was past [`HEADER_BYTES`]? If not, restoring only the
+    /// Ethernet header would have fed the pipelines different frames.
+    pub fn payloads_intact(&self) -> bool {
+        self.inputs.iter().zip(&self.buffers).all(|(input, buf)| {
+            let n = input.len().min(HEADER_BYTES);
+            buf[HEADROOM + n..HEADROOM + input.len()] == input[n..]
+        })
     }
 }

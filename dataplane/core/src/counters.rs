@@ -97,6 +97,9 @@ drop_reasons! {
     UnknownSource => "unknown_source",
     /// The inner source's mapping names another underlay address or MAC.
     SpoofedUnderlay => "spoofed_underlay",
+    /// The mapping's underlay family has no local address in the pipeline's fabric: the
+    /// table was compiled for another fabric (a caller's bug, never caused by a packet).
+    NoLocalUnderlay => "no_local_underlay",
     // --- worker (I/O level) ---
     /// The transmit ring was full.
     TxRingFull => "tx_ring_full",

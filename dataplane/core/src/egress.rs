@@ -39,11 +39,50 @@ pub fn egress(
     frame: &mut Frame<'_>,
     counters: &mut Counters,
 ) -> Verdict {
+    let prepared = egress_prepare(ctx, table, now_ms, frame);
+    egress_prepared(ctx, table, now_ms, prepared, frame, counters)
+}
+
+/// What [`egress_prepare`] found out about a frame without changing it: the mapping the
+/// fast path encapsulates it with, or that it takes the full path.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EgressPrepared<'t>(Option<FastTarget<'t>>);
+
+/// The first half of [`egress`]: parse `frame` and look its destination up, writing nothing.
+/// A worker prepares a whole batch before finishing any frame of it, so that the lookups'
+/// cache misses overlap instead of queueing one behind the other.
+#[inline]
+pub fn egress_prepare<'t>(
+    ctx: &Context<'_>,
+    table: &'t MappingTable,
+    now_ms: u64,
+    frame: &Frame<'_>,
+) -> EgressPrepared<'t> {
+    EgressPrepared(fast_target(ctx, table, now_ms, frame))
+}
+
+/// The second half of [`egress`]: finish `frame` with what [`egress_prepare`] found when
+/// given the same frame, unchanged since. A frame the fast path cannot take goes through the
+/// full parser, which finds its verdict.
+#[inline]
+pub fn egress_prepared(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    prepared: EgressPrepared<'_>,
+    frame: &mut Frame<'_>,
+    counters: &mut Counters,
+) -> Verdict {
     counters.guest_rx_packets += 1;
-    if fast_path(ctx, table, now_ms, frame) {
-        counters.egress_packets += 1;
-        counters.egress_bytes += frame.len() as u64;
-        return Verdict::ToFabric;
+    if let EgressPrepared(Some(target)) = prepared {
+        // Drop Ethernet padding: the fabric carries exactly the IP packet.
+        let fits = frame.set_bounds(frame.start(), ETH_LEN + target.ip_len);
+        let src_port = flow_source_port(target.hash);
+        if fits.is_ok() && encapsulate(ctx, frame, target.entry, src_port) == Verdict::ToFabric {
+            counters.egress_packets += 1;
+            counters.egress_bytes += frame.len() as u64;
+            return Verdict::ToFabric;
+        }
     }
     full_path(ctx, table, now_ms, frame, counters)
 }
@@ -84,50 +123,43 @@ fn full_path(
 
 /// The common case at fixed offsets, after one length check per layer: an untagged unicast
 /// IPv4 (no options, not a fragment) or IPv6 (no extension headers) TCP or UDP packet from the
-/// guest's own addresses to a mapped destination, that fits the fabric MTU once encapsulated.
-/// It writes nothing unless it encapsulates (`true`); anything else takes the full path from
-/// the start. The pipeline fixtures and a differential property test hold both paths to the
-/// same bytes and counters.
+/// guest's own addresses to a mapped destination, that fits the fabric MTU once encapsulated
+/// and the frame's headroom. Anything else (`None`) takes the full path from the start. The
+/// pipeline fixtures and a differential property test hold both paths to the same bytes and
+/// counters.
 ///
 /// Addresses stay concrete (`Ipv4Addr`/`Ipv6Addr`, never `IpAddr` or `MappingKey`): enums
 /// assembled field by field in memory and read back whole stall on store forwarding.
 #[inline(always)]
-fn fast_path(ctx: &Context<'_>, table: &MappingTable, now_ms: u64, frame: &mut Frame<'_>) -> bool {
+fn fast_target<'t>(
+    ctx: &Context<'_>,
+    table: &'t MappingTable,
+    now_ms: u64,
+    frame: &Frame<'_>,
+) -> Option<FastTarget<'t>> {
     let data = frame.data();
-    let Some(head) = data.first_chunk::<ETH_LEN>() else {
-        return false;
-    };
+    let head = data.first_chunk::<ETH_LEN>()?;
     let eth = EthernetFrame::new_unchecked(&head[..]);
     if eth.src_addr() != ctx.guest.mac || eth.dst_addr().is_multicast() {
-        return false;
+        return None;
     }
     let target = match eth.ethertype() {
         EtherType::IPV4 => fast_ipv4(ctx, table, now_ms, data),
         EtherType::IPV6 => fast_ipv6(ctx, table, now_ms, data),
         _ => None,
-    };
-    let Some(FastTarget {
-        entry,
-        ip_len,
-        hash,
-    }) = target
-    else {
-        return false;
-    };
-    let outer_len = entry.template.len();
-    if ip_len > usize::from(ctx.fabric.mtu).saturating_sub(outer_len)
+    }?;
+    let outer_len = target.entry.outer_len();
+    if !target.entry.has_source_in(ctx.fabric)
+        || target.ip_len > usize::from(ctx.fabric.mtu).saturating_sub(outer_len)
         || frame.headroom() < outer_len
     {
-        return false;
+        return None;
     }
-    // Drop Ethernet padding: the fabric carries exactly the IP packet.
-    if frame.set_bounds(frame.start(), ETH_LEN + ip_len).is_err() {
-        return false;
-    }
-    encapsulate(frame, entry, flow_source_port(hash)) == Verdict::ToFabric
+    Some(target)
 }
 
 /// What the fast path found: the mapping, the IP packet's length and the flow hash.
+#[derive(Clone, Copy, Debug)]
 struct FastTarget<'t> {
     entry: &'t CompiledEntry,
     ip_len: usize,
@@ -374,7 +406,7 @@ fn ipv4(
         Ok(entry) => entry,
         Err(verdict) => return verdict,
     };
-    let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.template.len());
+    let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.outer_len());
     if ip_len > max_ip_len {
         return match (dont_frag, icmp_type) {
             (false, _) => Verdict::Drop(TooBigNoDf),
@@ -383,7 +415,7 @@ fn ipv4(
         };
     }
     let hash = flow_hash(IpAddr::V4(src), IpAddr::V4(dst), protocol, ports);
-    encapsulate(frame, entry, flow_source_port(hash))
+    encapsulate(ctx, frame, entry, flow_source_port(hash))
 }
 
 fn ipv6(
@@ -450,7 +482,7 @@ fn ipv6(
         Ok(entry) => entry,
         Err(verdict) => return verdict,
     };
-    let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.template.len());
+    let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.outer_len());
     if ip_len > max_ip_len {
         return match icmp_type {
             Some(t) if icmpv6::is_error(t) => Verdict::Drop(TooBigIcmpError),
@@ -458,13 +490,21 @@ fn ipv6(
         };
     }
     let hash = flow_hash(IpAddr::V6(src), IpAddr::V6(dst), protocol, ports);
-    encapsulate(frame, entry, flow_source_port(hash))
+    encapsulate(ctx, frame, entry, flow_source_port(hash))
 }
 
 /// Rewrite the inner destination MAC and prepend the outer headers in the headroom.
 #[inline]
-fn encapsulate(frame: &mut Frame<'_>, entry: &CompiledEntry, src_port: u16) -> Verdict {
-    let outer_len = entry.template.len();
+fn encapsulate(
+    ctx: &Context<'_>,
+    frame: &mut Frame<'_>,
+    entry: &CompiledEntry,
+    src_port: u16,
+) -> Verdict {
+    if !entry.has_source_in(ctx.fabric) {
+        return Verdict::Drop(NoLocalUnderlay);
+    }
+    let outer_len = entry.outer_len();
     let inner_len = frame.len();
     let Some(start) = frame.start().checked_sub(outer_len) else {
         return Verdict::Drop(NoHeadroom);
@@ -473,7 +513,11 @@ fn encapsulate(frame: &mut Frame<'_>, entry: &CompiledEntry, src_port: u16) -> V
     if frame.set_bounds(start, outer_len + inner_len).is_err() {
         return Verdict::Drop(NoHeadroom);
     }
-    entry.template.write(frame.data_mut(), inner_len, src_port);
+    let vni = ctx.guest.vni;
+    if !entry.write_outer(ctx.fabric, vni, frame.data_mut(), inner_len, src_port) {
+        // Unreachable: the source and the room were checked above.
+        return Verdict::Drop(NoHeadroom);
+    }
     Verdict::ToFabric
 }
 

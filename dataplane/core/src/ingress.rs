@@ -32,11 +32,49 @@ pub fn ingress(
     frame: &mut Frame<'_>,
     counters: &mut Counters,
 ) -> Verdict {
+    let prepared = ingress_prepare(ctx, table, now_ms, frame);
+    ingress_prepared(ctx, table, now_ms, prepared, frame, counters)
+}
+
+/// What [`ingress_prepare`] found out about a frame without changing it: where the inner
+/// frame of a valid VXLAN packet from the mapped sender is, or that it takes the full path.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IngressPrepared(Option<(usize, usize)>);
+
+/// The first half of [`ingress`]: validate `frame` and check its sender, writing nothing
+/// (see [`egress_prepare`](crate::egress::egress_prepare) for why it is separate).
+#[inline]
+pub fn ingress_prepare(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    frame: &Frame<'_>,
+) -> IngressPrepared {
+    IngressPrepared(fast_inner_bounds(ctx, table, now_ms, frame.data()))
+}
+
+/// The second half of [`ingress`]: finish `frame` with what [`ingress_prepare`] found when
+/// given the same frame, unchanged since. A frame the fast path cannot take goes through the
+/// full parser, which finds its verdict or drop reason.
+#[inline]
+pub fn ingress_prepared(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    prepared: IngressPrepared,
+    frame: &mut Frame<'_>,
+    counters: &mut Counters,
+) -> Verdict {
     counters.fabric_rx_packets += 1;
-    if fast_path(ctx, table, now_ms, frame) {
-        counters.ingress_packets += 1;
-        counters.ingress_bytes += frame.len() as u64;
-        return Verdict::ToGuest;
+    if let IngressPrepared(Some((inner_at, inner_len))) = prepared {
+        if frame
+            .set_bounds(frame.start() + inner_at, inner_len)
+            .is_ok()
+        {
+            counters.ingress_packets += 1;
+            counters.ingress_bytes += frame.len() as u64;
+            return Verdict::ToGuest;
+        }
     }
     full_path(ctx, table, now_ms, frame, counters)
 }
@@ -77,37 +115,29 @@ fn full_path(
 
 /// The common case at fixed offsets: an outer IPv4 header without options and a zero UDP
 /// checksum (what IPv4 VTEPs send), or an outer IPv6 header without extension headers, carrying
-/// an inner IPv4 or IPv6 packet for our guest from the mapped sender. It only moves the frame
-/// start, and only when every check passed (`true`); anything else takes the full path from
-/// the start, which finds the drop reason. The pipeline fixtures and a differential property
-/// test hold both paths to the same bytes and counters.
+/// an inner IPv4 or IPv6 packet for our guest from the mapped sender: where the inner frame
+/// is and how long. Anything else (`None`) takes the full path from the start, which finds the
+/// drop reason. The pipeline fixtures and a differential property test hold both paths to the
+/// same bytes and counters.
 ///
 /// Lookups take concrete addresses (never a `MappingKey` in memory): a key assembled field by
 /// field and read back whole by the probe stalls on store forwarding.
 #[inline(always)]
-fn fast_path(ctx: &Context<'_>, table: &MappingTable, now_ms: u64, frame: &mut Frame<'_>) -> bool {
-    let data = frame.data();
-    let Some(head) = data.first_chunk::<ETH_LEN>() else {
-        return false;
-    };
-    let outer = match EthernetFrame::new_unchecked(&head[..]).ethertype() {
+fn fast_inner_bounds(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    now_ms: u64,
+    data: &[u8],
+) -> Option<(usize, usize)> {
+    let head = data.first_chunk::<ETH_LEN>()?;
+    let (inner_at, inner_len, sender) = match EthernetFrame::new_unchecked(&head[..]).ethertype() {
         EtherType::IPV4 => fast_outer_v4(ctx, data),
         EtherType::IPV6 => fast_outer_v6(ctx, data),
         _ => None,
-    };
-    let Some((inner_at, inner_len, sender)) = outer else {
-        return false;
-    };
-    let Some(inner) = data.get(inner_at..inner_at + inner_len) else {
-        return false;
-    };
-    let Some(entry) = fast_inner(ctx, table, now_ms, inner) else {
-        return false;
-    };
-    entry.underlay_ip == sender
-        && frame
-            .set_bounds(frame.start() + inner_at, inner_len)
-            .is_ok()
+    }?;
+    let inner = data.get(inner_at..inner_at + inner_len)?;
+    let entry = fast_inner(ctx, table, now_ms, inner)?;
+    (entry.underlay_ip == sender).then_some((inner_at, inner_len))
 }
 
 /// Outer IPv4 + UDP + VXLAN at fixed offsets: where the inner frame is, its length, the sender.

@@ -2,7 +2,7 @@
 //!
 //! - [`wire`]: zero-copy views of every packet format the dataplane touches.
 //! - [`model`]: VNIs, guests, gateways, mappings and the fabric.
-//! - [`table`]: the per-core mapping table with prebuilt outer-header templates.
+//! - [`table`]: the per-core mapping table of compiled mappings, one cache line per slot.
 //! - [`egress`] / [`ingress`]: the two pipelines, one frame in, one verdict out.
 //! - [`counters`]: per-core packet counters and drop reasons.
 #![forbid(unsafe_code)]

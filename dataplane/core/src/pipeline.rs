@@ -16,6 +16,11 @@ pub struct Context<'a> {
     pub fabric: &'a Fabric,
 }
 
+/// How many frames a worker prepares ([`egress_prepare`](crate::egress::egress_prepare),
+/// [`ingress_prepare`](crate::ingress::ingress_prepare)) before finishing them: enough
+/// lookups in flight to overlap their cache misses, few enough to stay in registers and L1.
+pub const PREPARE_AHEAD: usize = 16;
+
 /// What to do with a frame after a pipeline has run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Verdict {

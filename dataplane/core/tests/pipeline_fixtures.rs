@@ -144,6 +144,8 @@ fn fixtures_cover_every_verdict_and_drop_reason() {
         DropReason::TxRingFull,
         DropReason::InvalidDescriptor,
         DropReason::MissRateLimited,
+        // A table compiled for another fabric: tested in egress's unit tests.
+        DropReason::NoLocalUnderlay,
         // The pipeline returns `Miss`; the worker drops only when it cannot hold the frame.
         DropReason::Miss,
     ];
@@ -337,4 +339,41 @@ fn tshark_dissects_our_vxlan() {
             "frame {i}: inner destination MAC is the mapping's; {line}"
         );
     }
+}
+
+/// A table compiled for another fabric (one with an IPv6 underlay address this one lacks): the
+/// frame is dropped and counted, never sent from a missing source address.
+#[test]
+fn mapping_without_a_local_underlay_of_its_family_is_dropped() {
+    let (env, cases) = common::load();
+    let case = cases
+        .iter()
+        .find(|c| {
+            c.direction == Direction::Egress
+                && c.verdict == "ToFabric"
+                && c.output_bytes()
+                    .is_some_and(|o| o.get(12..14) == Some(&[0x86, 0xdd]))
+        })
+        .expect("a fixture encapsulating over IPv6");
+    let mut fabric = env.fabric.clone();
+    fabric.underlay_ipv6 = None;
+    let ctx = xvpc_core::pipeline::Context {
+        guest: &env.guest,
+        gateway: &env.gateway,
+        fabric: &fabric,
+    };
+    let input = case.input_bytes();
+    let (headroom, tailroom) = (case.headroom.unwrap_or(256), case.tailroom.unwrap_or(512));
+    let mut buf = common::buffer_with(&input, headroom, tailroom);
+    let mut frame = Frame::new(&mut buf, headroom, input.len()).expect("frame fits");
+    let mut counters = Counters::default();
+    let verdict =
+        xvpc_core::egress::egress(&ctx, &env.table, env.now_ms, &mut frame, &mut counters);
+    assert_eq!(
+        verdict,
+        Verdict::Drop(DropReason::NoLocalUnderlay),
+        "{}",
+        case.name
+    );
+    assert_eq!(counters.drops[DropReason::NoLocalUnderlay as usize], 1);
 }

@@ -8,9 +8,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use common::{Direction, Env};
 use proptest::prelude::*;
 use xvpc_core::counters::Counters;
+use xvpc_core::egress::{egress_prepare, egress_prepared};
 use xvpc_core::frame::Frame;
+use xvpc_core::ingress::{ingress_prepare, ingress_prepared};
 use xvpc_core::model::MacAddr;
-use xvpc_core::pipeline::Verdict;
+use xvpc_core::pipeline::{Verdict, PREPARE_AHEAD};
 use xvpc_core::wire::icmpv4::Icmpv4Packet;
 use xvpc_core::wire::icmpv6::Icmpv6Packet;
 use xvpc_core::wire::ipv4::Ipv4Packet;
@@ -261,6 +263,97 @@ fn assert_fast_path_agrees(
         counters, full_counters,
         "{dir:?} {verdict:?}: different counters"
     );
+}
+
+/// Prepare every frame of a group before finishing any, as the worker does; returns each
+/// frame's verdict and bytes, and the group's counters.
+fn run_group(
+    env: &Env,
+    dir: Direction,
+    inputs: &[Vec<u8>],
+    headroom: usize,
+) -> (Vec<(Verdict, Vec<u8>)>, Counters) {
+    let mut buffers: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(|input| common::buffer_with(input, headroom, 512))
+        .collect();
+    let mut frames: Vec<Frame<'_>> = buffers
+        .iter_mut()
+        .zip(inputs)
+        .map(|(buf, input)| Frame::new(buf, headroom, input.len()).expect("frame fits"))
+        .collect();
+    let (ctx, table, now) = (env.ctx(), &env.table, env.now_ms);
+    let mut counters = Counters::default();
+    let verdicts: Vec<Verdict> = match dir {
+        Direction::Egress => {
+            let prepared: Vec<_> = frames
+                .iter()
+                .map(|f| egress_prepare(&ctx, table, now, f))
+                .collect();
+            frames
+                .iter_mut()
+                .zip(prepared)
+                .map(|(f, p)| egress_prepared(&ctx, table, now, p, f, &mut counters))
+                .collect()
+        }
+        Direction::Ingress => {
+            let prepared: Vec<_> = frames
+                .iter()
+                .map(|f| ingress_prepare(&ctx, table, now, f))
+                .collect();
+            frames
+                .iter_mut()
+                .zip(prepared)
+                .map(|(f, p)| ingress_prepared(&ctx, table, now, p, f, &mut counters))
+                .collect()
+        }
+    };
+    let outputs = verdicts
+        .into_iter()
+        .zip(&frames)
+        .map(|(v, f)| (v, f.data().to_vec()))
+        .collect();
+    (outputs, counters)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// A group of frames prepared before any is finished (how the worker overlaps lookups):
+    /// every frame gets the verdict and bytes it gets alone, and the counters add up.
+    #[test]
+    fn prepared_groups_agree_with_frames_one_at_a_time(
+        picks in prop::collection::vec(
+            (
+                any::<prop::sample::Index>(),
+                prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 0..3),
+                any::<prop::sample::Index>(),
+                any::<bool>(),
+            ),
+            1..=PREPARE_AHEAD,
+        ),
+        egress_side in any::<bool>(),
+        headroom in prop::sample::select(vec![0usize, 50, 70, 256]),
+    ) {
+        let (env, cases) = common::shared();
+        let dir = if egress_side { Direction::Egress } else { Direction::Ingress };
+        let inputs: Vec<Vec<u8>> = picks
+            .iter()
+            .map(|(index, flips, cut, truncate)| {
+                mutated_fixture(cases, *index, flips, *cut, *truncate, false).1
+            })
+            .collect();
+        let mut alone_counters = Counters::default();
+        let mut alone = Vec::new();
+        for input in &inputs {
+            let (verdict, output, counters) = run(env, dir, input, headroom, 512);
+            alone_counters.add(&counters);
+            alone.push((verdict, output));
+        }
+        let (grouped, group_counters) = run_group(env, dir, &inputs, headroom);
+        prop_assert_eq!(grouped, alone);
+        prop_assert_eq!(group_counters, alone_counters);
+    }
 }
 
 proptest! {

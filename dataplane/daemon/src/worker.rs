@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
 use xvpc_core::counters::{Counters, DropReason};
-use xvpc_core::egress::egress;
+use xvpc_core::egress::{egress, egress_prepare, egress_prepared, EgressPrepared};
 use xvpc_core::frame::Frame;
-use xvpc_core::ingress::ingress;
+use xvpc_core::ingress::{ingress_prepare, ingress_prepared, IngressPrepared};
 use xvpc_core::model::{Fabric, Gateway, Guest, MappingKey};
-use xvpc_core::pipeline::{Context, Verdict};
+use xvpc_core::pipeline::{Context, Verdict, PREPARE_AHEAD};
 use xvpc_core::table::{Lookup, MappingTable, TableUpdate};
 use xvpc_xsk::{Desc, FrameAccounting, QueuePair, Side, XskCounters, XskStats};
 
@@ -228,46 +228,61 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             .tx_room(Side::Fabric)
             .saturating_sub(outbox.pending(Side::Fabric));
         let n = queue_pair.recv(Side::Guest, &mut rx[..batch_size.min(room)]);
-        for desc in &rx[..n] {
-            let processed = process(&mut queue_pair, *desc, |frame| {
-                egress(&ctx, &table, now_ms, frame, &mut counters)
-            });
-            let verdict = match processed {
-                Ok(verdict) => verdict,
-                Err(reason) => {
-                    counters.drop(reason);
-                    queue_pair.release(desc.addr);
-                    continue;
-                }
-            };
-            match verdict {
-                (Verdict::Miss(key), out) => {
-                    // Ask the agent once per key per pending period, within the rate limit.
-                    let asked = matches!(table.lookup(&key, now_ms), Lookup::Pending)
-                        || (limiter.allow(now_ms) && misses.try_send(key).is_ok() && {
-                            table.set_pending(key, now_ms + u64::from(pending_timeout_ms));
-                            true
-                        });
-                    if !asked {
-                        // Nobody will answer: holding would only delay the drop.
-                        counters.drop(DropReason::MissRateLimited);
-                        queue_pair.release(desc.addr);
-                    } else if n_held < hold_limit {
-                        held[n_held] = Held {
-                            desc: out,
-                            expires_ms: now_ms + u64::from(pending_timeout_ms),
-                        };
-                        n_held += 1;
-                        counters.held_packets += 1;
-                    } else {
-                        counters.drop(DropReason::Miss);
+        // Each group of frames is prepared (parsed, looked up) before any is finished, so that
+        // the lookups' cache misses overlap instead of queueing one behind the other.
+        for group in rx[..n].chunks(PREPARE_AHEAD) {
+            let mut prepared = [EgressPrepared::default(); PREPARE_AHEAD];
+            for (p, desc) in prepared.iter_mut().zip(group) {
+                with_frame(&mut queue_pair, *desc, |frame| {
+                    *p = egress_prepare(&ctx, &table, now_ms, frame)
+                });
+            }
+            // Misses are handled after the group: that writes to the table, which the
+            // prepared lookups still point into.
+            let mut missed = [(Desc::default(), None); PREPARE_AHEAD];
+            let mut n_missed = 0;
+            for (desc, p) in group.iter().zip(prepared) {
+                let processed = process(&mut queue_pair, *desc, |frame| {
+                    egress_prepared(&ctx, &table, now_ms, p, frame, &mut counters)
+                });
+                match processed {
+                    Ok((Verdict::Miss(key), out)) => {
+                        missed[n_missed] = (out, Some(key));
+                        n_missed += 1;
+                    }
+                    Ok((verdict, out)) => {
+                        if !outbox.route(verdict, out) {
+                            queue_pair.release(desc.addr);
+                        }
+                    }
+                    Err(reason) => {
+                        counters.drop(reason);
                         queue_pair.release(desc.addr);
                     }
                 }
-                (verdict, out) => {
-                    if !outbox.route(verdict, out) {
-                        queue_pair.release(desc.addr);
-                    }
+            }
+            for (out, key) in &missed[..n_missed] {
+                let Some(key) = *key else { continue };
+                // Ask the agent once per key per pending period, within the rate limit.
+                let asked = matches!(table.lookup(&key, now_ms), Lookup::Pending)
+                    || (limiter.allow(now_ms) && misses.try_send(key).is_ok() && {
+                        table.set_pending(key, now_ms + u64::from(pending_timeout_ms));
+                        true
+                    });
+                if !asked {
+                    // Nobody will answer: holding would only delay the drop.
+                    counters.drop(DropReason::MissRateLimited);
+                    queue_pair.release(out.addr);
+                } else if n_held < hold_limit {
+                    held[n_held] = Held {
+                        desc: *out,
+                        expires_ms: now_ms + u64::from(pending_timeout_ms),
+                    };
+                    n_held += 1;
+                    counters.held_packets += 1;
+                } else {
+                    counters.drop(DropReason::Miss);
+                    queue_pair.release(out.addr);
                 }
             }
         }
@@ -277,18 +292,26 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             .tx_room(Side::Guest)
             .saturating_sub(outbox.pending(Side::Guest));
         let n = queue_pair.recv(Side::Fabric, &mut rx[..batch_size.min(room)]);
-        for desc in &rx[..n] {
-            match process(&mut queue_pair, *desc, |frame| {
-                ingress(&ctx, &table, now_ms, frame, &mut counters)
-            }) {
-                Ok((verdict, out)) => {
-                    if !outbox.route(verdict, out) {
+        for group in rx[..n].chunks(PREPARE_AHEAD) {
+            let mut prepared = [IngressPrepared::default(); PREPARE_AHEAD];
+            for (p, desc) in prepared.iter_mut().zip(group) {
+                with_frame(&mut queue_pair, *desc, |frame| {
+                    *p = ingress_prepare(&ctx, &table, now_ms, frame)
+                });
+            }
+            for (desc, p) in group.iter().zip(prepared) {
+                match process(&mut queue_pair, *desc, |frame| {
+                    ingress_prepared(&ctx, &table, now_ms, p, frame, &mut counters)
+                }) {
+                    Ok((verdict, out)) => {
+                        if !outbox.route(verdict, out) {
+                            queue_pair.release(desc.addr);
+                        }
+                    }
+                    Err(reason) => {
+                        counters.drop(reason);
                         queue_pair.release(desc.addr);
                     }
-                }
-                Err(reason) => {
-                    counters.drop(reason);
-                    queue_pair.release(desc.addr);
                 }
             }
         }
@@ -333,6 +356,18 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
     publish(&status, &counters, &table, &queue_pair, true);
     tracing::info!(worker = index, "worker stopped");
     status.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// Look at one received frame without changing it (nothing if its descriptor is invalid:
+/// [`process`] then counts the drop).
+#[inline]
+fn with_frame(queue_pair: &mut QueuePair, desc: Desc, look: impl FnOnce(&Frame<'_>)) {
+    if let Ok(mut chunk) = queue_pair.frame(desc) {
+        let (start, len) = (chunk.start(), chunk.len());
+        if let Ok(frame) = Frame::new(chunk.buf(), start, len) {
+            look(&frame);
+        }
+    }
 }
 
 /// Run `pipeline` on one received frame; returns its verdict and the frame's new

@@ -28,6 +28,13 @@ cargo test --workspace --locked
 # The smoke runs only prove the harnesses still work end to end (every system forwards and
 # passes its correctness check), so they reuse the debug binaries built above instead of
 # spending minutes on release builds.
+echo "== micro-benchmark harness smoke (pipeline_loop: verdicts, drops and untouched payloads checked)"
+for mode in batch single; do
+  for direction in egress ingress; do
+    cargo run -q --locked -p xvpc-benches --example pipeline_loop -- "$direction" 1000 8192 "$mode"
+  done
+done
+
 bins="$(cargo metadata --format-version 1 --no-deps | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
 echo "== benchmark smoke: scripts/bench.sh --smoke"
 XVPC="$bins/xvpc" PKTGEN="$bins/xvpc-pktgen" scripts/bench.sh --smoke

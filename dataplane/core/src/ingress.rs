@@ -219,21 +219,32 @@ fn fast_inner<'t>(
     inner: &[u8],
 ) -> Option<&'t CompiledEntry> {
     let guest = ctx.guest;
-    let eth = EthernetFrame::new_checked(inner).ok()?;
+    let eth = EthernetFrame::new_unchecked(&inner.first_chunk::<ETH_LEN>()?[..]);
     if eth.dst_addr() != guest.mac {
         return None;
     }
+    let ip_room = inner.len() - ETH_LEN;
     let lookup = match eth.ethertype() {
         EtherType::IPV4 => {
-            let ip = Ipv4Packet::new_checked(&inner[ETH_LEN..]).ok()?;
-            if !guest.ipv4.contains(&ip.dst_addr()) {
+            // A 20-byte header (options take the full path) and a total length that fits.
+            let header = inner[ETH_LEN..].first_chunk::<20>()?;
+            let ip = Ipv4Packet::new_unchecked(&header[..]);
+            let total_len = usize::from(ip.total_len());
+            if header[0] != 0x45
+                || !(20..=ip_room).contains(&total_len)
+                || !guest.ipv4.contains(&ip.dst_addr())
+            {
                 return None;
             }
             table.lookup_v4(guest.vni, ip.src_addr(), now_ms)
         }
         EtherType::IPV6 => {
-            let ip = Ipv6Packet::new_checked(&inner[ETH_LEN..]).ok()?;
-            if !guest.ipv6.contains(&ip.dst_addr()) {
+            let header = inner[ETH_LEN..].first_chunk::<40>()?;
+            let ip = Ipv6Packet::new_unchecked(&header[..]);
+            if header[0] >> 4 != 6
+                || 40 + usize::from(ip.payload_len()) > ip_room
+                || !guest.ipv6.contains(&ip.dst_addr())
+            {
                 return None;
             }
             table.lookup_v6(guest.vni, ip.src_addr(), now_ms)

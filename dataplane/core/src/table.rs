@@ -16,7 +16,6 @@ use crate::model::{Fabric, MacAddr, Mapping, MappingKey, Vni};
 use crate::wire::checksum;
 use crate::wire::ethernet::{EtherType, EthernetFrame};
 use crate::wire::ip::IpProtocol;
-use crate::wire::ipv4::{Ipv4Packet, Ipv4Repr};
 use crate::wire::udp::UdpPacket;
 
 /// Outer Ethernet + IPv4 + UDP + VXLAN.
@@ -129,22 +128,7 @@ impl CompiledEntry {
                 let (eth, rest) = outer.split_at_mut(14);
                 write_ethernet(eth, fabric, EtherType::IPV4);
                 let (ip, udp_vxlan) = rest.split_at_mut(20);
-                ip[..12].copy_from_slice(&[
-                    0x45,
-                    0,
-                    (total_len >> 8) as u8,
-                    total_len as u8,
-                    0,
-                    0,
-                    0x40, // DF: never fragmented on the fabric
-                    0,
-                    OUTER_TTL,
-                    IpProtocol::UDP,
-                    (checksum >> 8) as u8,
-                    checksum as u8,
-                ]);
-                ip[12..16].copy_from_slice(&src.octets());
-                ip[16..20].copy_from_slice(&dst.octets());
+                ip.copy_from_slice(&outer_ipv4_header(total_len, checksum, src, dst));
                 write_udp_vxlan(udp_vxlan, fabric, vni, udp_len, src_port);
                 true
             }
@@ -183,6 +167,37 @@ impl CompiledEntry {
             _ => false,
         }
     }
+}
+
+/// The outer IPv4 header, from one place for both its uses: the compiler sums it with length
+/// and checksum 0, egress writes it with both. No options, DSCP/ECN 0, identification 0, DF
+/// (never fragmented on the fabric), our TTL, UDP.
+#[inline(always)]
+fn outer_ipv4_header(total_len: u16, checksum: u16, src: Ipv4Addr, dst: Ipv4Addr) -> [u8; 20] {
+    let ([l0, l1], [c0, c1]) = (total_len.to_be_bytes(), checksum.to_be_bytes());
+    let ([s0, s1, s2, s3], [d0, d1, d2, d3]) = (src.octets(), dst.octets());
+    [
+        0x45,
+        0,
+        l0,
+        l1,
+        0,
+        0,
+        0x40,
+        0,
+        OUTER_TTL,
+        IpProtocol::UDP,
+        c0,
+        c1,
+        s0,
+        s1,
+        s2,
+        s3,
+        d0,
+        d1,
+        d2,
+        d3,
+    ]
 }
 
 #[inline(always)]
@@ -293,21 +308,9 @@ impl Compiler {
                         underlay: mapping.underlay_ip,
                         family: "IPv4",
                     })?;
-                // The header as written, with total length 0: the packet adds its own.
-                let repr = Ipv4Repr {
-                    src_addr: src,
-                    dst_addr: dst,
-                    protocol: IpProtocol::UDP,
-                    payload_len: 0,
-                    ttl: OUTER_TTL,
-                    dont_frag: true,
-                };
-                let mut header = [0u8; 20];
-                let mut ip = Ipv4Packet::new_unchecked(&mut header[..]);
-                repr.emit(&mut ip);
-                ip.set_total_len(0);
-                ip.set_checksum(0);
-                checksum::sum(&header)
+                // The header as written, with total length 0 (the packet adds its own) and
+                // checksum 0.
+                checksum::sum(&outer_ipv4_header(0, 0, src, dst))
             }
             IpAddr::V6(dst) => {
                 let src = self

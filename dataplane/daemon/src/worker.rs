@@ -13,12 +13,12 @@ use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
 use xvpc_core::counters::{Counters, DropReason};
 use xvpc_core::egress::{egress, egress_prepare, egress_prepared, EgressPrepared};
-use xvpc_core::frame::Frame;
+use xvpc_core::frame::{Frame, FrameError};
 use xvpc_core::ingress::{ingress_prepare, ingress_prepared, IngressPrepared};
 use xvpc_core::model::{Fabric, Gateway, Guest, MappingKey};
 use xvpc_core::pipeline::{Context, Verdict, PREPARE_AHEAD};
 use xvpc_core::table::{Lookup, MappingTable, TableUpdate};
-use xvpc_xsk::{Desc, FrameAccounting, QueuePair, Side, XskCounters, XskStats};
+use xvpc_xsk::{Desc, FrameAccounting, FrameMut, QueuePair, Side, XskCounters, XskStats};
 
 /// Largest batch a worker takes from one ring at a time.
 pub const MAX_BATCH: usize = 256;
@@ -239,17 +239,13 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             }
             // Misses are handled after the group: that writes to the table, which the
             // prepared lookups still point into.
-            let mut missed = [(Desc::default(), None); PREPARE_AHEAD];
-            let mut n_missed = 0;
-            for (desc, p) in group.iter().zip(prepared) {
+            let mut missed: [Option<(Desc, MappingKey)>; PREPARE_AHEAD] = [None; PREPARE_AHEAD];
+            for (k, (desc, p)) in group.iter().zip(prepared).enumerate() {
                 let processed = process(&mut queue_pair, *desc, |frame| {
                     egress_prepared(&ctx, &table, now_ms, p, frame, &mut counters)
                 });
                 match processed {
-                    Ok((Verdict::Miss(key), out)) => {
-                        missed[n_missed] = (out, Some(key));
-                        n_missed += 1;
-                    }
+                    Ok((Verdict::Miss(key), out)) => missed[k] = Some((out, key)),
                     Ok((verdict, out)) => {
                         if !outbox.route(verdict, out) {
                             queue_pair.release(desc.addr);
@@ -261,8 +257,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
                     }
                 }
             }
-            for (out, key) in &missed[..n_missed] {
-                let Some(key) = *key else { continue };
+            for &(out, key) in missed.iter().flatten() {
                 // Ask the agent once per key per pending period, within the rate limit.
                 let asked = matches!(table.lookup(&key, now_ms), Lookup::Pending)
                     || (limiter.allow(now_ms) && misses.try_send(key).is_ok() && {
@@ -275,7 +270,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
                     queue_pair.release(out.addr);
                 } else if n_held < hold_limit {
                     held[n_held] = Held {
-                        desc: *out,
+                        desc: out,
                         expires_ms: now_ms + u64::from(pending_timeout_ms),
                     };
                     n_held += 1;
@@ -363,11 +358,17 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
 #[inline]
 fn with_frame(queue_pair: &mut QueuePair, desc: Desc, look: impl FnOnce(&Frame<'_>)) {
     if let Ok(mut chunk) = queue_pair.frame(desc) {
-        let (start, len) = (chunk.start(), chunk.len());
-        if let Ok(frame) = Frame::new(chunk.buf(), start, len) {
+        if let Ok(frame) = frame_in(&mut chunk) {
             look(&frame);
         }
     }
+}
+
+/// The pipeline's view of a received UMEM frame: its data within its chunk.
+#[inline]
+fn frame_in<'a>(chunk: &'a mut FrameMut<'_>) -> Result<Frame<'a>, FrameError> {
+    let (start, len) = (chunk.start(), chunk.len());
+    Frame::new(chunk.buf(), start, len)
 }
 
 /// Run `pipeline` on one received frame; returns its verdict and the frame's new
@@ -382,9 +383,7 @@ fn process(
     let mut chunk = queue_pair
         .frame(desc)
         .map_err(|_| DropReason::InvalidDescriptor)?;
-    let (start, len) = (chunk.start(), chunk.len());
-    let mut frame =
-        Frame::new(chunk.buf(), start, len).map_err(|_| DropReason::InvalidDescriptor)?;
+    let mut frame = frame_in(&mut chunk).map_err(|_| DropReason::InvalidDescriptor)?;
     let verdict = pipeline(&mut frame);
     let (start, len) = (frame.start(), frame.len());
     chunk

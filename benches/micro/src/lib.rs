@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use xvpc_core::counters::DropReason;
 use xvpc_core::frame::Frame;
 use xvpc_core::model::{Fabric, Gateway, Guest, MacAddr, Mapping, Vni};
-use xvpc_core::pipeline::Verdict;
+use xvpc_core::pipeline::{Verdict, PREPARE_AHEAD};
 use xvpc_core::table::{Compiler, MappingTable};
 use xvpc_core::wire::ipv4::Ipv4Packet;
 
@@ -284,7 +284,7 @@ pub fn fabric_frame(setup: &Setup, i: usize, inner_len: usize, v6_underlay: bool
 /// Frames a worker takes from a receive ring at once (the daemon's default
 /// `dataplane.batch_size`); the benchmarks process frames in batches of this size.
 pub const BATCH: usize = 64;
-const _: () = assert!(FRAMES.is_multiple_of(BATCH));
+const _: () = assert!(FRAMES.is_multiple_of(BATCH) && BATCH.is_multiple_of(PREPARE_AHEAD));
 
 /// How many bytes of a benchmark frame the pipelines rewrite: egress rewrites the inner
 /// destination MAC and writes the outer headers into the headroom; ingress only moves the
@@ -331,8 +331,8 @@ impl Ring {
     }
 
     /// Run batch number `batch` (frames `batch * BATCH ..` modulo the ring) the way a worker
-    /// runs a received batch: `prepare` every frame (parse and look up, no writes), then
-    /// `finish` every frame. First the headers of the frames [`RESTORE_LEAD`] ahead are
+    /// runs a received batch: in groups of [`PREPARE_AHEAD`], `prepare` every frame of the
+    /// group (parse and look up, no writes), then `finish` every frame of it. First the headers of the frames [`RESTORE_LEAD`] ahead are
     /// restored, so that a frame was written long before it is processed, as a NIC or the
     /// kernel writes a frame well before the worker reads it (processing a frame right after
     /// writing it would measure store-forwarding stalls no receive path has). Returns how many
@@ -349,21 +349,23 @@ impl Ring {
         for j in first..first + BATCH {
             self.restore((j + RESTORE_LEAD) % self.inputs.len());
         }
-        let mut prepared = [P::default(); BATCH];
-        for (k, p) in prepared.iter_mut().enumerate() {
-            let len = self.inputs[first + k].len();
-            if let Ok(frame) = Frame::new(&mut self.buffers[first + k], HEADROOM, len) {
-                *p = prepare(&frame);
-            }
-        }
         let mut wrong = 0;
-        for (k, p) in prepared.into_iter().enumerate() {
-            let len = self.inputs[first + k].len();
-            let verdict = match Frame::new(&mut self.buffers[first + k], HEADROOM, len) {
-                Ok(mut frame) => finish(p, &mut frame),
-                Err(_) => Verdict::Drop(DropReason::InvalidDescriptor),
-            };
-            wrong += u64::from(verdict != want);
+        for group in (first..first + BATCH).step_by(PREPARE_AHEAD) {
+            let mut prepared = [P::default(); PREPARE_AHEAD];
+            for (j, p) in (group..).zip(prepared.iter_mut()) {
+                let len = self.inputs[j].len();
+                if let Ok(frame) = Frame::new(&mut self.buffers[j], HEADROOM, len) {
+                    *p = prepare(&frame);
+                }
+            }
+            for (j, p) in (group..).zip(prepared) {
+                let len = self.inputs[j].len();
+                let verdict = match Frame::new(&mut self.buffers[j], HEADROOM, len) {
+                    Ok(mut frame) => finish(p, &mut frame),
+                    Err(_) => Verdict::Drop(DropReason::InvalidDescriptor),
+                };
+                wrong += u64::from(verdict != want);
+            }
         }
         wrong
     }

@@ -25,9 +25,6 @@ echo "== cargo test (unit, property, fixtures, privileged end-to-end)"
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
 
-# The smoke runs only prove the harnesses still work end to end (every system forwards and
-# passes its correctness check), so they reuse the debug binaries built above instead of
-# spending minutes on release builds.
 echo "== micro-benchmark harness smoke (pipeline_loop: verdicts, drops and untouched payloads checked)"
 for mode in batch single; do
   for direction in egress ingress; do
@@ -35,6 +32,9 @@ for mode in batch single; do
   done
 done
 
+# The smoke runs only prove the harnesses still work end to end (every system forwards and
+# passes its correctness check), so they reuse the debug binaries built above instead of
+# spending minutes on release builds.
 bins="$(cargo metadata --format-version 1 --no-deps | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
 echo "== benchmark smoke: scripts/bench.sh --smoke"
 XVPC="$bins/xvpc" PKTGEN="$bins/xvpc-pktgen" scripts/bench.sh --smoke

@@ -144,7 +144,8 @@ fn fixtures_cover_every_verdict_and_drop_reason() {
         DropReason::TxRingFull,
         DropReason::InvalidDescriptor,
         DropReason::MissRateLimited,
-        // A table compiled for another fabric: tested in egress's unit tests.
+        // A table compiled for another fabric, never a packet's doing: tested below
+        // (`mapping_without_a_local_underlay_of_its_family_is_dropped`).
         DropReason::NoLocalUnderlay,
         // The pipeline returns `Miss`; the worker drops only when it cannot hold the frame.
         DropReason::Miss,

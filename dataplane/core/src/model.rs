@@ -25,6 +25,8 @@ pub struct Vni(u32);
 impl Vni {
     /// The largest VNI.
     pub const MAX: u32 = 0x00FF_FFFF;
+    /// VNI 0.
+    pub const ZERO: Vni = Vni(0);
 
     /// A VNI, if `value` fits in 24 bits.
     pub const fn new(value: u32) -> Result<Self, ModelError> {

@@ -26,6 +26,10 @@ pub const MAX_BATCH: usize = 256;
 pub const MAX_HOLD: usize = 256;
 /// Updates applied between two batches at most, so a flood of updates cannot stall traffic.
 const UPDATES_PER_ITERATION: usize = 1024;
+/// Table slots checked for expired negative/pending entries per iteration: 1 KB, a few
+/// hundred ns when the table holds any; a 2M-slot table is swept in seconds when busy, about
+/// two minutes when idle (one iteration per `IDLE_WAIT`).
+const EXPIRE_SLOTS_PER_ITERATION: usize = 16;
 /// Idle iterations before sleeping on the rings.
 const IDLE_SPINS: u32 = 32;
 /// How long one sleep on the rings lasts at most (bounds update and shutdown latency).
@@ -183,6 +187,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
                 let _ = garbage.send(old);
             }
         }
+        table.expire(now_ms, EXPIRE_SLOTS_PER_ITERATION);
 
         // Held frames whose mapping (or negative answer) may have arrived go out first, in order.
         if n_held > 0 && (applied > 0 || held[..n_held].iter().any(|h| h.expires_ms <= now_ms)) {

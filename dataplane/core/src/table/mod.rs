@@ -9,8 +9,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use hashbrown::{DefaultHashBuilder, HashTable};
-use std::hash::BuildHasher;
+mod slots;
+
+use slots::{SlotKey, SlotTable};
 
 use crate::model::{Fabric, MacAddr, Mapping, MappingKey, Vni};
 use crate::wire::checksum;
@@ -133,7 +134,10 @@ impl CompiledEntry {
                 true
             }
             (IpAddr::V6(dst), _, Some(src)) => {
-                let Some((outer, inner)) = packet.split_first_chunk_mut::<OUTER_V6_LEN>() else {
+                let Some(packet) = packet.get_mut(..OUTER_V6_LEN + inner_len) else {
+                    return false;
+                };
+                let Some(outer) = packet.first_chunk_mut::<OUTER_V6_LEN>() else {
                     return false;
                 };
                 let (eth, rest) = outer.split_at_mut(14);
@@ -152,16 +156,15 @@ impl CompiledEntry {
                 ip[8..24].copy_from_slice(&src.octets());
                 ip[24..40].copy_from_slice(&dst.octets());
                 write_udp_vxlan(udp_vxlan, fabric, vni, udp_len, src_port);
-                // The checksum field is 0 here: summing it with the packet adds nothing.
-                let sum = self.outer_sum
-                    + u32::from(udp_len)
-                    + checksum::sum(udp_vxlan)
-                    + checksum::sum(inner.get(..inner_len).unwrap_or(inner));
+                // UDP header (checksum 0 so far, adding nothing), VXLAN and the inner frame:
+                // one contiguous sum.
+                let udp = &mut packet[OUTER_V6_LEN - 16..];
+                let sum = self.outer_sum + u32::from(udp_len) + checksum::sum(udp);
                 let checksum = match checksum::finish(sum) {
                     0 => 0xffff,
                     c => c,
                 };
-                UdpPacket::new_unchecked(udp_vxlan).set_checksum(checksum);
+                UdpPacket::new_unchecked(udp).set_checksum(checksum);
                 true
             }
             _ => false,
@@ -350,78 +353,10 @@ pub enum TableUpdate {
     Replace(Box<MappingTable>),
 }
 
-/// The table's own key: a [`MappingKey`] packed into 24 bytes and hashed as two words.
-/// `IpAddr`'s derived `Hash` feeds the hasher four separate writes (VNI, discriminant, length,
-/// bytes); this is two.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct SlotKey {
-    /// The overlay address as 128 bits (IPv4 in the low 32), high and low halves.
-    addr: [u64; 2],
-    vni: Vni,
-    /// 1 for IPv6, 0 for IPv4: keeps a.b.c.d and ::a.b.c.d apart. A full word, not a `bool`:
-    /// the key is stored field by field and read back by the probe, and a wider load over a
-    /// narrower store stalls on store forwarding.
-    ipv6: u32,
-}
-
-impl SlotKey {
-    #[inline]
-    fn new(key: &MappingKey) -> Self {
-        match key.overlay_ip {
-            IpAddr::V4(a) => Self::from_parts(key.vni, u128::from(u32::from(a)), false),
-            IpAddr::V6(a) => Self::from_parts(key.vni, u128::from(a), true),
-        }
-    }
-
-    #[inline(always)]
-    fn from_parts(vni: Vni, addr: u128, ipv6: bool) -> Self {
-        SlotKey {
-            addr: [(addr >> 64) as u64, addr as u64],
-            vni,
-            ipv6: u32::from(ipv6),
-        }
-    }
-
-    fn key(&self) -> MappingKey {
-        let addr = (u128::from(self.addr[0]) << 64) | u128::from(self.addr[1]);
-        let overlay_ip = if self.ipv6 != 0 {
-            IpAddr::V6(addr.into())
-        } else {
-            IpAddr::V4((addr as u32).into())
-        };
-        MappingKey {
-            vni: self.vni,
-            overlay_ip,
-        }
-    }
-}
-
-impl std::hash::Hash for SlotKey {
-    #[inline]
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // VNI and family go into the high word, whose top 32 bits are zero for IPv4. The
-        // hasher is seeded per table, so a guest cannot aim its misses at one probe chain.
-        let vni_family = u64::from(self.vni.get()) | (u64::from(self.ipv6) << 31);
-        state.write_u64(self.addr[0] ^ vni_family.rotate_left(32));
-        state.write_u64(self.addr[1]);
-    }
-}
-
-/// A key and what it holds, in one cache line: a lookup touches the table's control bytes
-/// and this line, nothing else.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(C, align(64))]
-struct Slot {
-    key: SlotKey,
-    entry: Entry,
-}
-const _: () = assert!(std::mem::size_of::<Slot>() == 64);
-
 /// One worker's mapping table.
 #[derive(Clone, Debug, Default)]
 pub struct MappingTable {
-    slots: HashTable<Slot>,
-    hasher: DefaultHashBuilder,
+    slots: SlotTable,
     mapped: usize,
     epoch: u64,
 }
@@ -435,8 +370,7 @@ impl MappingTable {
     /// An empty table with room for `capacity` mappings.
     pub fn with_capacity(epoch: u64, capacity: usize) -> Self {
         MappingTable {
-            slots: HashTable::with_capacity(capacity),
-            hasher: DefaultHashBuilder::default(),
+            slots: SlotTable::with_capacity(capacity),
             mapped: 0,
             epoch,
         }
@@ -459,7 +393,7 @@ impl MappingTable {
 
     /// No slots at all?
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.slots.len() == 0
     }
 
     /// Look `key` up at worker time `now_ms`.
@@ -490,12 +424,7 @@ impl MappingTable {
 
     #[inline(always)]
     fn lookup_slot(&self, key: &SlotKey, now_ms: u64) -> Lookup<'_> {
-        let hash = self.hasher.hash_one(key);
-        match self
-            .slots
-            .find(hash, |slot| slot.key == *key)
-            .map(|s| &s.entry)
-        {
+        match self.slots.find(key) {
             Some(Entry::Mapped(entry)) => Lookup::Hit(entry),
             Some(Entry::Negative { expires_at_ms }) if *expires_at_ms > now_ms => Lookup::Negative,
             Some(Entry::Pending { expires_at_ms }) if *expires_at_ms > now_ms => Lookup::Pending,
@@ -511,26 +440,15 @@ impl MappingTable {
         entry: Entry,
         keep: impl Fn(&Entry) -> bool,
     ) -> Option<Entry> {
-        let key = SlotKey::new(key);
-        let hasher = &self.hasher;
-        let hash = hasher.hash_one(key);
-        match self.slots.entry(
-            hash,
-            |slot| slot.key == key,
-            |slot| hasher.hash_one(slot.key),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut slot) => {
-                let old = slot.get().entry;
-                if !keep(&old) {
-                    slot.get_mut().entry = entry;
-                }
-                Some(old)
-            }
-            hashbrown::hash_table::Entry::Vacant(slot) => {
-                slot.insert(Slot { key, entry });
-                None
-            }
+        let (slot, existed) = self.slots.find_or_insert(SlotKey::new(key), entry);
+        if !existed {
+            return None;
         }
+        let old = *slot;
+        if !keep(&old) {
+            *slot = entry;
+        }
+        Some(old)
     }
 
     /// Insert or replace a mapping.
@@ -543,12 +461,10 @@ impl MappingTable {
 
     /// Remove whatever `key` holds. Returns whether it was a live mapping.
     pub fn delete(&mut self, key: &MappingKey) -> bool {
-        let key = SlotKey::new(key);
-        let hash = self.hasher.hash_one(key);
-        let Ok(slot) = self.slots.find_entry(hash, |slot| slot.key == key) else {
+        let Some(old) = self.slots.remove(&SlotKey::new(key)) else {
             return false;
         };
-        let was_mapped = matches!(slot.remove().0.entry, Entry::Mapped(_));
+        let was_mapped = matches!(old, Entry::Mapped(_));
         if was_mapped {
             self.mapped -= 1;
         }
@@ -582,6 +498,23 @@ impl MappingTable {
             }
         }
         None
+    }
+
+    /// Remove expired negative and pending entries among the next `slots` slots (round the
+    /// table, one call after another); returns how many. A guest creates such entries at will
+    /// by sending to addresses nobody maps, so without this the table would grow for as long
+    /// as it runs. The worker calls it between batches: a bounded step, never a whole-table
+    /// pause.
+    pub fn expire(&mut self, now_ms: u64, slots: usize) -> usize {
+        if self.slots.len() == self.mapped {
+            return 0; // Nothing but live mappings: nothing to look for.
+        }
+        self.slots.sweep(slots, |entry| match entry {
+            Entry::Mapped(_) => false,
+            Entry::Negative { expires_at_ms } | Entry::Pending { expires_at_ms } => {
+                *expires_at_ms <= now_ms
+            }
+        })
     }
 
     /// Iterate over live mappings.
@@ -675,5 +608,57 @@ mod tests {
         assert!(table.delete(&v4));
         assert_eq!(table.mapped_len(), 0);
         assert_eq!(table.mappings().count(), 0);
+    }
+
+    #[test]
+    fn expired_negative_and_pending_entries_are_swept_and_mappings_stay() {
+        let compiler = Compiler::new(Fabric {
+            underlay_ipv4: Some("198.18.0.2".parse().expect("ip")),
+            underlay_ipv6: None,
+            local_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            next_hop_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            vxlan_port: 4789,
+            mtu: 1500,
+        });
+        let mut table = MappingTable::new(1);
+        let ip = |i: u32| format!("198.18.{}.{}", i / 250, i % 250 + 1);
+        for i in 0..100 {
+            let k = key(5, &ip(i));
+            let mapping = Mapping {
+                vni: k.vni,
+                overlay_ip: k.overlay_ip,
+                underlay_ip: "198.18.0.1".parse().expect("ip"),
+                overlay_mac: MacAddr([2, 0, 0, 0, 2, 2]),
+            };
+            table.upsert(k, compiler.compile(&mapping).expect("compiles"));
+        }
+        // What a guest scanning unmapped addresses leaves behind.
+        for i in 100..5_000 {
+            if i % 2 == 0 {
+                table.set_pending(key(5, &ip(i)), 10);
+            } else {
+                table.set_negative(key(5, &ip(i)), 20);
+            }
+        }
+        assert_eq!(table.len(), 5_000);
+        assert_eq!(
+            table.expire(10, usize::MAX),
+            2_450,
+            "pending entries are gone at 10"
+        );
+        assert_eq!(table.lookup(&key(5, &ip(101)), 10), Lookup::Negative);
+        let mut removed = 0;
+        while table.len() > table.mapped_len() {
+            removed += table.expire(20, 16);
+        }
+        assert_eq!(
+            removed, 2_450,
+            "negative entries are gone at 20, 16 slots at a time"
+        );
+        assert_eq!(table.mapped_len(), 100);
+        for i in 0..100 {
+            assert!(matches!(table.lookup(&key(5, &ip(i)), 20), Lookup::Hit(_)));
+        }
+        assert_eq!(table.expire(20, usize::MAX), 0);
     }
 }

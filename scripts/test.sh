@@ -27,9 +27,13 @@ cargo test --workspace --locked
 
 echo "== micro-benchmark harness smoke (pipeline_loop: verdicts, drops and untouched payloads checked)"
 for mode in batch single; do
-  for direction in egress ingress; do
+  for direction in egress ingress egress-v6u ingress-v6u; do
     cargo run -q --locked -p xvpc-benches --example pipeline_loop -- "$direction" 1000 8192 "$mode"
   done
+done
+# 1400-byte frames in slots laid out like the daemon's 2 KiB UMEM frames.
+for direction in egress ingress-v6u; do
+  cargo run -q --locked -p xvpc-benches --example pipeline_loop -- "$direction" 1000 8192 batch 1400 2048
 done
 
 # The smoke runs only prove the harnesses still work end to end (every system forwards and

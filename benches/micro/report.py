@@ -48,7 +48,7 @@ for name in ["egress_v4u_1000", "ingress_v4u_1000", "egress_v4u_1000000", "ingre
 print()
 print("| table operation | time for 1,000,000 | per second |")
 print("|---|---|---|")
-for name in ["upsert_1M", "compile_and_upsert_1M"]:
+for name in ["upsert_1M", "upsert_1M_presized", "compile_and_upsert_1M"]:
     try:
         t = median_ns("table", name)
     except FileNotFoundError:

@@ -1,4 +1,4 @@
-//! A fixed number of 64-byte frames through egress or ingress, in batches as the worker runs
+//! A fixed number of frames (64 bytes unless told) through egress or ingress, in batches as the worker runs
 //! them, printing the wall time per packet; also for instruction counting under
 //! `valgrind --tool=callgrind` (repeatable on a shared, noisy machine, unlike time):
 //!
@@ -10,6 +10,9 @@
 //! Instructions per packet = (total − the same run with 0 packets) / packets.
 //! `single` as a fourth argument runs each frame through the whole pipeline before the next
 //! one (no overlap of lookups), for comparison; `loop` runs no pipeline (the harness alone).
+//! `egress-v6u`/`ingress-v6u` give the mappings IPv6 underlay addresses. A fifth argument sets
+//! the frame length (egress: the guest frame; ingress: the inner frame), a sixth the distance
+//! between frame buffers (`Ring::with_stride`; 2048 lays them out like the daemon's UMEM).
 
 use std::hint::black_box;
 
@@ -22,30 +25,39 @@ use xvpc_core::pipeline::{Context, Verdict};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: pipeline_loop egress|ingress MAPPINGS PACKETS [batch|single|loop]";
+    let usage = "usage: pipeline_loop egress|ingress[-v6u] MAPPINGS PACKETS [batch|single|loop] [FRAME_LEN] [STRIDE]";
     let direction = args.get(1).expect(usage).clone();
     let mappings: usize = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
     let packets: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
     let mode = args.get(4).map_or("batch", String::as_str);
+    let frame_len: usize = args
+        .get(5)
+        .map_or(Some(64), |s| s.parse().ok())
+        .expect(usage);
     let (single, idle) = (mode == "single", mode == "loop");
     let setup = Setup::new();
-    let table = table(&setup, mappings, false);
+    // `-v6u`: the mappings' underlay addresses are IPv6.
+    let v6_underlay = direction.ends_with("-v6u");
+    let table = table(&setup, mappings, v6_underlay);
     let dsts = destinations(&setup, mappings, FRAMES, 0x5eed);
-    let egress_dir = direction == "egress";
+    let egress_dir = direction.starts_with("egress");
     let inputs: Vec<Vec<u8>> = dsts
         .iter()
         .map(|&i| {
             if egress_dir {
-                let std::net::IpAddr::V4(dst) = mapping(i, false).overlay_ip else {
+                let std::net::IpAddr::V4(dst) = mapping(i, v6_underlay).overlay_ip else {
                     unreachable!("benchmark overlays are IPv4")
                 };
-                guest_frame(dst, 64, i as u16)
+                guest_frame(dst, frame_len, i as u16)
             } else {
-                fabric_frame(&setup, i, 64, false)
+                fabric_frame(&setup, i, frame_len, v6_underlay)
             }
         })
         .collect();
-    let mut ring = Ring::new(inputs);
+    let mut ring = match args.get(6) {
+        Some(stride) => Ring::with_stride(inputs, stride.parse().expect(usage)),
+        None => Ring::new(inputs),
+    };
     let ctx = Context {
         guest: &setup.guest,
         gateway: &setup.gateway,

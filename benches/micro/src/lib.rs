@@ -294,26 +294,59 @@ pub const HEADER_BYTES: usize = 14;
 /// How many frames ahead of the batch being processed [`Ring::run_batch`] restores.
 pub const RESTORE_LEAD: usize = 2 * BATCH;
 
-/// Frames and the buffers they are processed in (one buffer per frame, like UMEM frames).
+/// Frames and the buffers they are processed in: one region of equal slots (headroom, frame,
+/// tailroom), like UMEM frames.
 pub struct Ring {
     /// The original frames.
     pub inputs: Vec<Vec<u8>>,
-    /// Working buffers: headroom + frame + tailroom.
-    pub buffers: Vec<Vec<u8>>,
+    region: Vec<u8>,
+    /// Where the first slot starts in `region`: on a 4 KiB boundary, as a UMEM does.
+    base: usize,
+    stride: usize,
 }
 
 impl Ring {
-    /// Buffers for these frames, each holding its frame.
+    /// Buffers for these frames, each slot rounded up to whole cache lines (as separate heap
+    /// buffers would be, which is how the benchmarks laid frames out before).
     pub fn new(inputs: Vec<Vec<u8>>) -> Self {
-        let buffers = inputs
-            .iter()
-            .map(|f| {
-                let mut buf = vec![0u8; HEADROOM + f.len() + TAILROOM];
-                buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
-                buf
-            })
-            .collect();
-        Ring { inputs, buffers }
+        let longest = inputs.iter().map(Vec::len).max().unwrap_or(0);
+        let stride = (HEADROOM + longest + TAILROOM).next_multiple_of(64);
+        Self::with_stride(inputs, stride)
+    }
+
+    /// Buffers `stride` bytes apart: 2048 or 4096 puts frames where a UMEM with that frame
+    /// size does, every frame at the same offset from a power of two (see
+    /// docs/PERFORMANCE.md on what that does to the cache).
+    pub fn with_stride(inputs: Vec<Vec<u8>>, stride: usize) -> Self {
+        let longest = inputs.iter().map(Vec::len).max().unwrap_or(0);
+        assert!(
+            stride >= HEADROOM + longest,
+            "a {stride}-byte slot cannot hold a {longest}-byte frame"
+        );
+        let mut region = vec![0u8; inputs.len() * stride + 4096];
+        let base = region.as_ptr().align_offset(4096).min(4096);
+        for (j, f) in inputs.iter().enumerate() {
+            let at = base + j * stride + HEADROOM;
+            region[at..at + f.len()].copy_from_slice(f);
+        }
+        Ring {
+            inputs,
+            region,
+            base,
+            stride,
+        }
+    }
+
+    #[inline]
+    fn buffer(&self, j: usize) -> &[u8] {
+        let at = self.base + j * self.stride;
+        &self.region[at..at + self.stride]
+    }
+
+    #[inline]
+    fn buffer_mut(&mut self, j: usize) -> &mut [u8] {
+        let at = self.base + j * self.stride;
+        &mut self.region[at..at + self.stride]
     }
 
     /// Restore the Ethernet header of frame `j` (egress rewrites it in place).
@@ -321,8 +354,8 @@ impl Ring {
     pub fn restore(&mut self, j: usize) {
         let (Some(input), Some(buf)) = (
             self.inputs[j].first_chunk::<HEADER_BYTES>(),
-            self.buffers[j]
-                .get_mut(HEADROOM..)
+            self.region
+                .get_mut(self.base + j * self.stride + HEADROOM..)
                 .and_then(|b| b.first_chunk_mut::<HEADER_BYTES>()),
         ) else {
             panic!("benchmark frames are longer than an Ethernet header");
@@ -354,13 +387,13 @@ impl Ring {
             let mut prepared = [P::default(); PREPARE_AHEAD];
             for (j, p) in (group..).zip(prepared.iter_mut()) {
                 let len = self.inputs[j].len();
-                if let Ok(frame) = Frame::new(&mut self.buffers[j], HEADROOM, len) {
+                if let Ok(frame) = Frame::new(self.buffer_mut(j), HEADROOM, len) {
                     *p = prepare(&frame);
                 }
             }
             for (j, p) in (group..).zip(prepared) {
                 let len = self.inputs[j].len();
-                let verdict = match Frame::new(&mut self.buffers[j], HEADROOM, len) {
+                let verdict = match Frame::new(self.buffer_mut(j), HEADROOM, len) {
                     Ok(mut frame) => finish(p, &mut frame),
                     Err(_) => Verdict::Drop(DropReason::InvalidDescriptor),
                 };
@@ -373,8 +406,8 @@ impl Ring {
     /// Did every frame stay as it was past [`HEADER_BYTES`]? If not, restoring only the
     /// Ethernet header would have fed the pipelines different frames.
     pub fn payloads_intact(&self) -> bool {
-        self.inputs.iter().zip(&self.buffers).all(|(input, buf)| {
-            let n = input.len().min(HEADER_BYTES);
+        self.inputs.iter().enumerate().all(|(j, input)| {
+            let (buf, n) = (self.buffer(j), input.len().min(HEADER_BYTES));
             buf[HEADROOM + n..HEADROOM + input.len()] == input[n..]
         })
     }

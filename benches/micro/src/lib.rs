@@ -323,39 +323,48 @@ impl Ring {
             stride >= HEADROOM + longest,
             "a {stride}-byte slot cannot hold a {longest}-byte frame"
         );
-        let mut region = vec![0u8; inputs.len() * stride + 4096];
+        let region = vec![0u8; inputs.len() * stride + 4096];
         let base = region.as_ptr().align_offset(4096).min(4096);
-        for (j, f) in inputs.iter().enumerate() {
-            let at = base + j * stride + HEADROOM;
-            region[at..at + f.len()].copy_from_slice(f);
-        }
-        Ring {
+        let mut ring = Ring {
             inputs,
             region,
             base,
             stride,
+        };
+        for j in 0..ring.inputs.len() {
+            let slot = ring.slot(j);
+            let f = &ring.inputs[j];
+            ring.region[slot][HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
         }
+        ring
+    }
+
+    /// Where frame `j`'s slot lies in `region`.
+    #[inline]
+    fn slot(&self, j: usize) -> std::ops::Range<usize> {
+        let at = self.base + j * self.stride;
+        at..at + self.stride
     }
 
     #[inline]
     fn buffer(&self, j: usize) -> &[u8] {
-        let at = self.base + j * self.stride;
-        &self.region[at..at + self.stride]
+        &self.region[self.slot(j)]
     }
 
     #[inline]
     fn buffer_mut(&mut self, j: usize) -> &mut [u8] {
-        let at = self.base + j * self.stride;
-        &mut self.region[at..at + self.stride]
+        let slot = self.slot(j);
+        &mut self.region[slot]
     }
 
     /// Restore the Ethernet header of frame `j` (egress rewrites it in place).
     #[inline]
     pub fn restore(&mut self, j: usize) {
+        let slot = self.slot(j);
         let (Some(input), Some(buf)) = (
             self.inputs[j].first_chunk::<HEADER_BYTES>(),
-            self.region
-                .get_mut(self.base + j * self.stride + HEADROOM..)
+            self.region[slot]
+                .get_mut(HEADROOM..)
                 .and_then(|b| b.first_chunk_mut::<HEADER_BYTES>()),
         ) else {
             panic!("benchmark frames are longer than an Ethernet header");

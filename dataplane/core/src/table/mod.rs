@@ -301,29 +301,20 @@ impl Compiler {
                 underlay: mapping.underlay_ip,
             });
         }
+        let no_local = |family| TableError::NoLocalUnderlay {
+            key,
+            underlay: mapping.underlay_ip,
+            family,
+        };
         let outer_sum = match mapping.underlay_ip {
             IpAddr::V4(dst) => {
-                let src = self
-                    .fabric
-                    .underlay_ipv4
-                    .ok_or(TableError::NoLocalUnderlay {
-                        key,
-                        underlay: mapping.underlay_ip,
-                        family: "IPv4",
-                    })?;
+                let src = self.fabric.underlay_ipv4.ok_or_else(|| no_local("IPv4"))?;
                 // The header as written, with total length 0 (the packet adds its own) and
                 // checksum 0.
                 checksum::sum(&outer_ipv4_header(0, 0, src, dst))
             }
             IpAddr::V6(dst) => {
-                let src = self
-                    .fabric
-                    .underlay_ipv6
-                    .ok_or(TableError::NoLocalUnderlay {
-                        key,
-                        underlay: mapping.underlay_ip,
-                        family: "IPv6",
-                    })?;
+                let src = self.fabric.underlay_ipv6.ok_or_else(|| no_local("IPv6"))?;
                 checksum::pseudo_header_v6(&src, &dst, IpProtocol::UDP, 0)
             }
         };

@@ -27,7 +27,7 @@ cargo test --workspace --locked
 
 echo "== micro-benchmark harness smoke (pipeline_loop: verdicts, drops and untouched payloads checked)"
 for mode in batch single; do
-  for direction in egress ingress egress-v6u ingress-v6u; do
+  for direction in egress ingress egress-v6u ingress-v6u egress-v6u-zero-csum ingress-v6u-zero-csum; do
     cargo run -q --locked -p xvpc-benches --example pipeline_loop -- "$direction" 1000 8192 "$mode"
   done
 done

@@ -34,7 +34,7 @@ print()
 print("| case | frame | ns/packet | harness | pipeline ns/packet | target | met |")
 print("|---|---|---|---|---|---|---|")
 for name in ["egress_v4u_1000", "ingress_v4u_1000", "egress_v4u_1000000", "ingress_v4u_1000000",
-             "egress_v6u_1000", "ingress_v6u_1000"]:
+             "egress_v6u_1000", "ingress_v6u_1000", "egress_v6u_zero_csum_1000", "ingress_v6u_zero_csum_1000"]:
     for size in ["64", "1400"]:
         try:
             total = median_ns("packet", name, size) / BATCH

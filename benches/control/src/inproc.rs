@@ -42,6 +42,8 @@ pub fn testbed_fabric() -> Fabric {
         next_hop_mac: MacAddr([0x02, 0, 0, 0, 0x0f, 0x01]),
         vxlan_port: Fabric::VXLAN_PORT,
         mtu: 1500,
+        udp6_zero_checksum_tx: false,
+        udp6_zero_checksum_rx: false,
     }
 }
 

@@ -10,7 +10,8 @@
 //! Instructions per packet = (total − the same run with 0 packets) / packets.
 //! `single` as a fourth argument runs each frame through the whole pipeline before the next
 //! one (no overlap of lookups), for comparison; `loop` runs no pipeline (the harness alone).
-//! `egress-v6u`/`ingress-v6u` give the mappings IPv6 underlay addresses. A fifth argument sets
+//! `egress-v6u`/`ingress-v6u` give the mappings IPv6 underlay addresses, `-v6u-zero-csum` the
+//! same with RFC 6935 zero UDP checksums (`udp6_zero_checksum_tx`/`_rx`). A fifth argument sets
 //! the frame length (egress: the guest frame; ingress: the inner frame), a sixth the distance
 //! between frame buffers (`Ring::with_stride`; 2048 lays them out like the daemon's UMEM).
 
@@ -25,7 +26,7 @@ use xvpc_core::pipeline::{Context, Verdict};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: pipeline_loop egress|ingress[-v6u] MAPPINGS PACKETS [batch|single|loop] [FRAME_LEN] [STRIDE]";
+    let usage = "usage: pipeline_loop egress|ingress[-v6u|-v6u-zero-csum] MAPPINGS PACKETS [batch|single|loop] [FRAME_LEN] [STRIDE]";
     let direction = args.get(1).expect(usage).clone();
     let mappings: usize = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
     let packets: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
@@ -35,9 +36,12 @@ fn main() {
         .map_or(Some(64), |s| s.parse().ok())
         .expect(usage);
     let (single, idle) = (mode == "single", mode == "loop");
-    let setup = Setup::new();
     // `-v6u`: the mappings' underlay addresses are IPv6.
-    let v6_underlay = direction.ends_with("-v6u");
+    let v6_underlay = direction.contains("-v6u");
+    let setup = match direction.ends_with("-zero-csum") {
+        true => Setup::with_udp6_zero_checksum(),
+        false => Setup::new(),
+    };
     let table = table(&setup, mappings, v6_underlay);
     let dsts = destinations(&setup, mappings, FRAMES, 0x5eed);
     let egress_dir = direction.starts_with("egress");

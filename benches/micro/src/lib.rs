@@ -72,8 +72,20 @@ impl Setup {
                 next_hop_mac: MacAddr([2, 0, 0, 0, 0x0f, 1]),
                 vxlan_port: 4789,
                 mtu: 1500,
+                udp6_zero_checksum_tx: false,
+                udp6_zero_checksum_rx: false,
             },
         }
+    }
+}
+
+impl Setup {
+    /// [`Setup::new`] with RFC 6935 zero IPv6 UDP checksums opted in, both directions.
+    pub fn with_udp6_zero_checksum() -> Self {
+        let mut setup = Self::new();
+        setup.fabric.udp6_zero_checksum_tx = true;
+        setup.fabric.udp6_zero_checksum_rx = true;
+        setup
     }
 }
 
@@ -244,6 +256,9 @@ pub fn fabric_frame(setup: &Setup, i: usize, inner_len: usize, v6_underlay: bool
         next_hop_mac: setup.fabric.local_mac,
         vxlan_port: setup.fabric.vxlan_port,
         mtu: setup.fabric.mtu,
+        // Sends what our side accepts.
+        udp6_zero_checksum_tx: setup.fabric.udp6_zero_checksum_rx,
+        udp6_zero_checksum_rx: false,
     };
     let back = Mapping {
         vni: setup.guest.vni,

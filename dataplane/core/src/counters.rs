@@ -81,8 +81,11 @@ drop_reasons! {
     OuterNotForUs => "outer_not_for_us",
     /// Not UDP to our VXLAN port.
     OuterNotVxlan => "outer_not_vxlan",
-    /// The outer UDP checksum is wrong (or zero over IPv6).
+    /// The outer UDP checksum is wrong.
     OuterBadUdpChecksum => "outer_bad_udp_checksum",
+    /// The outer UDP checksum is zero over IPv6 and `udp6_zero_checksum_rx` is off (RFC 6936
+    /// section 5: discarded by default, counted apart from corrupted packets).
+    OuterZeroUdp6Checksum => "outer_zero_udp6_checksum",
     /// The VXLAN I flag is clear (RFC 7348: the VNI is not valid).
     VxlanNoVni => "vxlan_no_vni",
     /// The VNI is not the one of our guest.

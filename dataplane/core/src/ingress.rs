@@ -191,10 +191,11 @@ fn fast_outer_v6(ctx: &Context<'_>, data: &[u8]) -> Option<(usize, usize, IpAddr
     let udp_bytes = data.get(UDP_AT..UDP_AT + payload_len)?;
     let udp = UdpPacket::new_checked(udp_bytes).ok()?;
     let udp_len = usize::from(udp.len());
-    if udp.dst_port() != ctx.fabric.vxlan_port
-        || udp_len < UDP_VXLAN_LEN
-        || !udp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr())
-    {
+    let checksum_ok = match udp.checksum() {
+        0 => ctx.fabric.udp6_zero_checksum_rx,
+        _ => udp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr()),
+    };
+    if udp.dst_port() != ctx.fabric.vxlan_port || udp_len < UDP_VXLAN_LEN || !checksum_ok {
         return None;
     }
     fast_vxlan(ctx, &head[UDP_AT + 8..])?;
@@ -322,10 +323,15 @@ fn decapsulate(
     if udp.dst_port() != ctx.fabric.vxlan_port {
         return Err(OuterNotVxlan);
     }
-    let checksum_ok = match (outer.src, data[ETH_LEN..].first()) {
+    // Zero means "no checksum": always allowed over IPv4 (RFC 7348), over IPv6 only where
+    // the operator opted in (RFC 6935/6936). A non-zero checksum is always verified.
+    let checksum_ok = match (outer.src, udp.checksum()) {
+        (IpAddr::V4(_), 0) => true,
+        (IpAddr::V6(_), 0) if ctx.fabric.udp6_zero_checksum_rx => true,
+        (IpAddr::V6(_), 0) => return Err(OuterZeroUdp6Checksum),
         (IpAddr::V4(src), _) => {
             let dst = Ipv4Packet::new_unchecked(&data[ETH_LEN..]).dst_addr();
-            udp.checksum() == 0 || udp.verify_checksum_v4(src, dst)
+            udp.verify_checksum_v4(src, dst)
         }
         (IpAddr::V6(src), _) => {
             let dst = Ipv6Packet::new_unchecked(&data[ETH_LEN..]).dst_addr();

@@ -228,6 +228,16 @@ pub struct Fabric {
     pub vxlan_port: u16,
     /// The fabric MTU: the largest outer IP packet we may send.
     pub mtu: u16,
+    /// Send IPv6-underlay packets with a zero UDP checksum (RFC 6935, under the constraints
+    /// of RFC 6936; Linux `udp6zerocsumtx`). Off by default: RFC 8200 section 8.1 requires the
+    /// checksum, and computing it reads the whole packet.
+    #[serde(default)]
+    pub udp6_zero_checksum_tx: bool,
+    /// Accept IPv6-underlay packets with a zero UDP checksum (Linux `udp6zerocsumrx`). Off by
+    /// default: they are dropped and counted `outer_zero_udp6_checksum` (RFC 6936 section 5,
+    /// requirement 1). A non-zero checksum is always verified.
+    #[serde(default)]
+    pub udp6_zero_checksum_rx: bool,
 }
 
 impl Fabric {

@@ -26,7 +26,8 @@ struct Outcome {
     moved: Vec<(String, u64)>,
 }
 
-fn run_case(env: &Env, case: &Case) -> Outcome {
+/// Run a fixture in its environment (see [`common::env_for`]).
+fn run_case(case: &Case) -> Outcome {
     let input = case.input_bytes();
     let headroom = case.headroom.unwrap_or(common::HEADROOM);
     let tailroom = case.tailroom.unwrap_or(common::TAILROOM);
@@ -34,7 +35,7 @@ fn run_case(env: &Env, case: &Case) -> Outcome {
     let mut frame = Frame::new(&mut buf, headroom, input.len()).expect("frame fits its buffer");
     let before = Counters::default();
     let mut counters = before.clone();
-    let verdict = env.run(case.direction, &mut frame, &mut counters);
+    let verdict = common::env_for(case).run(case.direction, &mut frame, &mut counters);
     Outcome {
         verdict,
         output: frame.data().to_vec(),
@@ -97,7 +98,7 @@ fn fixtures_match_the_oracle() {
     let mut failures = Vec::new();
     let mut still_broken = BTreeSet::new();
     for case in &cases {
-        let got = run_case(&env, case);
+        let got = run_case(case);
         let errors = check(&env, case, &got);
         let known = KNOWN_BUGS.iter().find(|(name, _)| *name == case.name);
         match (errors.is_empty(), known) {
@@ -231,10 +232,12 @@ fn tshark_dissects_our_vxlan() {
     let (env, cases) = common::load();
     let mut frames = Vec::new();
     let mut inner_dsts = Vec::new();
+    let mut zero_csum = Vec::new();
     for case in cases.iter().filter(|c| c.verdict == "ToFabric") {
-        let got = run_case(&env, case);
+        let got = run_case(case);
         assert_eq!(got.verdict, Verdict::ToFabric, "{}", case.name);
         frames.push(got.output);
+        zero_csum.push(case.udp6_zero_checksum);
         let input = case.input_bytes();
         let dst = match u16::from_be_bytes([input[12], input[13]]) {
             0x0800 => IpAddr::from(<[u8; 4]>::try_from(&input[30..34]).expect("4 bytes")),
@@ -299,8 +302,9 @@ fn tshark_dissects_our_vxlan() {
             env.guest.vni.get().to_string(),
             "frame {i}: VNI; {line}"
         );
-        // Status values: 0 bad, 1 good, 2 unverified. Every IPv4 header (outer and inner)
-        // must verify; no UDP checksum may be bad, and the outer one over IPv6 must be good.
+        // Status values: 0 bad, 1 good, 2 unverified, 4 illegal. Every IPv4 header (outer and
+        // inner) must verify; no UDP checksum may be bad, and the outer one over IPv6 must be
+        // good, or zero where the fabric opted in (which tshark calls illegal, per RFC 8200).
         for status in f[1].split(',').filter(|s| !s.is_empty()) {
             assert_eq!(
                 status, "1",
@@ -310,7 +314,13 @@ fn tshark_dissects_our_vxlan() {
         let udp: Vec<&str> = f[2].split(',').collect();
         assert!(!udp.contains(&"0"), "frame {i}: bad UDP checksum; {line}");
         let outer_v6 = !f[5].is_empty() && frames[i][12..14] == [0x86, 0xdd];
-        if outer_v6 {
+        if outer_v6 && zero_csum[i] {
+            assert_eq!(
+                (udp[0], f[3].split(',').next()),
+                ("4", Some("0x0000")),
+                "frame {i}: outer UDP checksum over IPv6 is 0 (RFC 6935 opt-in); {line}"
+            );
+        } else if outer_v6 {
             assert_eq!(
                 udp[0], "1",
                 "frame {i}: outer UDP checksum over IPv6; {line}"

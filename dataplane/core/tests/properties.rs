@@ -33,6 +33,14 @@ const REMOTES: [(u8, [u8; 6], &str, &str); 2] = [
     (4, [2, 0, 0, 0, 2, 4], "2001:2::1", "2001:2::2"),
 ];
 
+/// The shared environment, or its twin with RFC 6935 zero IPv6 UDP checksums opted in.
+fn env_with(udp6_zero_checksum: bool) -> &'static Env {
+    match udp6_zero_checksum {
+        true => common::shared_udp6_zero_checksum(),
+        false => &common::shared().0,
+    }
+}
+
 /// Run a frame (with the given room around it) through one pipeline: verdict, output bytes
 /// and the counters it moved.
 fn run(
@@ -370,11 +378,12 @@ proptest! {
         headroom in prop::sample::select(vec![0usize, 49, 50, 69, 70, 256]),
         tailroom in prop::sample::select(vec![0usize, 8, 512]),
         swap_direction in any::<bool>(),
+        udp6_zero_checksum in any::<bool>(),
     ) {
-        let (env, cases) = common::shared();
+        let (_, cases) = common::shared();
         let (dir, bytes) =
             mutated_fixture(cases, index, &flips, cut, truncate, swap_direction);
-        assert_fast_path_agrees(env, dir, &bytes, headroom, tailroom);
+        assert_fast_path_agrees(env_with(udp6_zero_checksum), dir, &bytes, headroom, tailroom);
     }
 
     /// The same for flows the fast paths take (TCP, UDP) and the ones they leave (ICMP, GRE,
@@ -385,8 +394,9 @@ proptest! {
         (remote, v6, protocol, l4) in flow(),
         flip in any::<prop::sample::Index>(),
         xor in 0u8..=255,
+        udp6_zero_checksum in any::<bool>(),
     ) {
-        let (env, _) = common::shared();
+        let env = env_with(udp6_zero_checksum);
         let (host, remote_mac, remote_u, our_u) = REMOTES[remote];
         let remote_env = common::mirrored_env_for(
             env,
@@ -416,8 +426,11 @@ proptest! {
     /// Encapsulate on our host, decapsulate on the remote host (its mirrored view): the
     /// remote guest receives the original frame with only the destination MAC rewritten.
     #[test]
-    fn encapsulation_round_trips((remote, v6, protocol, l4) in flow()) {
-        let (env, _) = common::shared();
+    fn encapsulation_round_trips(
+        (remote, v6, protocol, l4) in flow(),
+        udp6_zero_checksum in any::<bool>(),
+    ) {
+        let env = env_with(udp6_zero_checksum);
         let (host, remote_mac, remote_u, our_u) = REMOTES[remote];
         let remote_env = common::mirrored_env_for(
             env,
@@ -437,10 +450,14 @@ proptest! {
         prop_assert_eq!(inner, want);
     }
 
-    /// The outer IPv4 header checksum and the outer UDP checksum over IPv6 verify.
+    /// The outer IPv4 header checksum and the outer UDP checksum over IPv6 verify, or the
+    /// latter is 0 where the fabric opted in.
     #[test]
-    fn outer_checksums_verify((remote, v6, protocol, l4) in flow()) {
-        let (env, _) = common::shared();
+    fn outer_checksums_verify(
+        (remote, v6, protocol, l4) in flow(),
+        udp6_zero_checksum in any::<bool>(),
+    ) {
+        let env = env_with(udp6_zero_checksum);
         let input = flow_frame(remote, v6, protocol, &l4);
         let (verdict, outer, _) = run(env, Direction::Egress, &input, 256, 512);
         prop_assert_eq!(verdict, Verdict::ToFabric);
@@ -453,7 +470,11 @@ proptest! {
             0x86dd => {
                 let ip = Ipv6Packet::new_checked(&outer[14..]).expect("outer IPv6 parses");
                 let udp = UdpPacket::new_checked(&outer[54..]).expect("outer UDP parses");
-                prop_assert!(udp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr()));
+                if udp6_zero_checksum {
+                    prop_assert_eq!(udp.checksum(), 0);
+                } else {
+                    prop_assert!(udp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr()));
+                }
                 prop_assert_eq!(usize::from(ip.payload_len()), outer.len() - 54);
             }
             other => prop_assert!(false, "outer ethertype {other:#06x}"),

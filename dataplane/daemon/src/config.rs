@@ -117,6 +117,10 @@ struct RawFabric {
     #[serde(default = "default_vxlan_port")]
     vxlan_port: u16,
     mtu: Option<u16>,
+    #[serde(default)]
+    udp6_zero_checksum_tx: bool,
+    #[serde(default)]
+    udp6_zero_checksum_rx: bool,
 }
 
 #[derive(Deserialize)]
@@ -351,6 +355,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if f.vxlan_port == 0 {
         return Err(invalid("fabric.vxlan_port", "must not be 0"));
     }
+    for (set, key) in [
+        (f.udp6_zero_checksum_tx, "fabric.udp6_zero_checksum_tx"),
+        (f.udp6_zero_checksum_rx, "fabric.udp6_zero_checksum_rx"),
+    ] {
+        if set && f.underlay_ipv6.is_none() {
+            return Err(invalid(
+                key,
+                "applies to an IPv6 underlay: set fabric.underlay_ipv6",
+            ));
+        }
+    }
     let next_hop = match (f.next_hop_mac, f.next_hop_ip) {
         (Some(mac), None) if mac.is_unicast() => NextHop::Mac(mac),
         (Some(mac), None) => {
@@ -434,6 +449,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         vxlan_port: f.vxlan_port,
         mtu: f.mtu.unwrap_or(1500),
+        udp6_zero_checksum_tx: f.udp6_zero_checksum_tx,
+        udp6_zero_checksum_rx: f.udp6_zero_checksum_rx,
     };
     let compiler = Compiler::new(fabric.clone());
     for (i, m) in mappings.iter().enumerate() {
@@ -520,6 +537,14 @@ mod tests {
         assert_eq!(config.guest.vni.get(), 100);
         assert_eq!(config.fabric.vxlan_port, 4789);
         assert!(!config.mappings.is_empty());
+        // RFC 8200: IPv6 underlay checksums stay on unless asked otherwise.
+        assert!(!config.fabric.udp6_zero_checksum_tx && !config.fabric.udp6_zero_checksum_rx);
+        let zero = with(
+            "vxlan_port = 4789",
+            "vxlan_port = 4789\nudp6_zero_checksum_tx = true\nudp6_zero_checksum_rx = true",
+        );
+        let config = Config::parse(&zero).expect("zero-checksum opt-in parses");
+        assert!(config.fabric.udp6_zero_checksum_tx && config.fabric.udp6_zero_checksum_rx);
     }
 
     fn with(from: &str, to: &str) -> String {
@@ -536,6 +561,13 @@ mod tests {
             (
                 with("vxlan_port = 4789", "vxlan_port = 0"),
                 "fabric.vxlan_port",
+            ),
+            (
+                with(
+                    "underlay_ipv6 = \"2001:2::2\"",
+                    "udp6_zero_checksum_rx = true",
+                ),
+                "fabric.udp6_zero_checksum_rx",
             ),
             (
                 with("batch_size = 64", "batch_size = 0"),

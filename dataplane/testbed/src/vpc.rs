@@ -47,6 +47,9 @@ pub enum Underlay {
     V4,
     /// Outer IPv6.
     V6,
+    /// Outer IPv6 with zero UDP checksums both ways (RFC 6935: `udp6zerocsumtx` and
+    /// `udp6zerocsumrx`).
+    V6ZeroChecksum,
 }
 
 /// A remote host: a kernel VXLAN device and the remote guest behind it.
@@ -74,7 +77,7 @@ impl Remote {
     pub fn underlay_ip(&self) -> IpAddr {
         match self.underlay {
             Underlay::V4 => IpAddr::V4(self.underlay_v4),
-            Underlay::V6 => IpAddr::V6(self.underlay_v6),
+            Underlay::V6 | Underlay::V6ZeroChecksum => IpAddr::V6(self.underlay_v6),
         }
     }
 
@@ -221,12 +224,17 @@ impl Vpc {
             "via",
             &format!("2001:2:0:a{subnet}::1"),
         ])?;
-        let (local, remote) = match underlay {
-            Underlay::V4 => (underlay_v4.to_string(), UNDERLAY_V4.to_string()),
-            Underlay::V6 => (underlay_v6.to_string(), UNDERLAY_V6.to_string()),
+        let (local, remote, options) = match underlay {
+            Underlay::V4 => (underlay_v4.to_string(), UNDERLAY_V4, ""),
+            Underlay::V6 => (underlay_v6.to_string(), UNDERLAY_V6, ""),
+            Underlay::V6ZeroChecksum => (
+                underlay_v6.to_string(),
+                UNDERLAY_V6,
+                " udp6zerocsumtx udp6zerocsumrx",
+            ),
         };
         ns.sh(&format!(
-            "ip link add vx100 type vxlan id {VNI} local {local} remote {remote} dstport 4789 dev u0"
+            "ip link add vx100 type vxlan id {VNI} local {local} remote {remote} dstport 4789 dev u0{options}"
         ))?;
         let mac = format!("02:00:00:00:02:{:02x}", 3 + i);
         let overlay_v4: Ipv4Addr = format!("198.18.10.{}", 3 + i)

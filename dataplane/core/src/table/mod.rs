@@ -156,6 +156,11 @@ impl CompiledEntry {
                 ip[8..24].copy_from_slice(&src.octets());
                 ip[24..40].copy_from_slice(&dst.octets());
                 write_udp_vxlan(udp_vxlan, fabric, vni, udp_len, src_port);
+                if fabric.udp6_zero_checksum_tx {
+                    // Written as 0 already: RFC 6935 lets a tunnel opt out of reading the
+                    // whole packet.
+                    return true;
+                }
                 // UDP header (checksum 0 so far, adding nothing), VXLAN and the inner frame:
                 // one contiguous sum.
                 let udp = &mut packet[OUTER_V6_LEN - 16..];
@@ -565,6 +570,8 @@ mod tests {
             next_hop_mac: MacAddr([2, 0, 0, 0, 0, 1]),
             vxlan_port: 4789,
             mtu: 1500,
+            udp6_zero_checksum_tx: false,
+            udp6_zero_checksum_rx: false,
         };
         let compiler = Compiler::new(fabric);
         let mut table = MappingTable::new(1);
@@ -610,6 +617,8 @@ mod tests {
             next_hop_mac: MacAddr([2, 0, 0, 0, 0, 1]),
             vxlan_port: 4789,
             mtu: 1500,
+            udp6_zero_checksum_tx: false,
+            udp6_zero_checksum_rx: false,
         });
         let mut table = MappingTable::new(1);
         let ip = |i: u32| format!("198.18.{}.{}", i / 250, i % 250 + 1);

@@ -68,6 +68,9 @@ pub struct Case {
     pub headroom: Option<usize>,
     #[serde(default)]
     pub tailroom: Option<usize>,
+    /// Runs with RFC 6935 zero IPv6 UDP checksums opted in (both directions).
+    #[serde(default)]
+    pub udp6_zero_checksum: bool,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -87,6 +90,7 @@ impl Case {
 }
 
 /// Everything a pipeline runs against, owned.
+#[derive(Clone)]
 pub struct Env {
     pub guest: Guest,
     pub gateway: Gateway,
@@ -96,6 +100,14 @@ pub struct Env {
 }
 
 impl Env {
+    /// The same environment with RFC 6935 zero IPv6 UDP checksums opted in, both directions.
+    pub fn with_udp6_zero_checksum(&self) -> Env {
+        let mut env = self.clone();
+        env.fabric.udp6_zero_checksum_tx = true;
+        env.fabric.udp6_zero_checksum_rx = true;
+        env
+    }
+
     pub fn ctx(&self) -> Context<'_> {
         Context {
             guest: &self.guest,
@@ -187,6 +199,20 @@ pub fn shared() -> &'static (Env, Vec<Case>) {
     SHARED.get_or_init(load)
 }
 
+/// [`shared`]'s environment with zero IPv6 UDP checksums opted in.
+pub fn shared_udp6_zero_checksum() -> &'static Env {
+    static SHARED: std::sync::OnceLock<Env> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| shared().0.with_udp6_zero_checksum())
+}
+
+/// The environment `case` runs in: the shared one, or its zero-checksum twin if it asks.
+pub fn env_for(case: &Case) -> &'static Env {
+    match case.udp6_zero_checksum {
+        true => shared_udp6_zero_checksum(),
+        false => &shared().0,
+    }
+}
+
 /// A remote host's view of the same network, to decapsulate what our egress produced: its
 /// guest has `mac`, `ipv4` and `ipv6` behind `remote_underlay`, and its mappings for our guest
 /// point at `our_underlay` (the address our packets come from).
@@ -216,6 +242,8 @@ pub fn mirrored_env_for(
         next_hop_mac: ours.fabric.local_mac,
         vxlan_port: ours.fabric.vxlan_port,
         mtu: ours.fabric.mtu,
+        udp6_zero_checksum_tx: ours.fabric.udp6_zero_checksum_rx,
+        udp6_zero_checksum_rx: ours.fabric.udp6_zero_checksum_tx,
     };
     let compiler = Compiler::new(fabric.clone());
     let mut table = MappingTable::new(1);

@@ -150,26 +150,28 @@ def vxlan_header(vni, flags=0x08, reserved1=b"\0\0\0", reserved2=0):
     return struct.pack("!B3s3sB", flags, reserved1, vni.to_bytes(3, "big"), reserved2)
 
 
-def outer(underlay_dst, payload, sport, src_mac=LOCAL_MAC, dst_mac=NEXT_HOP_MAC, src=None):
+def outer(underlay_dst, payload, sport, src_mac=LOCAL_MAC, dst_mac=NEXT_HOP_MAC, src=None,
+          zero_csum6=False):
     """RFC 7348 section 5 outer headers: DF set, TTL 64, UDP checksum 0 over IPv4; IPv6 hop
-    limit 64 with a real UDP checksum (RFC 8200 section 8.1)."""
+    limit 64 with a real UDP checksum (RFC 8200 section 8.1), or 0 where the fabric opted in
+    (RFC 6935)."""
     if ":" in underlay_dst:
         ip = IPv6(src=src or UNDERLAY6, dst=underlay_dst, hlim=64, tc=0, fl=0)
-        udp = UDP(sport=sport, dport=VXLAN_PORT)
+        udp = UDP(sport=sport, dport=VXLAN_PORT, chksum=0) if zero_csum6 else UDP(sport=sport, dport=VXLAN_PORT)
     else:
         ip = IP(src=src or UNDERLAY4, dst=underlay_dst, ttl=64, id=0, flags="DF", tos=0)
         udp = UDP(sport=sport, dport=VXLAN_PORT, chksum=0)
     return bytes(Ether(dst=dst_mac, src=src_mac) / ip / udp / Raw(payload))
 
 
-def encapsulated(inner_pkt, dst_ip):
+def encapsulated(inner_pkt, dst_ip, zero_csum6=False):
     """What egress must send for `inner_pkt` (a guest frame) to mapped `dst_ip`."""
     underlay, mac = MAPPED[dst_ip]
     rewritten = inner_pkt.copy()
     rewritten[Ether].dst = mac
     inner = bytes(rewritten)
     sport = flow_source_port(flow_hash(*inner_flow(inner_pkt)))
-    return outer(underlay, vxlan_header(VNI) + inner, sport)
+    return outer(underlay, vxlan_header(VNI) + inner, sport, zero_csum6=zero_csum6)
 
 
 def g4(dst, l4, mac=GW_MAC, src=GUEST4, **ip):
@@ -320,6 +322,16 @@ def egress_cases():
         pkt[Ether].dst = GW_MAC
         case(f"egress_{name}", E, f"{name}: encapsulated (RFC 7348) to the mapping of {dst}",
              pkt, "ToFabric", encapsulated(pkt, dst))
+
+    # RFC 6935 zero checksums over IPv6, where the fabric opted in (udp6_zero_checksum_tx).
+    for name, pkt in flows:
+        if name.endswith("_over_v6"):
+            dst = pkt[IP].dst if IP in pkt else pkt[IPv6].dst
+            case(f"egress_{name}_zero_csum", E, f"{name}: UDP checksum 0 (RFC 6935 opt-in)",
+                 pkt, "ToFabric", encapsulated(pkt, dst, zero_csum6=True), udp6_zero_checksum=True)
+    pkt = g4("198.18.10.3", UDP(sport=5000, dport=53) / payload(100))
+    case("egress_udp4_over_v4_zero_csum_mode", E, "the IPv6 opt-in leaves IPv4 underlays as they are",
+         pkt, "ToFabric", encapsulated(pkt, "198.18.10.3"), udp6_zero_checksum=True)
 
     pkt = g4("198.18.10.3", UDP(sport=7, dport=7) / payload(4))
     case("egress_padded_runt", E, "a 60-byte padded frame: Ethernet padding is not carried",
@@ -592,11 +604,19 @@ def ingress_cases():
     case("ingress_bad_udp_checksum_v4", I, "wrong non-zero outer UDP checksum over IPv4", bytes(bad),
          "Drop:outer_bad_udp_checksum")
     case("ingress_zero_udp_checksum_v6", I, "zero outer UDP checksum over IPv6 (RFC 8200 8.1)",
-         vx(inner6b, underlay_src=REMOTE6_U, chksum=0), "Drop:outer_bad_udp_checksum")
+         vx(inner6b, underlay_src=REMOTE6_U, chksum=0), "Drop:outer_zero_udp6_checksum")
+    case("ingress_zero_udp_checksum_v6_opted_in", I, "zero outer UDP checksum over IPv6, accepted "
+         "where the fabric opted in (RFC 6935)", vx(inner6b, underlay_src=REMOTE6_U, chksum=0), "ToGuest",
+         inner6b, udp6_zero_checksum=True)
+    case("ingress_zero_udp_checksum_v6_inner_v4_opted_in", I, "inner IPv4, zero outer UDP checksum "
+         "over IPv6, opted in", vx(inner4b, underlay_src=REMOTE6_U, chksum=0), "ToGuest", inner4b,
+         udp6_zero_checksum=True)
     bad = bytearray(vx(inner6b, underlay_src=REMOTE6_U))
     bad[-1] ^= 0x01  # last payload byte
     case("ingress_bad_udp_checksum_v6", I, "corrupted payload under an IPv6 UDP checksum", bytes(bad),
          "Drop:outer_bad_udp_checksum")
+    case("ingress_bad_udp_checksum_v6_opted_in", I, "a non-zero IPv6 UDP checksum is verified even "
+         "where zero ones are accepted", bytes(bad), "Drop:outer_bad_udp_checksum", udp6_zero_checksum=True)
     case("ingress_no_i_flag", I, "VXLAN I flag clear", vx(inner, flags=0x00, chksum=0), "Drop:vxlan_no_vni")
     case("ingress_wrong_vni", I, "VNI 101, our guest is in 100", vx(inner, vni=101, chksum=0), "Drop:unknown_vni")
     case("ingress_inner_wrong_mac", I, "inner destination MAC not the guest's",

@@ -101,7 +101,9 @@ fn tshark_dissects_our_vxlan_with_good_checksums() {
         // Outer: our underlay to the remote's, on the remote's underlay family.
         let (outer_src, outer_dst) = match remote.underlay {
             Underlay::V4 => (UNDERLAY_V4.to_string(), remote.underlay_v4.to_string()),
-            Underlay::V6 => (UNDERLAY_V6.to_string(), remote.underlay_v6.to_string()),
+            Underlay::V6 | Underlay::V6ZeroChecksum => {
+                (UNDERLAY_V6.to_string(), remote.underlay_v6.to_string())
+            }
         };
         let (inner_src, inner_dst) = match target {
             IpAddr::V4(_) => (GUEST_V4.to_string(), target.to_string()),
@@ -122,8 +124,8 @@ fn tshark_dissects_our_vxlan_with_good_checksums() {
         let (outer_list, inner_list) = match (remote.underlay, target) {
             (Underlay::V4, IpAddr::V4(_)) => (&v4[..1], &v4[1..]),
             (Underlay::V4, IpAddr::V6(_)) => (&v4[..], &v6[..]),
-            (Underlay::V6, IpAddr::V4(_)) => (&v6[..], &v4[..]),
-            (Underlay::V6, IpAddr::V6(_)) => (&v6[..1], &v6[1..]),
+            (_, IpAddr::V4(_)) => (&v6[..], &v4[..]),
+            (_, IpAddr::V6(_)) => (&v6[..1], &v6[1..]),
         };
         assert_eq!(
             outer_list,
@@ -140,7 +142,7 @@ fn tshark_dissects_our_vxlan_with_good_checksums() {
         let udp: Vec<&str> = get("udp.checksum.status").split(',').collect();
         let outer_udp = match remote.underlay {
             Underlay::V4 => NOT_PRESENT,
-            Underlay::V6 => GOOD,
+            Underlay::V6 | Underlay::V6ZeroChecksum => GOOD,
         };
         assert_eq!(
             udp,
@@ -157,4 +159,78 @@ fn tshark_dissects_our_vxlan_with_good_checksums() {
         );
         assert_eq!(get("udp.dstport"), "4789,4445", "ports; {text}");
     }
+}
+
+/// RFC 6935 zero UDP checksums over IPv6, against a kernel VXLAN device with
+/// `udp6zerocsumtx udp6zerocsumrx`: without the opt-in its packets are dropped and counted
+/// apart (RFC 6936: off by default); with `udp6_zero_checksum_tx`/`_rx` both ways work, and
+/// both ends send checksum 0.
+#[test]
+fn zero_ipv6_udp_checksums_interoperate_once_opted_in() {
+    require_root();
+    let vpc = Vpc::new("z6c", &[Underlay::V6ZeroChecksum]).expect("topology");
+    let remote = &vpc.remotes[0];
+    let mappings = static_mappings(&vpc);
+
+    let mut daemon = start_default(&vpc);
+    let base = totals(&vpc);
+    assert!(
+        ping(&remote.ns, GUEST_V4, 1).is_err(),
+        "a zero-checksum IPv6 packet got through without the opt-in"
+    );
+    wait_counter(&vpc, &base, "outer_zero_udp6_checksum", 1);
+    stop(&vpc, &mut daemon);
+
+    let opted_in = "udp6_zero_checksum_tx = true\nudp6_zero_checksum_rx = true";
+    let _daemon = start(&vpc, &vpc.config_toml_with(&mappings, opted_in, ""));
+    let pcap = vpc.work.join("zero-csum.pcap");
+    let capture = Capture::start(&vpc.fabric, "f0", "ip6 and udp port 4789", 100, &pcap);
+    for target in [remote.overlay_v4.to_string(), remote.overlay_v6.to_string()] {
+        ping(&vpc.guest, &target, 1)
+            .unwrap_or_else(|e| panic!("ping {target} with zero checksums: {e}"));
+    }
+    // The echoes only: the remote's kernel may also send multicast (MLD) over its tunnel.
+    let echoes = "icmp.type == 8 || icmp.type == 0 || icmpv6.type == 128 || icmpv6.type == 129";
+    let text = wait_until("four echo packets in the capture", || {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .args([
+                "-n",
+                "-d",
+                "udp.port==4789,vxlan",
+                "-Y",
+                echoes,
+                "-T",
+                "fields",
+            ])
+            .args(["-E", "separator=;", "-e", "ipv6.src", "-e", "udp.checksum"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.lines().count() >= 4).then_some(text)
+    });
+    capture.finish();
+    fn first(list: &str) -> &str {
+        list.split(',').next().unwrap_or("")
+    }
+    let rows: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.split_once(';'))
+        .map(|(src, sums)| (first(src), first(sums)))
+        .collect();
+    let remote_u6 = remote.underlay_v6.to_string();
+    let outer_sources: Vec<&str> = rows.iter().map(|(src, _)| *src).collect();
+    assert_eq!(
+        outer_sources,
+        [UNDERLAY_V6, &remote_u6, UNDERLAY_V6, &remote_u6],
+        "two echo requests from us, two replies from the kernel:\n{text}"
+    );
+    assert!(
+        rows.iter().all(|(_, sum)| *sum == "0x0000"),
+        "every outer UDP checksum is 0:\n{text}"
+    );
+    let now = totals(&vpc);
+    assert_eq!(counter(&now, "outer_zero_udp6_checksum"), 0, "{now}");
+    assert!(counter(&now, "ingress_packets") >= 2, "{now}");
 }

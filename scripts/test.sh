@@ -31,9 +31,11 @@ for mode in batch single; do
     cargo run -q --locked -p xvpc-benches --example pipeline_loop -- "$direction" 1000 8192 "$mode"
   done
 done
-# 1400-byte frames in slots laid out like the daemon's 2 KiB UMEM frames.
+# 1400-byte frames laid out like aligned 2 KiB UMEM chunks, and like the daemon's coloured ones.
 for direction in egress ingress-v6u; do
-  cargo run -q --locked -p xvpc-benches --example pipeline_loop -- "$direction" 1000 8192 batch 1400 2048
+  for layout in 2048 coloured; do
+    cargo run -q --locked -p xvpc-benches --example pipeline_loop -- "$direction" 1000 8192 batch 1400 "$layout"
+  done
 done
 
 # The smoke runs only prove the harnesses still work end to end (every system forwards and

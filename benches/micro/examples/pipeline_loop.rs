@@ -13,7 +13,8 @@
 //! `egress-v6u`/`ingress-v6u` give the mappings IPv6 underlay addresses, `-v6u-zero-csum` the
 //! same with RFC 6935 zero UDP checksums (`udp6_zero_checksum_tx`/`_rx`). A fifth argument sets
 //! the frame length (egress: the guest frame; ingress: the inner frame), a sixth the distance
-//! between frame buffers (`Ring::with_stride`; 2048 lays them out like the daemon's UMEM).
+//! between frame buffers (`Ring::with_stride`; 2048 lays them out like aligned 2 KiB UMEM
+//! chunks), or `coloured` the daemon's coloured UMEM layout (`Ring::coloured`).
 
 use std::hint::black_box;
 
@@ -26,7 +27,7 @@ use xvpc_core::pipeline::{Context, Verdict};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: pipeline_loop egress|ingress[-v6u|-v6u-zero-csum] MAPPINGS PACKETS [batch|single|loop] [FRAME_LEN] [STRIDE]";
+    let usage = "usage: pipeline_loop egress|ingress[-v6u|-v6u-zero-csum] MAPPINGS PACKETS [batch|single|loop] [FRAME_LEN] [STRIDE|coloured]";
     let direction = args.get(1).expect(usage).clone();
     let mappings: usize = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
     let packets: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
@@ -58,7 +59,8 @@ fn main() {
             }
         })
         .collect();
-    let mut ring = match args.get(6) {
+    let mut ring = match args.get(6).map(String::as_str) {
+        Some("coloured") => Ring::coloured(inputs),
         Some(stride) => Ring::with_stride(inputs, stride.parse().expect(usage)),
         None => Ring::new(inputs),
     };

@@ -317,7 +317,12 @@ pub struct Ring {
     region: Vec<u8>,
     /// Where the first slot starts in `region`: on a 4 KiB boundary, as a UMEM does.
     base: usize,
+    /// Distance between consecutive slots' pages (or slots).
     stride: usize,
+    /// Bytes per slot.
+    slot_len: usize,
+    /// Slot `j` starts `(j % colours) × 64` bytes into its stride.
+    colours: usize,
 }
 
 impl Ring {
@@ -333,10 +338,20 @@ impl Ring {
     /// size does, every frame at the same offset from a power of two (see
     /// docs/PERFORMANCE.md on what that does to the cache).
     pub fn with_stride(inputs: Vec<Vec<u8>>, stride: usize) -> Self {
+        Self::with_layout(inputs, stride, stride, 1)
+    }
+
+    /// Buffers where the daemon's UMEM puts 2048-byte frames (`xvpc_xsk`'s coloured layout):
+    /// one per 4 KiB page, frame `j` starting `(j % 32) × 64` bytes into it.
+    pub fn coloured(inputs: Vec<Vec<u8>>) -> Self {
+        Self::with_layout(inputs, 4096, 2048, 32)
+    }
+
+    fn with_layout(inputs: Vec<Vec<u8>>, stride: usize, slot_len: usize, colours: usize) -> Self {
         let longest = inputs.iter().map(Vec::len).max().unwrap_or(0);
         assert!(
-            stride >= HEADROOM + longest,
-            "a {stride}-byte slot cannot hold a {longest}-byte frame"
+            slot_len >= HEADROOM + longest && slot_len + (colours - 1) * 64 <= stride,
+            "a {slot_len}-byte slot cannot hold a {longest}-byte frame"
         );
         let region = vec![0u8; inputs.len() * stride + 4096];
         let base = region.as_ptr().align_offset(4096).min(4096);
@@ -345,6 +360,8 @@ impl Ring {
             region,
             base,
             stride,
+            slot_len,
+            colours,
         };
         for j in 0..ring.inputs.len() {
             let slot = ring.slot(j);
@@ -357,8 +374,8 @@ impl Ring {
     /// Where frame `j`'s slot lies in `region`.
     #[inline]
     fn slot(&self, j: usize) -> std::ops::Range<usize> {
-        let at = self.base + j * self.stride;
-        at..at + self.stride
+        let at = self.base + j * self.stride + j % self.colours * 64;
+        at..at + self.slot_len
     }
 
     #[inline]

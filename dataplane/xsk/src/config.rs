@@ -20,7 +20,8 @@ pub const MIN_HEADROOM: u32 = 128;
 pub struct UmemConfig {
     /// Number of frames (chunks) in the UMEM.
     pub frame_count: u32,
-    /// Chunk size in bytes: 2048 or 4096.
+    /// Chunk size in bytes: 2048 (coloured, one frame per 4 KiB page) or 4096 (aligned).
+    /// See `frames::Layout`.
     pub frame_size: u32,
     /// UMEM headroom registered with the kernel (≥ [`MIN_HEADROOM`]). Received data starts
     /// at chunk + `headroom` + [`XDP_PACKET_HEADROOM`].
@@ -30,7 +31,7 @@ pub struct UmemConfig {
 }
 
 impl Default for UmemConfig {
-    /// 8192 frames of 2048 bytes (16 MiB), 128 bytes headroom, rings of 2048: both fill
+    /// 8192 frames of 2048 bytes (32 MiB, coloured), 128 bytes headroom, rings of 2048: both fill
     /// rings full still leaves half the frames for RX, the worker and TX.
     fn default() -> Self {
         Self {

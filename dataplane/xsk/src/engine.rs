@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::{BindMode, SocketOptions, UmemConfig};
 use crate::error::{DescError, XskError};
 use crate::frame::{Desc, FrameMut};
-use crate::frames::{FrameAccounting, FrameBook, FrameErrors};
+use crate::frames::{rx_data_addr, FrameAccounting, FrameBook, FrameErrors, Layout};
 use crate::ring::{End, Ring};
 use crate::sys;
 use crate::umem::Umem;
@@ -288,7 +288,8 @@ impl<const N: usize> Engine<N> {
         zero_copy: bool,
         opts: &SocketOptions,
     ) -> Result<Self, XskError> {
-        let umem = Umem::new(cfg.frame_count, cfg.frame_size).map_err(|source| XskError::Mmap {
+        let layout = Layout::new(cfg.frame_count, cfg.frame_size);
+        let umem = Umem::new(layout).map_err(|source| XskError::Mmap {
             what: "UMEM area",
             ifname: ifnames.first().copied().unwrap_or_default().to_owned(),
             queue,
@@ -327,7 +328,7 @@ impl<const N: usize> Engine<N> {
         let mut e = Self {
             socks,
             umem,
-            book: FrameBook::new(cfg.frame_count, cfg.frame_size),
+            book: FrameBook::new(layout),
             fill_target: cfg.fill_target(N as u32),
             zero_copy,
             counters: XskCounters::default(),
@@ -356,13 +357,11 @@ impl<const N: usize> Engine<N> {
         let mut k = 0;
         for j in 0..n {
             let d = s.rx.read(j);
-            if self.book.received(side, d.addr) {
+            let addr = rx_data_addr(d.addr);
+            if self.book.received(side, addr) {
                 // `k <= j < n <= out.len()`.
                 if let Some(slot) = out.get_mut(k) {
-                    *slot = Desc {
-                        addr: d.addr,
-                        len: d.len,
-                    };
+                    *slot = Desc { addr, len: d.len };
                 }
                 k += 1;
             }
@@ -371,24 +370,21 @@ impl<const N: usize> Engine<N> {
         k
     }
 
-    fn check(&self, d: Desc) -> Result<(), DescError> {
-        if self.book.chunk_index(d.addr).is_none() {
-            return Err(DescError::OutOfUmem);
-        }
-        let off = d.addr - self.book.chunk_base(d.addr);
-        if off + u64::from(d.len) > u64::from(self.book.frame_size()) {
+    /// The chunk of a descriptor the application may use: index and base.
+    fn check(&self, d: Desc) -> Result<(u32, u64), DescError> {
+        let (idx, base) = self.book.locate(d.addr).ok_or(DescError::OutOfUmem)?;
+        let frame_size = self.book.layout().frame_size();
+        if d.addr - base + u64::from(d.len) > u64::from(frame_size) {
             return Err(DescError::CrossesChunk);
         }
         if !self.book.owned_by_app(d.addr) {
             return Err(DescError::NotOwned);
         }
-        Ok(())
+        Ok((idx, base))
     }
 
     pub(crate) fn frame(&mut self, d: Desc) -> Result<FrameMut<'_>, DescError> {
-        self.check(d)?;
-        let idx = self.book.chunk_index(d.addr).ok_or(DescError::OutOfUmem)?;
-        let base = self.book.chunk_base(d.addr);
+        let (idx, base) = self.check(d)?;
         let start = (d.addr - base) as usize;
         let buf = self.umem.chunk_mut(idx).ok_or(DescError::OutOfUmem)?;
         Ok(FrameMut::new(buf, base, start, d.len as usize))

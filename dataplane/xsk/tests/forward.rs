@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -196,18 +197,24 @@ fn forwards_a_million_frames_and_loses_none() {
     assert_eq!(report.counters.frames, Default::default());
 }
 
-/// Sends `frames` from a steered AF_XDP port on `ifname` in `ns`, then collects `expect`
-/// frames. Returns the received frames and the data offset inside their chunks.
+/// What an endpoint received: the frames, their data offsets inside their chunks, and where
+/// their chunks start inside a 4 KiB page.
+type Received = (Vec<Vec<u8>>, Vec<usize>, BTreeSet<u64>);
+
+/// Sends `frames` from a steered AF_XDP port on `ifname` in `ns` (UMEM frames of
+/// `frame_size`), then collects `expect` frames.
 fn endpoint(
     ns: &xvpc_testbed::Netns,
     ifname: &str,
+    frame_size: u32,
     frames: &[Vec<u8>],
     expect: usize,
     start: &Barrier,
-) -> (Vec<Vec<u8>>, Vec<usize>) {
+) -> Received {
     ns.run_in(|| {
         let cfg = UmemConfig {
             frame_count: 1024,
+            frame_size,
             ring_size: 256,
             ..UmemConfig::default()
         };
@@ -231,6 +238,7 @@ fn endpoint(
         }
         let mut got = Vec::new();
         let mut offsets = Vec::new();
+        let mut page_offsets = BTreeSet::new();
         let mut batch = [Desc::default(); 16];
         let deadline = Instant::now() + Duration::from_secs(10);
         while (got.len() < expect || port.accounting().in_tx != [0, 0]) && Instant::now() < deadline
@@ -241,6 +249,7 @@ fn endpoint(
                 let f = port.frame(*d).expect("received frame is ours");
                 got.push(f.data().to_vec());
                 offsets.push(f.start());
+                page_offsets.insert(f.chunk_base() % 4096);
                 port.release(d.addr);
             }
             if n == 0 {
@@ -248,17 +257,43 @@ fn endpoint(
             }
         }
         assert!(port.audit(), "endpoint accounting");
-        (got, offsets)
+        (got, offsets, page_offsets)
     })
 }
 
+/// 2048-byte frames: coloured chunks in unaligned-chunk mode, one per page at 32 offsets.
 #[test]
 fn forwarded_frames_are_byte_identical_both_ways() {
-    let topo = Topology::new("xskid");
+    let page_offsets = forward_both_ways("xskid", 2048);
+    assert!(
+        page_offsets.len() > 2 && page_offsets.iter().all(|o| o % 64 == 0 && o + 2048 <= 4096),
+        "coloured chunks start at several line offsets within their page: {page_offsets:?}"
+    );
+}
+
+/// 4096-byte frames: aligned chunks, the kernel's default mode.
+#[test]
+fn forwarded_frames_are_byte_identical_with_aligned_chunks() {
+    let page_offsets = forward_both_ways("xskal", 4096);
+    assert_eq!(
+        page_offsets,
+        BTreeSet::from([0]),
+        "aligned chunks start pages"
+    );
+}
+
+/// Frames of every size from each endpoint through the forwarder and back unchanged, with
+/// UMEMs of `frame_size` frames everywhere. Returns where the endpoints' chunks start in
+/// their pages.
+fn forward_both_ways(tag: &str, frame_size: u32) -> BTreeSet<u64> {
+    let topo = Topology::new(tag);
     let ready = AtomicBool::new(false);
     let stop = AtomicBool::new(false);
     let progress = AtomicU64::new(0);
-    let cfg = UmemConfig::default();
+    let cfg = UmemConfig {
+        frame_size,
+        ..UmemConfig::default()
+    };
     let sizes = [42usize, 60, 64, 128, 333, 512, 1000, 1514];
     let to_sink: Vec<Vec<u8>> = sizes
         .iter()
@@ -280,25 +315,42 @@ fn forwarded_frames_are_byte_identical_both_ways() {
         .collect();
     let start = Barrier::new(2);
 
-    let (report, (gen_got, gen_off), (sink_got, sink_off)) = std::thread::scope(|s| {
-        let fwd = s.spawn(|| {
-            run_forwarder(
-                &topo.fwd,
-                cfg,
-                &ready,
-                &stop,
-                &progress,
-                Duration::from_secs(60),
-                None,
-            )
+    let (report, (gen_got, gen_off, gen_pages), (sink_got, sink_off, sink_pages)) =
+        std::thread::scope(|s| {
+            let fwd = s.spawn(|| {
+                run_forwarder(
+                    &topo.fwd,
+                    cfg,
+                    &ready,
+                    &stop,
+                    &progress,
+                    Duration::from_secs(60),
+                    None,
+                )
+            });
+            wait_ready(&ready, "forwarder");
+            let sink = s.spawn(|| {
+                endpoint(
+                    &topo.sink,
+                    SINK_IF,
+                    frame_size,
+                    &to_gen,
+                    to_sink.len(),
+                    &start,
+                )
+            });
+            let gen = endpoint(
+                &topo.gen,
+                GEN_IF,
+                frame_size,
+                &to_sink,
+                to_gen.len(),
+                &start,
+            );
+            let sink = sink.join().expect("sink thread");
+            stop.store(true, Ordering::Release);
+            (fwd.join().expect("forwarder thread"), gen, sink)
         });
-        wait_ready(&ready, "forwarder");
-        let sink = s.spawn(|| endpoint(&topo.sink, SINK_IF, &to_gen, to_sink.len(), &start));
-        let gen = endpoint(&topo.gen, GEN_IF, &to_sink, to_gen.len(), &start);
-        let sink = sink.join().expect("sink thread");
-        stop.store(true, Ordering::Release);
-        (fwd.join().expect("forwarder thread"), gen, sink)
-    });
     eprintln!(
         "rx data offsets: gen {gen_off:?}, sink {sink_off:?} (UMEM headroom {}, XDP_PACKET_HEADROOM {XDP_PACKET_HEADROOM})",
         cfg.headroom
@@ -314,6 +366,7 @@ fn forwarded_frames_are_byte_identical_both_ways() {
     }
     assert!(report.accounting.is_balanced() && report.audit);
     assert_eq!(report.accounting.in_tx, [0, 0]);
+    gen_pages.union(&sink_pages).copied().collect()
 }
 
 #[test]

@@ -77,9 +77,7 @@ impl Setup {
             },
         }
     }
-}
 
-impl Setup {
     /// [`Setup::new`] with RFC 6935 zero IPv6 UDP checksums opted in, both directions.
     pub fn with_udp6_zero_checksum() -> Self {
         let mut setup = Self::new();

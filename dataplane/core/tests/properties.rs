@@ -33,14 +33,6 @@ const REMOTES: [(u8, [u8; 6], &str, &str); 2] = [
     (4, [2, 0, 0, 0, 2, 4], "2001:2::1", "2001:2::2"),
 ];
 
-/// The shared environment, or its twin with RFC 6935 zero IPv6 UDP checksums opted in.
-fn env_with(udp6_zero_checksum: bool) -> &'static Env {
-    match udp6_zero_checksum {
-        true => common::shared_udp6_zero_checksum(),
-        false => &common::shared().0,
-    }
-}
-
 /// Run a frame (with the given room around it) through one pipeline: verdict, output bytes
 /// and the counters it moved.
 fn run(
@@ -383,7 +375,7 @@ proptest! {
         let (_, cases) = common::shared();
         let (dir, bytes) =
             mutated_fixture(cases, index, &flips, cut, truncate, swap_direction);
-        assert_fast_path_agrees(env_with(udp6_zero_checksum), dir, &bytes, headroom, tailroom);
+        assert_fast_path_agrees(common::shared_env(udp6_zero_checksum), dir, &bytes, headroom, tailroom);
     }
 
     /// The same for flows the fast paths take (TCP, UDP) and the ones they leave (ICMP, GRE,
@@ -396,7 +388,7 @@ proptest! {
         xor in 0u8..=255,
         udp6_zero_checksum in any::<bool>(),
     ) {
-        let env = env_with(udp6_zero_checksum);
+        let env = common::shared_env(udp6_zero_checksum);
         let (host, remote_mac, remote_u, our_u) = REMOTES[remote];
         let remote_env = common::mirrored_env_for(
             env,
@@ -430,7 +422,7 @@ proptest! {
         (remote, v6, protocol, l4) in flow(),
         udp6_zero_checksum in any::<bool>(),
     ) {
-        let env = env_with(udp6_zero_checksum);
+        let env = common::shared_env(udp6_zero_checksum);
         let (host, remote_mac, remote_u, our_u) = REMOTES[remote];
         let remote_env = common::mirrored_env_for(
             env,
@@ -457,7 +449,7 @@ proptest! {
         (remote, v6, protocol, l4) in flow(),
         udp6_zero_checksum in any::<bool>(),
     ) {
-        let env = env_with(udp6_zero_checksum);
+        let env = common::shared_env(udp6_zero_checksum);
         let input = flow_frame(remote, v6, protocol, &l4);
         let (verdict, outer, _) = run(env, Direction::Egress, &input, 256, 512);
         prop_assert_eq!(verdict, Verdict::ToFabric);

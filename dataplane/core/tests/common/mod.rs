@@ -199,18 +199,18 @@ pub fn shared() -> &'static (Env, Vec<Case>) {
     SHARED.get_or_init(load)
 }
 
-/// [`shared`]'s environment with zero IPv6 UDP checksums opted in.
-pub fn shared_udp6_zero_checksum() -> &'static Env {
-    static SHARED: std::sync::OnceLock<Env> = std::sync::OnceLock::new();
-    SHARED.get_or_init(|| shared().0.with_udp6_zero_checksum())
-}
-
-/// The environment `case` runs in: the shared one, or its zero-checksum twin if it asks.
-pub fn env_for(case: &Case) -> &'static Env {
-    match case.udp6_zero_checksum {
-        true => shared_udp6_zero_checksum(),
+/// [`shared`]'s environment, or its twin with zero IPv6 UDP checksums opted in.
+pub fn shared_env(udp6_zero_checksum: bool) -> &'static Env {
+    static TWIN: std::sync::OnceLock<Env> = std::sync::OnceLock::new();
+    match udp6_zero_checksum {
+        true => TWIN.get_or_init(|| shared().0.with_udp6_zero_checksum()),
         false => &shared().0,
     }
+}
+
+/// The environment `case` runs in.
+pub fn env_for(case: &Case) -> &'static Env {
+    shared_env(case.udp6_zero_checksum)
 }
 
 /// A remote host's view of the same network, to decapsulate what our egress produced: its

@@ -96,20 +96,16 @@ impl Layout {
     pub(crate) fn new(frame_count: u32, frame_size: u32) -> Self {
         debug_assert!(frame_size.is_power_of_two());
         let last_colour = u64::from(COLOURS - 1) * LINE;
-        if last_colour + u64::from(frame_size) <= 1 << PAGE_SHIFT {
-            Self {
-                frame_count,
-                frame_size,
-                slot_shift: PAGE_SHIFT,
-                colours: COLOURS,
-            }
+        let (slot_shift, colours) = if last_colour + u64::from(frame_size) <= 1 << PAGE_SHIFT {
+            (PAGE_SHIFT, COLOURS)
         } else {
-            Self {
-                frame_count,
-                frame_size,
-                slot_shift: frame_size.trailing_zeros(),
-                colours: 1,
-            }
+            (frame_size.trailing_zeros(), 1)
+        };
+        Self {
+            frame_count,
+            frame_size,
+            slot_shift,
+            colours,
         }
     }
 
@@ -161,7 +157,6 @@ pub(crate) fn rx_data_addr(ring_addr: u64) -> u64 {
 #[derive(Debug)]
 pub(crate) struct FrameBook {
     layout: Layout,
-    frame_count: u32,
     free: Vec<u64>,
     owner: Vec<Owner>,
     acc: FrameAccounting,
@@ -179,7 +174,6 @@ impl FrameBook {
             .collect();
         Self {
             layout,
-            frame_count,
             free,
             owner: vec![Owner::Free; frame_count as usize],
             acc: FrameAccounting {
@@ -221,7 +215,7 @@ impl FrameBook {
     /// corrupt. O(frame_count): for tests and diagnostics.
     pub(crate) fn recount(&self) -> FrameAccounting {
         let mut acc = FrameAccounting {
-            frame_count: self.frame_count,
+            frame_count: self.layout.frame_count(),
             ..FrameAccounting::default()
         };
         for o in &self.owner {

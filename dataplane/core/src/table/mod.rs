@@ -530,6 +530,20 @@ fn is_mapped(entry: &Entry) -> bool {
 mod tests {
     use super::*;
 
+    /// A fabric with only an IPv4 underlay address.
+    fn ipv4_fabric() -> Fabric {
+        Fabric {
+            underlay_ipv4: Some("198.18.0.2".parse().expect("ip")),
+            underlay_ipv6: None,
+            local_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            next_hop_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            vxlan_port: 4789,
+            mtu: 1500,
+            udp6_zero_checksum_tx: false,
+            udp6_zero_checksum_rx: false,
+        }
+    }
+
     fn key(vni: u32, ip: &str) -> MappingKey {
         MappingKey {
             vni: Vni::new(vni).expect("vni"),
@@ -563,17 +577,7 @@ mod tests {
 
     #[test]
     fn lookups_find_what_upserts_put() {
-        let fabric = Fabric {
-            underlay_ipv4: Some("198.18.0.2".parse().expect("ip")),
-            underlay_ipv6: None,
-            local_mac: MacAddr([2, 0, 0, 0, 0, 2]),
-            next_hop_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            vxlan_port: 4789,
-            mtu: 1500,
-            udp6_zero_checksum_tx: false,
-            udp6_zero_checksum_rx: false,
-        };
-        let compiler = Compiler::new(fabric);
+        let compiler = Compiler::new(ipv4_fabric());
         let mut table = MappingTable::new(1);
         let v4 = key(100, "198.18.10.3");
         let v6 = key(100, "::c612:a03");
@@ -610,16 +614,7 @@ mod tests {
 
     #[test]
     fn expired_negative_and_pending_entries_are_swept_and_mappings_stay() {
-        let compiler = Compiler::new(Fabric {
-            underlay_ipv4: Some("198.18.0.2".parse().expect("ip")),
-            underlay_ipv6: None,
-            local_mac: MacAddr([2, 0, 0, 0, 0, 2]),
-            next_hop_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            vxlan_port: 4789,
-            mtu: 1500,
-            udp6_zero_checksum_tx: false,
-            udp6_zero_checksum_rx: false,
-        });
+        let compiler = Compiler::new(ipv4_fabric());
         let mut table = MappingTable::new(1);
         let ip = |i: u32| format!("198.18.{}.{}", i / 250, i % 250 + 1);
         for i in 0..100 {

@@ -4,8 +4,9 @@
 #   egress:  gen (g0) ─── (d0) DUT (d1) ─── (s0) sink     plain UDP in, VXLAN out
 #   ingress: sink (g0) ─── (d0) DUT (d1) ─── (s0) gen     VXLAN in, plain UDP out
 #
-# The generator is xvpc-pktgen (XDP live frames, CPU 0); the sink is xvpc-pktgen sink (counts
-# marked frames, latency). Systems (interleaved per repetition: A B C A B C ...):
+# The generator is xvpc-pktgen on CPU 0 (--tx auto: XDP live frames where the kernel allows
+# them, else an AF_XDP socket; every row records the mode, and figures taken in different
+# modes are not comparable); the sink is xvpc-pktgen sink (counts marked frames, latency). Systems (interleaved per repetition: A B C A B C ...):
 #   kernel-vxlan  Linux routes guest traffic into a vxlan device (the reference: ratio 1.0)
 #   xvpc          the xvpc daemon (guest port d0, fabric port d1, worker on the DUT core)
 #   ovs           Open vSwitch userspace datapath, AF_XDP ports and a VXLAN tunnel port
@@ -36,6 +37,7 @@ TIME_LIMIT=
 PERF=0
 SMOKE=0
 ESTIMATE=0
+TX=auto
 SINK_IDLE=1 # the sink stops this long after the last frame (stragglers are counted until then)
 PKTGEN="${PKTGEN:-}"
 XVPC="${XVPC:-}"
@@ -47,7 +49,7 @@ usage() {
 usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems "..."]
                         [--dirs "egress ingress"] [--out DIR] [--no-steer] [--no-latency]
                         [--no-zero-loss] [--trial-seconds S] [--search-steps N]
-                        [--time-limit MIN] [--estimate] [--smoke]
+                        [--time-limit MIN] [--tx auto|live|afxdp] [--estimate] [--smoke]
 
   --reps N        repetitions, systems interleaved within each (default 5)
   --sizes LIST    guest frame sizes in bytes, 64..1400 (default "64 128 256 512 1024 1400")
@@ -71,6 +73,9 @@ usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems 
                   first always runs); the report covers the repetitions that ran
   --perf          perf record the xvpc daemon during its first full-speed run per
                   direction and size ($OUT/perf-*.data and perf-*.txt, top symbols)
+  --tx MODE       how the generator transmits: auto (default: XDP live frames, or AF_XDP
+                  where the kernel refuses them), live (fail if refused) or afxdp; the
+                  mode of every measurement is in the gen_mode column and the table
   --estimate      print the run time estimate for these options and exit
   --smoke         64 B, one repetition, 1 s runs, a 2-step search of 1 s trials, the sink
                   stopping 0.3 s after the last frame, no latency run: a CI check that it
@@ -89,7 +94,7 @@ EOF
 while (($#)); do
     case $1 in
         --reps|--sizes|--seconds|--systems|--dirs|--out|--img|--lat-reps|--trial-seconds|\
-        --search-steps|--time-limit)
+        --search-steps|--time-limit|--tx)
             (($# >= 2)) || { echo "bench.sh: $1 needs a value (try --help)" >&2; exit 64; } ;;
     esac
     case $1 in
@@ -107,6 +112,7 @@ while (($#)); do
         --trial-seconds) TRIAL_SECONDS=$2; shift 2 ;;
         --search-steps) SEARCH_STEPS=$2; shift 2 ;;
         --time-limit) TIME_LIMIT=$2; shift 2 ;;
+        --tx) TX=$2; shift 2 ;;
         --perf) PERF=1; shift ;;
         --estimate) ESTIMATE=1; shift ;;
         --smoke) REPS=1; SIZES=64; SECONDS_PER_RUN=1; LAT=0; TRIAL_SECONDS=1; SEARCH_STEPS=2
@@ -115,6 +121,7 @@ while (($#)); do
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 64 ;;
     esac
 done
+[[ $TX == auto || $TX == live || $TX == afxdp ]] || { echo "bench.sh: --tx auto|live|afxdp" >&2; exit 64; }
 [[ $REPS =~ ^[0-9]+$ && $REPS -ge 1 && $REPS -le 100 ]] || { echo "bench.sh: --reps 1..100" >&2; exit 64; }
 [[ $SECONDS_PER_RUN =~ ^[0-9]+$ && $SECONDS_PER_RUN -ge 1 && $SECONDS_PER_RUN -le 600 ]] \
     || { echo "bench.sh: --seconds 1..600" >&2; exit 64; }
@@ -474,7 +481,7 @@ run_once() { # dir size rate seconds histfile
     fi
     b0=$(cpu_busy_jiffies $DUT_CPU)
     local gen_out=$WORK/gen.txt gen_pid
-    ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV "${GEN_ARGS[@]}" \
+    ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV --tx $TX "${GEN_ARGS[@]}" \
         --size "$(gen_size "$dir" "$size")" --flows $FLOWS --count 1000000000 --duration "$secs" \
         --rate "$rate" --ts-every 16 >"$gen_out" &
     gen_pid=$!
@@ -483,6 +490,10 @@ run_once() { # dir size rate seconds histfile
     forget_pid $gen_pid
     b1=$(cpu_busy_jiffies $DUT_CPU)
     GEN_RES=$(grep '^RESULT' "$gen_out" || true)
+    # Every mode a measurement's runs used (one, unless the kernel changed its mind mid-run).
+    local mode
+    mode=$(sed -n 's/.*\bmode=\([a-z]*\).*/\1/p' <<<"$GEN_RES" | head -1)
+    [[ -n $mode && " $GEN_MODES " != *" $mode "* ]] && GEN_MODES="${GEN_MODES:+$GEN_MODES }$mode"
     if [[ -n $perf_pid ]]; then
         wait "$perf_pid" || true
         forget_pid "$perf_pid"
@@ -566,7 +577,7 @@ check_output() { # sys dir size -> sets CHECK (ok / FAIL:reason)
     local cap_pid=$!
     PIDS+=($cap_pid)
     sleep 1
-    ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV "${GEN_ARGS[@]}" \
+    ip netns exec $TX_NS taskset -c $GEN_CPU "$PKTGEN" --dev $TX_DEV --tx $TX "${GEN_ARGS[@]}" \
         --size "$(gen_size "$dir" "$size")" --flows 4 --count 100 --duration 3 --rate 1000 \
         --ts-every 1 >/dev/null
     wait $cap_pid || true
@@ -617,6 +628,7 @@ measure() { # system dir size rep -> sets ROW (runs in this shell so cleanup kno
     roles "$dir" "$sys"
     PERF_OUT=
     ((PERF && rep == 1)) && [[ $sys == xvpc ]] && PERF_OUT=$OUT/perf-xvpc-$dir-$size-$([[ $STEER == 1 ]] && echo steered || echo unsteered)
+    GEN_MODES=
     run_once "$dir" "$size" 0 "$SECONDS_PER_RUN" ""
     PERF_OUT=
     local gen_pps sink_pps marked per_pkt p50 p99
@@ -676,7 +688,7 @@ except Exception as e:
 PYEOF
 )
     fi
-    ROW="$rep,$size,$sys,$dir,${gen_pps:-0},${sink_pps:-0},${marked:-0},$zl,$zl_lossy,${per_pkt},${p50},${p99},$lat_base,$STEER,$CHECK,\"${drops}\""
+    ROW="$rep,$size,$sys,$dir,${gen_pps:-0},${sink_pps:-0},${marked:-0},$zl,$zl_lossy,${per_pkt},${p50},${p99},$lat_base,$STEER,$CHECK,\"${drops}\",${GEN_MODES// /+}"
     cleanup
 }
 
@@ -684,7 +696,7 @@ PYEOF
 ((SMOKE)) && IMG=$OUT
 mkdir -p "$OUT" "$IMG"
 CSV=$OUT/results.csv
-echo "rep,size,system,dir,gen_pps,sink_pps,sink_frames,zero_loss_pps,zl_lossy_pps,dut_ns_per_pkt,p50_ns,p99_ns,lat_base,steered,check,dut_drops" >"$CSV"
+echo "rep,size,system,dir,gen_pps,sink_pps,sink_frames,zero_loss_pps,zl_lossy_pps,dut_ns_per_pkt,p50_ns,p99_ns,lat_base,steered,check,dut_drops,gen_mode" >"$CSV"
 T_START=$(date +%s)
 EST_DONE=0
 for ((rep = 1; rep <= REPS; rep++)); do

@@ -7,6 +7,11 @@ Writes OUT_DIR/results.md and IMG_DIR/throughput-{steered,unsteered}.png and
 IMG_DIR/latency-cdf-{steered,unsteered}.png (gnuplot, if installed). Exit status 1 if some
 system forwarded nothing in some measurement or failed a correctness check.
 
+The generator mode of every measurement (gen_mode: live = XDP live frames, afxdp = AF_XDP
+transmit) is a column of the table; rates offered in different modes are not comparable, and
+the header says so when a CSV mixes them. CSVs from before the column show "live?" (every run
+before 2026-12-06 used live frames).
+
 CSVs written before the zero-loss search (no zero_loss_pps / lat_base columns, as in
 docs/img/bench-*.csv) still work: the zero-loss columns and dashed lines are left out.
 """
@@ -45,15 +50,19 @@ def main():
                "sent reached the sink (binary search; 0 = none found)") if has_zl else ""
     zl_head = "zero-loss Mpps min / median / max | zero-loss vs kernel vxlan | " if has_zl else ""
     zl_rule = "--- | --- | " if has_zl else ""
+    gen_modes = sorted({r.get("gen_mode") or "live?" for r in rows})
+    gen_note = (f"Generator: **{gen_modes[0]}**. " if len(gen_modes) == 1 else
+                f"Generator: **mixed ({', '.join(gen_modes)})**: rows taken in different "
+                "generator modes are not comparable. ")
     lines = [
-        f"Mode: **{mode}**. Rates in Mpps at the sink (min / median / max over "
+        gen_note + f"Mode: **{mode}**. Rates in Mpps at the sink (min / median / max over "
         f"{len({r['rep'] for r in rows})} repetitions); ratio = system / kernel vxlan in the same "
         "repetition (median, min–max); *gen-bound*: the sink got ≥ 95 % of what the generator "
         f"sent, so the DUT was not the limit{zl_note}; {lat_note}.",
         "",
         "| system | dir | size (B) | Mpps min / median / max | vs kernel vxlan | " + zl_head +
-        "gen Mpps | DUT core ns/pkt | p50 / p99 latency (µs) | check |",
-        "| --- | --- | ---: | --- | --- | " + zl_rule + "---: | ---: | ---: | --- |",
+        "gen Mpps | gen mode | DUT core ns/pkt | p50 / p99 latency (µs) | check |",
+        "| --- | --- | ---: | --- | --- | " + zl_rule + "---: | --- | ---: | ---: | --- |",
     ]
     zl_dat = {}
     dat = {}
@@ -71,6 +80,7 @@ def main():
         p50 = [int(r["p50_ns"]) / 1000 for r in rs if r["p50_ns"]]
         p99 = [int(r["p99_ns"]) / 1000 for r in rs if r["p99_ns"]]
         checks = sorted({r["check"] for r in rs if r["check"] != "-"})
+        modes = "/".join(sorted({r.get("gen_mode") or "live?" for r in rs}))
         zl_cells = ""
         if has_zl:
             zl = [float(r["zero_loss_pps"]) / 1e6 for r in rs if r.get("zero_loss_pps")]
@@ -98,7 +108,7 @@ def main():
         lines.append(
             f"| {sys_} | {dir_} | {size} | {min(pps):.3f} / {statistics.median(pps):.3f} / "
             f"{max(pps):.3f}{' *gen-bound*' if bound * 2 > len(rs) else ''} | {ratio} | "
-            f"{zl_cells}{med(gen, '{:.2f}')} | {med(ns, '{:.0f}')} | {med(p50, '{:.0f}')} / "
+            f"{zl_cells}{med(gen, '{:.2f}')} | {modes} | {med(ns, '{:.0f}')} | {med(p50, '{:.0f}')} / "
             f"{med(p99, '{:.0f}')}{' †' if lat_max else ''} | "
             f"{', '.join(c.split('(')[0] for c in checks) or '-'} |")
         dat.setdefault(f"{sys_} {dir_}", []).append((size, statistics.median(pps)))

@@ -73,13 +73,18 @@ pub enum BenchError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The kernel does not support XDP live frames (or rejected the device/queue).
-    #[error("XDP live-frames mode (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES, kernel >= 5.18) is unavailable or rejected device {dev}; running kernel {kernel}. Use --tx afxdp (or auto), or scripts/pktgen.sh on hosts with the pktgen module")]
+    /// The kernel refused XDP live frames: too old (EINVAL before 5.18), or forbidden by a
+    /// lockdown or BPF LSM policy (EPERM even for root), or not offered for the device.
+    #[error("live frames refused by this kernel: {errno_name} ({detail}); BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on {dev}, kernel {kernel}. Use --tx afxdp (or auto), or scripts/pktgen.sh on hosts with the pktgen module")]
     LiveFramesUnavailable {
         /// Interface.
         dev: String,
         /// `uname -r`.
         kernel: String,
+        /// The errno's symbolic name (`EPERM`, `EINVAL`, ...).
+        errno_name: String,
+        /// The errno's text.
+        detail: String,
     },
     /// The AF_XDP socket of the fallback generator could not be set up.
     #[error("AF_XDP transmit on {dev}: {source}")]
@@ -235,8 +240,22 @@ impl Generator {
             source: boxed(e),
         })?;
         let fd = fd.as_fd();
-        let remaining = AtomicU64::new(spec.count);
         let start = Instant::now();
+        // One frame first, alone: a kernel that refuses live frames does so on the first call,
+        // before anything is sent, and says why in its errno. The frame counts toward --count.
+        if let Err(e) = testrun::xdp_live_frames(fd, &frame, ifindex, 0, 1, 1) {
+            let _ = xdp(&mut self.ebpf, "xvpc_gen", "generator").map(|p| p.detach(hold));
+            return Err(match e.errno() {
+                Some(errno) if errno != libc::EINTR => BenchError::LiveFramesUnavailable {
+                    dev: spec.dev.clone(),
+                    kernel: kernel_release(),
+                    errno_name: testrun::errno_name(errno),
+                    detail: std::io::Error::from_raw_os_error(errno).to_string(),
+                },
+                _ => e.into(),
+            });
+        }
+        let remaining = AtomicU64::new(spec.count - 1);
         let deadline = start + spec.duration;
         let per_thread_rate = spec.rate / u64::from(spec.threads);
         let results: Vec<Result<(), BenchError>> = thread::scope(|s| {
@@ -270,16 +289,7 @@ impl Generator {
         // Best effort: the link also goes when the program's fd closes at exit.
         let _ = xdp(&mut self.ebpf, "xvpc_gen", "generator").map(|p| p.detach(hold));
         for r in results {
-            match r {
-                Err(BenchError::TestRun(TestRunError::Rejected)) => {
-                    return Err(BenchError::LiveFramesUnavailable {
-                        dev: spec.dev.clone(),
-                        kernel: kernel_release(),
-                    })
-                }
-                Err(e) => return Err(e),
-                Ok(()) => {}
-            }
+            r?;
         }
         let sent = self.built()? - before;
         let reason = if stop.load(Ordering::Relaxed) {

@@ -1,6 +1,7 @@
-//! `xvpc-pktgen`: a traffic generator built on the kernel's XDP live-frames mode of
-//! `BPF_PROG_TEST_RUN`, a counting/latency sink, and an XDP redirect loader for the forwarding
-//! ceiling. See docs/BENCHMARKING.md.
+//! `xvpc-pktgen`: a traffic generator (the kernel's XDP live-frames mode of
+//! `BPF_PROG_TEST_RUN` where the kernel allows it, an AF_XDP socket otherwise), a
+//! counting/latency sink, and an XDP redirect loader for the forwarding ceiling. See
+//! docs/BENCHMARKING.md.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -16,13 +17,14 @@ use xvpc_pktgen::args::{GenArgs, TxMode};
 use xvpc_pktgen::bpf::{self, BenchError, SinkOpts};
 use xvpc_pktgen::{frame, hist};
 
-/// Exit status when live frames is unavailable (distinct from errors and usage mistakes).
+/// Exit status when `--tx live` was asked for and the kernel refused live frames (distinct
+/// from errors and usage mistakes).
 const EXIT_NO_LIVE_FRAMES: u8 = 3;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "xvpc-pktgen",
-    about = "XDP live-frames traffic generator and sink (198.18.0.0/15 and 2001:2::/48 only)",
+    about = "Traffic generator (XDP live frames or AF_XDP) and sink (198.18.0.0/15 and 2001:2::/48 only)",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -108,13 +110,20 @@ fn gen(a: &GenArgs) -> anyhow::Result<ExitCode> {
         afxdp::run(g.template(), &spec, &stop)
             .with_context(|| format!("generating on {} through AF_XDP", spec.dev))
     };
-    let r = match spec.tx {
-        TxMode::Afxdp => afxdp(&g)?,
+    // One line on stderr says which transmit path runs and why; RESULT names it too.
+    let (r, mode) = match spec.tx {
+        TxMode::Afxdp => {
+            eprintln!("xvpc-pktgen: tx mode afxdp (requested with --tx afxdp)");
+            (afxdp(&g)?, "afxdp")
+        }
         TxMode::Live | TxMode::Auto => match g.run(&spec, &stop) {
-            Ok(r) => r,
+            Ok(r) => {
+                eprintln!("xvpc-pktgen: tx mode live (the kernel accepted XDP live frames)");
+                (r, "live")
+            }
             Err(e @ BenchError::LiveFramesUnavailable { .. }) if spec.tx == TxMode::Auto => {
-                eprintln!("xvpc-pktgen: {e}; falling back to AF_XDP transmit");
-                afxdp(&g)?
+                eprintln!("xvpc-pktgen: tx mode afxdp (fallback: {e})");
+                (afxdp(&g)?, "afxdp")
             }
             Err(e @ BenchError::LiveFramesUnavailable { .. }) => {
                 eprintln!("xvpc-pktgen: {e}");
@@ -136,7 +145,7 @@ fn gen(a: &GenArgs) -> anyhow::Result<ExitCode> {
         r.reason
     );
     println!(
-        "RESULT sent={} elapsed_ns={} pps={:.0} size={} flows={}",
+        "RESULT sent={} elapsed_ns={} pps={:.0} size={} flows={} mode={mode}",
         r.sent,
         r.elapsed.as_nanos(),
         pps,

@@ -55,6 +55,43 @@ pub enum TestRunError {
     Os(#[source] io::Error),
 }
 
+impl TestRunError {
+    /// The errno the kernel answered with, if the kernel (not our own validation) refused.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Rejected => Some(libc::EINVAL),
+            Self::Interrupted => Some(libc::EINTR),
+            Self::Os(e) => e.raw_os_error(),
+            Self::OutputTooSmall { .. } => Some(libc::ENOSPC),
+            Self::FrameSize(_) | Self::BatchSize(_) | Self::NoInterface => None,
+        }
+    }
+}
+
+/// The symbolic name of the errnos a `bpf()` call can answer with (`EPERM`, ...), or
+/// `errno N` for the rest: what a user greps for and what a kernel log names.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::EINVAL => "EINVAL",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        // The kernel-internal ENOTSUPP leaks to user space from some BPF paths.
+        524 => "ENOTSUPP",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENODEV => "ENODEV",
+        libc::ENXIO => "ENXIO",
+        libc::EFAULT => "EFAULT",
+        libc::E2BIG => "E2BIG",
+        libc::ENOMEM => "ENOMEM",
+        libc::EBUSY => "EBUSY",
+        libc::ENOSPC => "ENOSPC",
+        libc::EINTR => "EINTR",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_string()
+}
+
 /// The `test` member of `union bpf_attr` (UAPI layout, 80 bytes with trailing padding).
 #[repr(C, align(8))]
 #[derive(Default)]
@@ -271,6 +308,17 @@ mod tests {
             xdp_test_run(fd, &[0u8; 4000], 0, &mut out),
             Err(TestRunError::FrameSize(4000))
         ));
+    }
+
+    #[test]
+    fn errnos_are_named_and_validation_errors_carry_none() {
+        assert_eq!(errno_name(libc::EPERM), "EPERM");
+        assert_eq!(errno_name(524), "ENOTSUPP");
+        assert_eq!(errno_name(4242), "errno 4242");
+        assert_eq!(TestRunError::Rejected.errno(), Some(libc::EINVAL));
+        let os = TestRunError::Os(io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(os.errno(), Some(libc::EPERM));
+        assert_eq!(TestRunError::NoInterface.errno(), None);
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub fn run(
     let mut client = LoadClient::connect(&vpc.control_socket())?;
 
     let mut samples = Vec::new();
+    let mut gen_modes: Vec<String> = Vec::new();
     for rep in 0..reps {
         let order = if rep % 2 == 0 {
             [false, true]
@@ -110,10 +111,14 @@ pub fn run(
                 updates_applied_per_s: applied as f64 / window,
                 updates_sent_per_s: pushed.map_or(0.0, |p| p.rate()),
             };
+            if !gen_modes.contains(&gen.mode) {
+                gen_modes.push(gen.mode.clone());
+            }
             println!(
-                "rep {rep} {:>8}: offered {:.3} Mpps, forwarded {:.3} Mpps, upserts applied {:.0}/s (client wrote {:.0}/s)",
+                "rep {rep} {:>8}: offered {:.3} Mpps ({} generator), forwarded {:.3} Mpps, upserts applied {:.0}/s (client wrote {:.0}/s)",
                 if with_updates { "updates" } else { "baseline" },
                 sample.offered_pps / 1e6,
+                gen.mode,
                 sample.forwarded_pps / 1e6,
                 sample.updates_applied_per_s,
                 sample.updates_sent_per_s
@@ -151,9 +156,10 @@ pub fn run(
     );
     println!(
         "RESULT update_rate offered_updates_per_s={rate} applied_updates_per_s={applied:.0} baseline_mpps={:.3} with_updates_mpps={:.3} \
-         ratio={ratio:.3} loss_pct={loss:.1} size={size} seconds={seconds} reps={reps} keys={keys} pass={}",
+         ratio={ratio:.3} loss_pct={loss:.1} size={size} seconds={seconds} reps={reps} keys={keys} gen_mode={} pass={}",
         base / 1e6,
         loaded / 1e6,
+        gen_modes.join("+"),
         applied >= 100_000.0 * 0.99 && loss < 10.0
     );
     Ok(())
@@ -162,6 +168,8 @@ pub fn run(
 struct GenResult {
     sent: u64,
     elapsed: Duration,
+    /// How the generator transmitted (`live` or `afxdp`): offered rates of the two differ.
+    mode: String,
 }
 
 /// Run the generator in the guest namespace on CPU 0 for `seconds`.
@@ -221,8 +229,14 @@ fn generate_traffic(
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("no {name}= in {line:?}"))
     };
+    let mode = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("mode="))
+        .with_context(|| format!("no mode= in {line:?}"))?
+        .to_string();
     Ok(GenResult {
         sent: field("sent")?,
         elapsed: Duration::from_nanos(field("elapsed_ns")?),
+        mode,
     })
 }

@@ -136,6 +136,7 @@ struct RawDataplane {
     ring_size: u32,
     control_socket: PathBuf,
     stats_socket: PathBuf,
+    pin_dir: PathBuf,
     miss_limit_per_sec: u32,
     pending_timeout_ms: u32,
     miss_hold_frames: usize,
@@ -157,6 +158,7 @@ impl Default for RawDataplane {
             ring_size: 2048,
             control_socket: PathBuf::from("/run/xvpc/control.sock"),
             stats_socket: PathBuf::from("/run/xvpc/stats.sock"),
+            pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
             miss_limit_per_sec: 1000,
             pending_timeout_ms: 500,
             miss_hold_frames: 64,
@@ -166,6 +168,9 @@ impl Default for RawDataplane {
         }
     }
 }
+
+/// Where the pins go unless `dataplane.pin_dir` says otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/xvpc";
 
 fn default_mtu() -> u16 {
     1500
@@ -204,6 +209,9 @@ pub struct DataplaneSettings {
     pub control_socket: PathBuf,
     /// Where `xvpc stats` connects.
     pub stats_socket: PathBuf,
+    /// bpffs directory where the XDP programs, links and maps are pinned (one directory per
+    /// interface below it), so they outlive the daemon.
+    pub pin_dir: PathBuf,
     /// Misses each worker may report per second.
     pub miss_limit_per_sec: u32,
     /// How long a reported miss suppresses further reports of the same key (and how long a
@@ -412,6 +420,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(1..=256).contains(&d.batch_size) {
         return Err(invalid("dataplane.batch_size", "must be within 1..=256"));
     }
+    if !d.pin_dir.is_absolute() || d.pin_dir.parent().is_none() {
+        return Err(invalid(
+            "dataplane.pin_dir",
+            "must be an absolute directory on bpffs (default /sys/fs/bpf/xvpc)",
+        ));
+    }
     if !matches!(d.frame_size, 2048 | 4096) {
         return Err(invalid("dataplane.frame_size", "must be 2048 or 4096"));
     }
@@ -499,6 +513,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ring_size: d.ring_size,
             control_socket: d.control_socket,
             stats_socket: d.stats_socket,
+            pin_dir: d.pin_dir,
             miss_limit_per_sec: d.miss_limit_per_sec,
             pending_timeout_ms: d.pending_timeout_ms,
             miss_hold_frames: d.miss_hold_frames,

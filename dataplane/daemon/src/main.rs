@@ -1,7 +1,10 @@
 //! `xvpc`: the dataplane daemon.
 //!
-//! - `xvpc run --config FILE`: attach the XDP programs, open the AF_XDP queue pairs, run the
-//!   workers until SIGINT/SIGTERM, then detach and print the final counters.
+//! - `xvpc run --config FILE`: attach (or adopt) the pinned XDP programs, open the AF_XDP
+//!   queue pairs, run the workers until SIGINT/SIGTERM, then print the final counters. The
+//!   programs stay attached after it exits, for any reason: the ports fail closed.
+//! - `xvpc detach`: remove the programs and their pins: the only way to open the ports.
+//! - `xvpc status`: what is attached and pinned, and whether a dataplane runs.
 //! - `xvpc check-config FILE`: validate a config file and exit.
 //! - `xvpc stats`: print a running daemon's counters as JSON.
 #![forbid(unsafe_code)]
@@ -9,19 +12,21 @@
 mod config;
 mod control;
 mod host;
+mod lifecycle;
+mod notify;
 mod stats;
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use crossbeam_utils::CachePadded;
 use xvpc_core::table::MappingTable;
-use xvpc_xdp::{AttachMode, FabricFilter, FabricSteering, GuestSteering};
+use xvpc_xdp::{AttachMode, FabricFilter, FabricSteering, GuestSteering, PinDir};
 use xvpc_xsk::{BindMode, BusyPoll, QueuePair, Side, SocketOptions, UmemConfig};
 
 use crate::config::{AttachModeConfig, BindModeConfig, Config, NextHop};
@@ -57,6 +62,12 @@ enum Command {
         #[arg(long, default_value = "/run/xvpc/stats.sock")]
         socket: PathBuf,
     },
+    /// Remove the XDP programs and their pins from both ports. This opens the guest port to
+    /// the host: it is the only thing that does.
+    Detach(lifecycle::Ports),
+    /// Say whether the programs are attached and pinned, their versions, and whether a
+    /// dataplane is running.
+    Status(lifecycle::Ports),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +82,8 @@ fn main() -> std::process::ExitCode {
         Command::Run { config } => run(&config),
         Command::CheckConfig { file } => check_config(&file),
         Command::Stats { socket } => print_stats(&socket),
+        Command::Detach(ports) => lifecycle::detach(&ports),
+        Command::Status(ports) => lifecycle::status(&ports),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -136,16 +149,29 @@ fn run(path: &Path) -> anyhow::Result<()> {
         AttachModeConfig::Driver => AttachMode::Driver,
         AttachModeConfig::Generic => AttachMode::Generic,
     };
-    // Guest first: from here on nothing from the guest reaches the host stack (fail closed).
-    let mut guest_prog = GuestSteering::attach(&config.guest_interface, attach)
-        .with_context(|| format!("attaching XDP to guest port {}", config.guest_interface))?;
+    let notifier = notify::Notifier::from_env().context("NOTIFY_SOCKET")?;
+    let pins = PinDir::prepare(&settings.pin_dir).context("dataplane.pin_dir")?;
+    // Guest first: from here on nothing from the guest reaches the host stack (fail closed),
+    // and it stays so after this process exits: the programs are pinned.
+    let mut guest_prog = lifecycle::retry_busy("attaching XDP to the guest port", || {
+        GuestSteering::attach(&config.guest_interface, attach, Some(&pins))
+    })
+    .with_context(|| format!("attaching XDP to guest port {}", config.guest_interface))?;
     let filter = FabricFilter {
         underlay_ipv4: config.fabric.underlay_ipv4,
         underlay_ipv6: config.fabric.underlay_ipv6,
         vxlan_port: config.fabric.vxlan_port,
     };
-    let mut fabric_prog = FabricSteering::attach(&config.fabric_interface, attach, &filter)
-        .with_context(|| format!("attaching XDP to fabric port {}", config.fabric_interface))?;
+    let mut fabric_prog = lifecycle::retry_busy("attaching XDP to the fabric port", || {
+        FabricSteering::attach(&config.fabric_interface, attach, &filter, Some(&pins))
+    })
+    .with_context(|| format!("attaching XDP to fabric port {}", config.fabric_interface))?;
+    tracing::info!(
+        guest = ?guest_prog.adoption(),
+        fabric = ?fabric_prog.adoption(),
+        pin_dir = %pins.root().display(),
+        "XDP programs attached and pinned"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -183,16 +209,20 @@ fn run(path: &Path) -> anyhow::Result<()> {
     };
     let mut update_senders = Vec::new();
     let mut statuses = Vec::new();
+    let mut heartbeats = Vec::new();
     let mut workers = Vec::new();
     for (index, (queue, core)) in settings.queues.iter().copied().enumerate() {
-        let mut queue_pair = QueuePair::new(
-            &config.guest_interface,
-            &config.fabric_interface,
-            queue,
-            umem,
-            bind_mode,
-            &options,
-        )
+        // A restart right after a crash may find the kernel still releasing the old sockets.
+        let mut queue_pair = lifecycle::retry_busy("binding AF_XDP sockets", || {
+            QueuePair::new(
+                &config.guest_interface,
+                &config.fabric_interface,
+                queue,
+                umem,
+                bind_mode,
+                &options,
+            )
+        })
         .with_context(|| format!("opening AF_XDP sockets on queue {queue}"))?;
         if settings.tx_budget > 0 {
             for side in [Side::Guest, Side::Fabric] {
@@ -207,6 +237,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         tracing::info!(queue, mode = ?queue_pair.bind_mode(), "AF_XDP queue pair bound");
         let (update_tx, update_rx) = crossbeam_channel::bounded(65536);
         let status = Arc::new(CachePadded::new(Mutex::new(WorkerStatus::default())));
+        let heartbeat = Arc::new(AtomicU64::new(0));
         let setup = WorkerSetup {
             index,
             core,
@@ -223,6 +254,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
             pending_timeout_ms: settings.pending_timeout_ms,
             hold_frames: settings.miss_hold_frames,
             status: status.clone(),
+            heartbeat: heartbeat.clone(),
             stop: stop.clone(),
         };
         workers.push(
@@ -232,6 +264,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         );
         update_senders.push(update_tx);
         statuses.push(status);
+        heartbeats.push(heartbeat);
     }
     drop((miss_tx, garbage_tx));
 
@@ -270,14 +303,39 @@ fn run(path: &Path) -> anyhow::Result<()> {
         control = %settings.control_socket.display(),
         "xvpc running"
     );
+    if let Some(n) = &notifier {
+        n.ready(&format!(
+            "forwarding: guest {} fabric {}, {} worker(s)",
+            config.guest_interface,
+            config.fabric_interface,
+            workers.len()
+        ));
+    }
+    let ping_every = notifier.as_ref().and_then(notify::Notifier::ping_every);
+    let mut beats = notify::Heartbeats::default();
+    let mut last_ping = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if workers.iter().any(|w| w.is_finished()) {
             stop.store(true, Ordering::Relaxed);
             bail!("a worker thread exited unexpectedly");
         }
+        if let (Some(n), Some(every)) = (&notifier, ping_every) {
+            if last_ping.elapsed() >= every {
+                let now: Vec<u64> = heartbeats.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+                if beats.all_moved(&now) {
+                    n.ping();
+                    last_ping = Instant::now();
+                } else {
+                    tracing::warn!("a worker's heartbeat stalled: withholding the watchdog ping");
+                }
+            }
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     tracing::info!("stopping");
+    if let Some(n) = &notifier {
+        n.stopping();
+    }
     let mut total = xvpc_core::counters::Counters::default();
     let mut balanced = true;
     // Drops the kernel counted at our sockets' full RX rings (backpressure), per port.
@@ -302,7 +360,10 @@ fn run(path: &Path) -> anyhow::Result<()> {
     }
     drop(guest_prog);
     drop(fabric_prog);
-    tracing::info!("XDP programs detached");
+    tracing::info!(
+        pin_dir = %pins.root().display(),
+        "XDP programs stay attached and pinned (fail closed): `xvpc detach` removes them"
+    );
     let mut summary = stats::counters_json(&total);
     summary["frames_balanced"] = serde_json::json!(balanced);
     summary["kernel_rx_ring_full"] = serde_json::json!({

@@ -5,7 +5,7 @@
 //! the fill rings. When there is no work it sleeps on its rings (poll with need_wakeup), so
 //! on a shared core it never starves the kernel's receive thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -91,6 +91,8 @@ pub struct WorkerSetup {
     pub pending_timeout_ms: u32,
     /// Missed frames held at most (0: drop them).
     pub hold_frames: usize,
+    /// Advanced about every `PUBLISH_EVERY` while the loop runs: the watchdog's proof of life.
+    pub heartbeat: Arc<AtomicU64>,
     /// Where to publish status.
     pub status: StatusSlot,
     /// Set to stop.
@@ -148,6 +150,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
         pending_timeout_ms,
         hold_frames,
         status,
+        heartbeat,
         stop,
     } = setup;
     if let Some(core) = core {
@@ -339,6 +342,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
         if last_publish.elapsed() >= PUBLISH_EVERY {
             last_publish = Instant::now();
             publish(&status, &counters, &table, &queue_pair, false);
+            heartbeat.fetch_add(1, Ordering::Relaxed);
         }
     }
     for h in &held[..n_held] {

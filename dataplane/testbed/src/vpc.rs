@@ -120,7 +120,9 @@ pub struct Vpc {
 
 impl Drop for Vpc {
     fn drop(&mut self) {
-        // Best effort: the namespaces are removed by their own guards.
+        // The pins go with their bpffs: the programs detach, then the namespaces are removed
+        // by their own guards. Best effort.
+        let _ = nix::mount::umount2(&self.pin_mount(), nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }
@@ -150,6 +152,20 @@ impl Vpc {
             fabric,
             work,
         };
+        // A bpffs of the test's own, in this (the host's) mount namespace: the daemon's pins
+        // outlive it there as on a real host, which `ip netns exec`'s private /sys would not
+        // let them, and unmounting it on drop detaches whatever is left.
+        let mount = vpc.pin_mount();
+        std::fs::create_dir_all(&mount).map_err(|source| TestbedError::Spawn {
+            cmd: format!("mkdir {}", mount.display()),
+            source,
+        })?;
+        crate::run_checked(std::process::Command::new("mount").args([
+            "-t",
+            "bpf",
+            "bpf",
+            &mount.display().to_string(),
+        ]))?;
 
         let queues = queues.max(1);
         veth_pair_with_queues((&vpc.guest, "g0"), (&vpc.dataplane, "xg0"), queues)?;
@@ -305,10 +321,21 @@ queues = [0]
 attach_mode = "driver"
 control_socket = "{work}/control.sock"
 stats_socket = "{work}/stats.sock"
+pin_dir = "{work}/bpf/xvpc"
 {extra_dataplane}
 
 {mappings}"#
         )
+    }
+
+    /// Where the test's bpffs is mounted.
+    pub fn pin_mount(&self) -> PathBuf {
+        self.work.join("bpf")
+    }
+
+    /// The daemon's `dataplane.pin_dir` (as written by [`Vpc::config_toml`]).
+    pub fn pin_dir(&self) -> PathBuf {
+        self.pin_mount().join("xvpc")
     }
 
     /// Path of the dataplane's control socket (as written by [`Vpc::config_toml`]).
@@ -324,6 +351,17 @@ stats_socket = "{work}/stats.sock"
     /// Write `config` and start `xvpc run` in the dataplane namespace; waits until its stats
     /// socket answers (up to 10 s).
     pub fn start_dataplane(&self, xvpc: &Path, config: &str) -> Result<ChildGuard, TestbedError> {
+        self.start_dataplane_with_env(xvpc, config, &[])
+    }
+
+    /// Like [`Vpc::start_dataplane`], with `env` (`NAME=value` words) in the daemon's
+    /// environment.
+    pub fn start_dataplane_with_env(
+        &self,
+        xvpc: &Path,
+        config: &str,
+        env: &[&str],
+    ) -> Result<ChildGuard, TestbedError> {
         let path = self.work.join("xvpc.toml");
         std::fs::write(&path, config).map_err(|source| TestbedError::Spawn {
             cmd: format!("write {}", path.display()),
@@ -332,7 +370,8 @@ stats_socket = "{work}/stats.sock"
         let log = self.work.join("xvpc.log");
         let stdout = self.work.join("xvpc.out");
         let script = format!(
-            "exec {} run --config {} >{} 2>{}",
+            "exec env {} {} run --config {} >{} 2>>{}",
+            env.join(" "),
             xvpc.display(),
             path.display(),
             stdout.display(),

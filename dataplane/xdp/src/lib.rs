@@ -6,19 +6,30 @@
 //! * [`FabricSteering`] puts `xvpc_fabric` on the fabric port: VXLAN to our underlay
 //!   address goes to the AF_XDP socket, everything else to the host's kernel stack.
 //!
-//! Both attach through a bpf_link that the returned value owns: dropping it, or the process
-//! dying for any reason (`kill -9` included), detaches the program. See `docs/XDP.md`.
+//! Both attach through a bpf_link. With a [`PinDir`] (what the daemon uses) the link, the
+//! program and its maps are pinned in bpffs and outlive the process: a crash, `kill -9` or a
+//! stop leaves the programs attached, and with no AF_XDP socket registered they drop what the
+//! dataplane would have handled (fail closed). The next start adopts the pins, or swaps a
+//! changed program in with `bpf_link_update` (atomic); [`detach_pinned`] is the only way out.
+//! Without a pin directory the returned value owns the link and dropping it detaches the
+//! program (tests and tools). See `docs/XDP.md`.
 #![forbid(unsafe_code)]
+
+mod pins;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
 
 use aya::maps::{MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::links::FdLink;
+use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::util::KernelVersion;
 use aya::{Ebpf, EbpfError, EbpfLoader};
+
+pub use pins::{detach_pinned, pinned_state, Detached, PinDir, PinnedState};
 
 /// The `xvpc_guest` object file, compiled from `ebpf/guest.bpf.c`.
 static GUEST_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guest.bpf.o"));
@@ -126,6 +137,45 @@ pub enum XdpError {
     /// The fabric filter cannot match anything.
     #[error("invalid fabric filter: {0}")]
     InvalidFilter(&'static str),
+    /// bpffs is not mounted where the pins go and could not be mounted there.
+    #[error("bpffs at {path}: {reason} (the XDP programs must be pinned to outlive the daemon; mount it with `mount -t bpf bpf {path}` or set dataplane.pin_dir)")]
+    BpfFs {
+        /// The mount point or pin directory.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// A pin could not be created, opened or removed.
+    #[error("{ifname}: pin {path}: {reason}")]
+    Pin {
+        /// The interface.
+        ifname: String,
+        /// The pin.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// How [`GuestSteering::attach`] / [`FabricSteering::attach`] found the interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// Nothing was pinned: the program was attached now.
+    Fresh,
+    /// The same program version was pinned and attached: reused as it was.
+    Reused {
+        /// The program version (hash of the object and its configuration).
+        version: String,
+    },
+    /// A different version was attached: the new one replaced it atomically.
+    Upgraded {
+        /// The version that was attached before.
+        from: String,
+        /// The version attached now.
+        to: String,
+    },
+    /// Not pinned: the program lives as long as the returned value.
+    Unpinned,
 }
 
 /// How to attach an XDP program.
@@ -185,24 +235,50 @@ pub struct FabricFilter {
 
 /// A loaded program attached to one interface through a bpf_link, with its maps.
 struct Attached {
-    // Declared first so it is dropped first: closing the link fd detaches the program.
+    // Declared first so it is dropped first: closing the link fd detaches an unpinned program.
     link: FdLink,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     ifname: String,
     mode: AttachMode,
-    // Keeps the program and the rest of the object alive.
-    _ebpf: Ebpf,
+    adoption: Adoption,
+    // Keeps the program and the rest of the object alive (none when reused from the pins).
+    _ebpf: Option<Ebpf>,
+}
+
+/// The environment variable whose value is part of every program version (see
+/// `docs/XDP.md`, "Upgrades").
+pub const VERSION_SALT_ENV: &str = "XVPC_XDP_VERSION_SALT";
+
+/// A 64-bit FNV-1a hash over the program's name, object and configuration: its version. Any
+/// change of program code or of the fabric filter gives another version.
+fn program_version(program: &str, obj: &[u8], config: &[u8]) -> String {
+    // An operator's (or a test's) way to force a new version of the same code, to rehearse
+    // an upgrade: the salt is part of the version.
+    let salt = std::env::var(VERSION_SALT_ENV).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [program.as_bytes(), obj, config, salt.as_bytes()] {
+        for b in part.iter().chain(&[0xff]) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
 }
 
 impl Attached {
     fn load(
-        obj: &[u8],
-        program: &'static str,
+        spec: ProgramSpec<'_>,
         ifname: &str,
         mode: AttachMode,
+        pins: Option<&PinDir>,
         loader: &mut EbpfLoader<'_>,
     ) -> Result<Self, XdpError> {
+        let ProgramSpec {
+            obj,
+            program,
+            config,
+        } = spec;
         match KernelVersion::current() {
             Ok(v) if v >= BPF_LINK_XDP => {}
             Ok(v) => {
@@ -217,6 +293,41 @@ impl Attached {
                     kernel: format!("unknown ({e})"),
                 })
             }
+        }
+        let version = program_version(program, obj, config);
+        let port = pins.map(|p| p.port(ifname)).transpose()?;
+        let pinned_link = match &port {
+            Some(port) => port.open_link()?,
+            None => None,
+        };
+        let current = match (&port, &pinned_link) {
+            (Some(port), Some(_)) => port.program_pin()?,
+            _ => None,
+        };
+        if let (Some(port), Some(current)) = (&port, &current) {
+            if current.version == version {
+                if let Some(link) = pinned_link {
+                    let (xsks, counters) = port.open_maps()?;
+                    tracing::info!(%ifname, program, %version, mode = %current.mode,
+                        "pinned XDP program of this version already attached: reused");
+                    return Ok(Attached {
+                        link: FdLink::from(link),
+                        xsks,
+                        counters,
+                        ifname: ifname.to_string(),
+                        mode: current.mode,
+                        adoption: Adoption::Reused { version },
+                        _ebpf: None,
+                    });
+                }
+            }
+        }
+        if let Some(port) = &port {
+            // The maps live on across restarts and upgrades: counters keep counting, and the
+            // XSKMAP is the one the attached program already redirects through.
+            loader
+                .map_pin_path("xsks_map", port.path().join("xsks_map"))
+                .map_pin_path("counters", port.path().join("counters"));
         }
         let mut ebpf = loader.load(obj).map_err(|source| XdpError::Load {
             ifname: ifname.to_string(),
@@ -272,6 +383,49 @@ impl Attached {
                 source: Box::new(source),
             })
         };
+        if let (Some(port), Some(link)) = (&port, pinned_link) {
+            let previous = current;
+            let from = previous
+                .as_ref()
+                .map_or_else(|| "unknown".to_string(), |p| p.version.clone());
+            let used = previous.as_ref().map_or(mode, |p| p.mode);
+            let xdp_link = XdpLink::try_from(FdLink::from(link)).map_err(|e| {
+                port.pin_error("link", format!("the pinned link is not an XDP link: {e}"))
+            })?;
+            match prog.attach_to_link(xdp_link) {
+                Ok(link_id) => {
+                    let link = prog.take_link(link_id).map_err(|source| XdpError::Attach {
+                        ifname: ifname.to_string(),
+                        program,
+                        mode: used,
+                        source: Box::new(source),
+                    })?;
+                    let link = FdLink::try_from(link).map_err(|_| XdpError::NoBpfLink {
+                        ifname: ifname.to_string(),
+                        kernel: "bpf_link_update left a netlink attachment".to_string(),
+                    })?;
+                    port.pin_program(prog, program, used, &version)?;
+                    tracing::info!(%ifname, program, %from, to = %version,
+                        "XDP program replaced atomically (bpf_link_update)");
+                    return Ok(Attached {
+                        link,
+                        xsks,
+                        counters,
+                        ifname: ifname.to_string(),
+                        mode: used,
+                        adoption: Adoption::Upgraded { from, to: version },
+                        _ebpf: Some(ebpf),
+                    });
+                }
+                Err(e) => {
+                    // ENOLINK: the interface the link was made for is gone (deleted and
+                    // recreated): the pin is stale and nothing is attached.
+                    tracing::warn!(%ifname, program, error = %e,
+                        "the pinned link is defunct; removing its pins and attaching anew");
+                    port.remove_link()?;
+                }
+            }
+        }
         let (link_id, used) = match mode {
             AttachMode::Driver | AttachMode::Generic => (attach(prog, mode)?, mode),
             AttachMode::Auto => match attach(prog, AttachMode::Driver) {
@@ -296,13 +450,23 @@ impl Attached {
             ifname: ifname.to_string(),
             kernel: "bpf_link_create refused; attached through netlink".to_string(),
         })?;
+        let (link, adoption) = match &port {
+            Some(port) => {
+                // Program first, then the link: a crash in between leaves a link-less
+                // program pin, which the next start replaces.
+                port.pin_program(prog, program, used, &version)?;
+                (port.pin_link(link)?, Adoption::Fresh)
+            }
+            None => (link, Adoption::Unpinned),
+        };
         Ok(Attached {
             link,
             xsks,
             counters,
             ifname: ifname.to_string(),
             mode: used,
-            _ebpf: ebpf,
+            adoption,
+            _ebpf: Some(ebpf),
         })
     }
 
@@ -344,6 +508,14 @@ impl Attached {
     }
 }
 
+/// An embedded program: its object, its name in the object, and the configuration it is
+/// loaded with (part of its version).
+struct ProgramSpec<'a> {
+    obj: &'a [u8],
+    program: &'static str,
+    config: &'a [u8],
+}
+
 impl fmt::Debug for Attached {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Attached")
@@ -361,16 +533,21 @@ pub struct GuestSteering {
 }
 
 impl GuestSteering {
-    /// Loads `xvpc_guest` and attaches it to `ifname` through a bpf_link.
-    pub fn attach(ifname: &str, mode: AttachMode) -> Result<Self, XdpError> {
-        let inner = Attached::load(
-            GUEST_OBJ,
-            "xvpc_guest",
-            ifname,
-            mode,
-            &mut EbpfLoader::new(),
-        )?;
+    /// Loads `xvpc_guest` and attaches it to `ifname` through a bpf_link, pinned under
+    /// `pins` (adopting what is pinned there already) or, with `None`, owned by the value.
+    pub fn attach(ifname: &str, mode: AttachMode, pins: Option<&PinDir>) -> Result<Self, XdpError> {
+        let spec = ProgramSpec {
+            obj: GUEST_OBJ,
+            program: "xvpc_guest",
+            config: &[],
+        };
+        let inner = Attached::load(spec, ifname, mode, pins, &mut EbpfLoader::new())?;
         Ok(GuestSteering { inner })
+    }
+
+    /// How the program came to be attached.
+    pub fn adoption(&self) -> &Adoption {
+        &self.inner.adoption
     }
 
     /// Sends frames received on RX `queue` to the AF_XDP socket `fd` (bound to that queue
@@ -412,8 +589,15 @@ pub struct FabricSteering {
 
 impl FabricSteering {
     /// Loads `xvpc_fabric` configured with `cfg` and attaches it to `ifname` through a
-    /// bpf_link. The filter is fixed for the program's lifetime (read-only globals).
-    pub fn attach(ifname: &str, mode: AttachMode, cfg: &FabricFilter) -> Result<Self, XdpError> {
+    /// bpf_link, pinned under `pins` or owned by the value (see [`GuestSteering::attach`]).
+    /// The filter is fixed for the program's lifetime (read-only globals): another filter is
+    /// another program version.
+    pub fn attach(
+        ifname: &str,
+        mode: AttachMode,
+        cfg: &FabricFilter,
+        pins: Option<&PinDir>,
+    ) -> Result<Self, XdpError> {
         if cfg.underlay_ipv4.is_none() && cfg.underlay_ipv6.is_none() {
             return Err(XdpError::InvalidFilter(
                 "neither an IPv4 nor an IPv6 underlay address is set",
@@ -446,11 +630,27 @@ impl FabricSteering {
             .override_global("cfg_underlay_v4", &v4, true)
             .override_global("cfg_underlay_v6", &v6, true)
             .override_global("cfg_vxlan_port", &port, true);
-        let inner = Attached::load(FABRIC_OBJ, "xvpc_fabric", ifname, mode, &mut loader)?;
+        let mut config = Vec::with_capacity(26);
+        config.extend_from_slice(&flags.to_ne_bytes());
+        config.extend_from_slice(&v4.to_ne_bytes());
+        v6.iter()
+            .for_each(|w| config.extend_from_slice(&w.to_ne_bytes()));
+        config.extend_from_slice(&port.to_ne_bytes());
+        let spec = ProgramSpec {
+            obj: FABRIC_OBJ,
+            program: "xvpc_fabric",
+            config: &config,
+        };
+        let inner = Attached::load(spec, ifname, mode, pins, &mut loader)?;
         Ok(FabricSteering {
             inner,
             filter: *cfg,
         })
+    }
+
+    /// How the program came to be attached.
+    pub fn adoption(&self) -> &Adoption {
+        &self.inner.adoption
     }
 
     /// Sends VXLAN frames received on RX `queue` to the AF_XDP socket `fd`.
@@ -546,6 +746,21 @@ mod tests {
     }
 
     #[test]
+    fn versions_follow_code_and_configuration() {
+        let v = program_version("xvpc_fabric", b"obj", b"cfg");
+        assert_eq!(v.len(), 16);
+        assert_eq!(v, program_version("xvpc_fabric", b"obj", b"cfg"));
+        assert_ne!(v, program_version("xvpc_fabric", b"obj2", b"cfg"));
+        assert_ne!(v, program_version("xvpc_fabric", b"obj", b"cfh"));
+        assert_ne!(v, program_version("xvpc_guest", b"obj", b"cfg"));
+        // Field boundaries count: moving a byte between parts changes the version.
+        assert_ne!(
+            program_version("p", b"ab", b"c"),
+            program_version("p", b"a", b"bc")
+        );
+    }
+
+    #[test]
     fn a_filter_that_matches_nothing_is_rejected_before_loading() {
         let none = FabricFilter {
             underlay_ipv4: None,
@@ -553,7 +768,7 @@ mod tests {
             vxlan_port: 4789,
         };
         assert!(matches!(
-            FabricSteering::attach("eth0", AttachMode::Auto, &none),
+            FabricSteering::attach("eth0", AttachMode::Auto, &none, None),
             Err(XdpError::InvalidFilter(_))
         ));
         let port0 = FabricFilter {
@@ -562,7 +777,7 @@ mod tests {
             vxlan_port: 0,
         };
         assert!(matches!(
-            FabricSteering::attach("eth0", AttachMode::Auto, &port0),
+            FabricSteering::attach("eth0", AttachMode::Auto, &port0, None),
             Err(XdpError::InvalidFilter(_))
         ));
     }

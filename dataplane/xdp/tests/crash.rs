@@ -16,7 +16,7 @@ const TEST_NAME: &str = "guest_program_is_detached_when_its_process_is_killed";
 
 /// The holder side: attach and wait (bounded) to be killed.
 fn hold(ifname: &str) {
-    let g = GuestSteering::attach(ifname, AttachMode::Driver).expect("holder attaches");
+    let g = GuestSteering::attach(ifname, AttachMode::Driver, None).expect("holder attaches");
     // Straight to fd 1: libtest may capture `println!`.
     let mut out = std::io::stdout();
     writeln!(out, "\n{READY} {}", g.mode()).expect("write to the test");

@@ -69,7 +69,7 @@ fn vxlan_for_the_underlay_reaches_the_registered_socket() {
     };
     dp.run_in(|| {
         let mut steering =
-            FabricSteering::attach("fab0", AttachMode::Driver, &filter).expect("attach");
+            FabricSteering::attach("fab0", AttachMode::Driver, &filter, None).expect("attach");
         let cfg = UmemConfig {
             frame_count: 1024,
             ring_size: 256,

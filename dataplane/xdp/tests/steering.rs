@@ -108,7 +108,7 @@ fn fabric_topology() -> Fabric {
         vxlan_port: VXLAN_PORT,
     };
     let steering = dp
-        .run_in(|| FabricSteering::attach("fab0", AttachMode::Driver, &filter))
+        .run_in(|| FabricSteering::attach("fab0", AttachMode::Driver, &filter, None))
         .expect("attach xvpc_fabric");
     assert_eq!(steering.mode(), AttachMode::Driver);
     Fabric { dp, peer, steering }
@@ -279,7 +279,7 @@ fn guest_program_fails_closed_without_a_socket() {
         .expect("neigh6");
 
     let steering = dp
-        .run_in(|| GuestSteering::attach("gdp0", AttachMode::Auto))
+        .run_in(|| GuestSteering::attach("gdp0", AttachMode::Auto, None))
         .expect("attach xvpc_guest");
     assert_eq!(steering.mode(), AttachMode::Driver, "veth has native XDP");
     let ip_before = snmp(&dp, "Ip", "InReceives");
@@ -316,7 +316,7 @@ fn attach_errors_name_the_interface_and_auto_falls_back_to_generic() {
     require_root();
     let ns = Netns::new("xdperr").expect("ns");
     let err = ns
-        .run_in(|| GuestSteering::attach("nosuchdev0", AttachMode::Driver))
+        .run_in(|| GuestSteering::attach("nosuchdev0", AttachMode::Driver, None))
         .expect_err("no such interface");
     assert!(err.to_string().contains("nosuchdev0"), "{err}");
 
@@ -325,14 +325,14 @@ fn attach_errors_name_the_interface_and_auto_falls_back_to_generic() {
         .expect("bridge");
     ns.link_up("dum0").expect("up");
     let err = ns
-        .run_in(|| GuestSteering::attach("dum0", AttachMode::Driver))
+        .run_in(|| GuestSteering::attach("dum0", AttachMode::Driver, None))
         .expect_err("a bridge has no driver-mode XDP");
     assert!(
         matches!(err, XdpError::Attach { ref ifname, mode: AttachMode::Driver, .. } if ifname == "dum0"),
         "{err}"
     );
     let g = ns
-        .run_in(|| GuestSteering::attach("dum0", AttachMode::Auto))
+        .run_in(|| GuestSteering::attach("dum0", AttachMode::Auto, None))
         .expect("auto falls back");
     assert_eq!(g.mode(), AttachMode::Generic);
     let link = ns.ip(&["link", "show", "dum0"]).expect("link");
@@ -344,7 +344,7 @@ fn attach_errors_name_the_interface_and_auto_falls_back_to_generic() {
         vxlan_port: VXLAN_PORT,
     };
     assert!(matches!(
-        FabricSteering::attach("dum0", AttachMode::Auto, &bad),
+        FabricSteering::attach("dum0", AttachMode::Auto, &bad, None),
         Err(XdpError::InvalidFilter(_))
     ));
     let mut g = g;

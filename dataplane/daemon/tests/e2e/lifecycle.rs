@@ -1,8 +1,13 @@
-//! Start, stop and crash: frame accounting balances, and the XDP programs never outlive the
-//! daemon (they are attached through bpf_links, released with the process's descriptors).
+//! Start, stop, crash, restart, upgrade and detach: the ports fail closed whenever no daemon
+//! runs (the XDP programs are pinned in the test's bpffs and outlive the process), frame
+//! accounting balances, and only `xvpc detach` opens the guest port again.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use xvpc_testbed::require_root;
-use xvpc_testbed::vpc::{Underlay, Vpc};
+use xvpc_testbed::vpc::{Underlay, Vpc, GUEST_V4, UNDERLAY_V4};
 
 use crate::common::*;
 
@@ -22,8 +27,94 @@ fn ping_remote(vpc: &Vpc) {
     }
 }
 
+fn dev_counter(vpc: &Vpc, ns: &xvpc_testbed::Netns, dev: &str, name: &str) -> u64 {
+    ns.sh(&format!("cat /sys/class/net/{dev}/statistics/{name}"))
+        .unwrap_or_else(|e| panic!("{dev} {name}: {e}\n{}", vpc.dataplane_log()))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// What a guest probing the dataplane host saw.
+struct Probe {
+    /// The host answered the guest's ARP for its fabric address.
+    arp_answered: bool,
+    /// ICMP echo requests the host's stack received meanwhile.
+    host_echos: u64,
+    /// IPv4 packets the host's stack received meanwhile.
+    host_ip_in: u64,
+    /// Frames with the guest's MAC or address seen on the fabric meanwhile.
+    on_fabric: usize,
+}
+
+/// The guest tries to reach the dataplane host's own fabric address (198.18.0.2) through its
+/// port, as issue #12 reproduced: a host route on g0, ARP, three pings.
+fn probe_host(vpc: &Vpc) -> Probe {
+    let g = &vpc.guest;
+    let _ = g.ip(&["route", "del", &format!("{UNDERLAY_V4}/32")]);
+    g.ip(&["route", "add", &format!("{UNDERLAY_V4}/32"), "dev", "g0"])
+        .expect("host route");
+    let _ = g.ip(&["neigh", "flush", "dev", "g0", "to", UNDERLAY_V4]);
+    let pcap = vpc.work.join("probe-fabric.pcap");
+    let capture = Capture::start(
+        &vpc.fabric,
+        "f0",
+        &format!("host {GUEST_V4} or ether host 02:00:00:00:01:01"),
+        100,
+        &pcap,
+    );
+    let before = snmp(&vpc.dataplane, &[]);
+    let _ = ping(g, UNDERLAY_V4, 3);
+    let after = snmp(&vpc.dataplane, &[]);
+    let neigh = g
+        .ip(&["neigh", "show", "to", UNDERLAY_V4, "dev", "g0"])
+        .unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(200));
+    let on_fabric = pcap_packets(&capture.finish()).len();
+    g.ip(&["route", "del", &format!("{UNDERLAY_V4}/32")])
+        .expect("remove the host route");
+    let moved = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    Probe {
+        arp_answered: neigh.contains("lladdr"),
+        host_echos: moved("Icmp.InEchos"),
+        host_ip_in: moved("Ip.InReceives"),
+        on_fabric,
+    }
+}
+
+fn assert_closed(p: &Probe, when: &str) {
+    assert!(!p.arp_answered, "{when}: the host answered the guest's ARP");
+    assert_eq!(p.host_echos, 0, "{when}: guest pings reached the host stack");
+    assert_eq!(p.host_ip_in, 0, "{when}: guest packets reached the host stack");
+    assert_eq!(p.on_fabric, 0, "{when}: guest frames reached the fabric");
+}
+
+fn xvpc_cmd(vpc: &Vpc, args: &[&str]) -> (bool, String) {
+    let bin = xvpc();
+    let mut argv = vec![bin.to_str().expect("utf-8 path")];
+    argv.extend_from_slice(args);
+    let out = vpc.dataplane.exec(&argv).expect("run xvpc");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn config_path(vpc: &Vpc) -> String {
+    vpc.work.join("xvpc.toml").display().to_string()
+}
+
+fn guest_xdp_drops(vpc: &Vpc) -> u64 {
+    let s = stats(vpc);
+    s["xdp"]["guest"]["dropped_no_socket"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no xdp.guest.dropped_no_socket in {s}"))
+}
+
 #[test]
-fn clean_stop_balances_frames_and_detaches_xdp() {
+fn clean_stop_keeps_both_ports_closed_and_a_restart_reuses_the_pins() {
     require_root();
     let vpc = Vpc::new("lif", &[Underlay::V4]).expect("topology");
     assert_eq!(xdp_attached(&vpc), (false, false), "no XDP before xvpc");
@@ -38,7 +129,6 @@ fn clean_stop_balances_frames_and_detaches_xdp() {
         (frames["in_app"] == 0 && frames["in_tx"] == serde_json::json!([0, 0])).then_some(frames)
     });
     assert_eq!(frames["balanced"], true, "running accounting: {frames}");
-    // The kernel's own drop counters of both sockets are reported (and a ping loses nothing).
     let snapshot = stats(&vpc);
     for port in ["guest", "fabric"] {
         let kernel = &snapshot["workers"][0]["kernel"][port];
@@ -57,34 +147,304 @@ fn clean_stop_balances_frames_and_detaches_xdp() {
     for reason in ["tx_ring_full", "invalid_descriptor", "no_headroom"] {
         assert_eq!(counter(&last, reason), 0, "{reason}: {last}");
     }
-    assert_eq!(xdp_attached(&vpc), (false, false), "XDP detached at exit");
     assert!(
         !vpc.stats_socket().exists() && !vpc.control_socket().exists(),
         "sockets removed at exit"
     );
+    // Stopped means closed: the programs stay, pinned, and drop what the guest sends.
+    assert_eq!(xdp_attached(&vpc), (true, true), "XDP stays attached after a stop");
+    assert!(vpc.pin_dir().join("xg0/link").exists(), "guest link pinned");
+    assert!(vpc.pin_dir().join("xf0/link").exists(), "fabric link pinned");
+    assert_closed(&probe_host(&vpc), "after a clean stop");
     let log = vpc.dataplane_log();
-    assert!(log.contains("XDP programs detached"), "log:\n{log}");
+    assert!(log.contains("stay attached and pinned"), "log:\n{log}");
+
+    // The same binary again: it adopts the pinned programs as they are.
+    let mut daemon = start_default(&vpc);
+    ping_remote(&vpc);
+    let log = vpc.dataplane_log();
+    assert_eq!(
+        log.matches("already attached: reused").count(),
+        2,
+        "both programs reused:\n{log}"
+    );
+    let (ok, status) = xvpc_cmd(&vpc, &["status", "--config", &config_path(&vpc)]);
+    assert!(ok, "xvpc status: {status}");
+    assert_eq!(status.matches(", attached").count(), 2, "{status}");
+    assert!(status.contains("dataplane: running"), "{status}");
+    stop(&vpc, &mut daemon);
 }
 
 #[test]
-fn kill_9_leaves_no_xdp_behind_and_a_restart_works() {
+fn kill_9_fails_closed_counts_the_drops_and_only_detach_opens_the_port() {
     require_root();
     let vpc = Vpc::new("crs", &[Underlay::V4]).expect("topology");
     let mut daemon = start_default(&vpc);
     ping_remote(&vpc);
+    let drops_before = guest_xdp_drops(&vpc);
     let status = daemon.kill_hard().expect("kill -9 xvpc");
     assert!(!status.success(), "xvpc was killed: {status}");
-    // The kernel releases the bpf_links with the dead process's descriptors (possibly a
-    // moment later, from a workqueue).
-    wait_until("the XDP programs to go away after kill -9", || {
-        (xdp_attached(&vpc) == (false, false)).then_some(())
-    });
-    // A restart attaches again despite the stale socket files and carries traffic.
+    // The sockets leave the XSKMAP as the dead process's descriptors close.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(xdp_attached(&vpc), (true, true), "XDP stays attached after kill -9");
+
+    let sent_before = dev_counter(&vpc, &vpc.guest, "g0", "tx_packets");
+    let probe = probe_host(&vpc);
+    assert_closed(&probe, "after kill -9");
+    let sent = dev_counter(&vpc, &vpc.guest, "g0", "tx_packets") - sent_before;
+    assert!(sent >= 3, "the guest sent its probes ({sent} frames)");
+    let (ok, status_out) = xvpc_cmd(&vpc, &["status", "--config", &config_path(&vpc)]);
+    assert!(ok, "closed ports are a good status: {status_out}");
+    assert!(status_out.contains("dataplane: not running"), "{status_out}");
+
+    // A restart despite the stale socket files: traffic flows again, and the pinned
+    // counters kept every frame the guest sent meanwhile.
     let mut daemon = start_default(&vpc);
-    assert_eq!(xdp_attached(&vpc), (true, true), "xvpc attached again");
     ping_remote(&vpc);
+    let dropped = guest_xdp_drops(&vpc) - drops_before;
+    assert_eq!(
+        dropped, sent,
+        "xdp.guest.dropped_no_socket moved by what the guest sent while no dataplane ran"
+    );
     let last = stop(&vpc, &mut daemon);
     assert_clean_exit_summary(&last);
+
+    // `xvpc detach` is the way out, and says so; the positive control: the same probe now
+    // reaches the host.
+    let (ok, out) = xvpc_cmd(&vpc, &["detach", "--config", &config_path(&vpc)]);
+    assert!(ok, "xvpc detach: {out}");
+    assert!(out.contains("ordinary interface"), "{out}");
+    wait_until("the programs to go after detach", || {
+        (xdp_attached(&vpc) == (false, false)).then_some(())
+    });
+    assert!(!vpc.pin_dir().join("xg0").exists(), "pins removed");
+    let (ok, out) = xvpc_cmd(&vpc, &["status", "--config", &config_path(&vpc)]);
+    assert!(!ok && out.contains("OPEN"), "status of an open port fails: {out}");
+    let open = probe_host(&vpc);
+    assert!(open.arp_answered, "positive control: the host answers ARP once detached");
+    assert!(open.host_echos >= 1, "positive control: pings reach the host stack");
+}
+
+#[test]
+fn a_changed_program_version_replaces_the_old_one_with_no_gap() {
+    require_root();
+    let vpc = Vpc::new("upg", &[Underlay::V4]).expect("topology");
+    let mut daemon = start_default(&vpc);
+    ping_remote(&vpc);
+    stop(&vpc, &mut daemon);
+    let ids = |vpc: &Vpc| {
+        ["xg0", "xf0"].map(|dev| {
+            let text = vpc.dataplane.ip(&["-d", "link", "show", "dev", dev]).expect("ip link");
+            text.split("prog/xdp id ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("no XDP program on {dev}: {text}"))
+        })
+    };
+    let old = ids(&vpc);
+
+    // The guest probes the host for the whole swap: ARP and pings every 10 ms.
+    let g = &vpc.guest;
+    g.ip(&["route", "add", &format!("{UNDERLAY_V4}/32"), "dev", "g0"])
+        .expect("host route");
+    let before = snmp(&vpc.dataplane, &[]);
+    let mut flood = g
+        .spawn_piped(&["ping", "-c", "300", "-i", "0.01", "-W", "1", UNDERLAY_V4])
+        .expect("start the probe flood");
+    std::thread::sleep(Duration::from_millis(300));
+    let config = vpc.config_toml(&static_mappings(&vpc), "");
+    let env = format!("{}=drill-2", xvpc_xdp::VERSION_SALT_ENV);
+    let mut daemon = vpc
+        .start_dataplane_with_env(&xvpc(), &config, &[&env])
+        .unwrap_or_else(|e| panic!("the new version did not start: {e}"));
+    let _ = flood.wait_timeout(Duration::from_secs(20));
+    let after = snmp(&vpc.dataplane, &[]);
+    let new = ids(&vpc);
+    let log = vpc.dataplane_log();
+    assert_eq!(
+        log.matches("replaced atomically").count(),
+        2,
+        "both programs upgraded in place:\n{log}"
+    );
+    assert_ne!(old, new, "new programs run on both ports");
+    let moved = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    assert_eq!(moved("Icmp.InEchos"), 0, "a guest ping reached the host during the swap");
+    assert_eq!(moved("Ip.InReceives"), 0, "a guest packet reached the host during the swap");
+    let neigh = g
+        .ip(&["neigh", "show", "to", UNDERLAY_V4, "dev", "g0"])
+        .unwrap_or_default();
+    assert!(!neigh.contains("lladdr"), "the host answered ARP: {neigh}");
+    g.ip(&["route", "del", &format!("{UNDERLAY_V4}/32")])
+        .expect("remove the host route");
+    ping_remote(&vpc);
+    let (ok, status) = xvpc_cmd(&vpc, &["status", "--config", &config_path(&vpc)]);
+    assert!(ok, "{status}");
+    stop(&vpc, &mut daemon);
+}
+
+/// What a paced guest → remote UDP stream saw across a restart.
+struct Gap {
+    sent: u32,
+    received: u32,
+    longest_gap: Duration,
+}
+
+/// Sends `seconds` of 10 kpps sequence-numbered datagrams from the guest to the remote's
+/// overlay address while `during` runs (after a 1 s lead-in), and measures what arrived.
+fn paced_stream_across(vpc: &Vpc, seconds: u64, during: impl FnOnce()) -> Gap {
+    const PPS: u64 = 10_000;
+    let remote = &vpc.remotes[0];
+    let dst = SocketAddr::new(remote.overlay_v4.into(), 7001);
+    let done = AtomicBool::new(false);
+    let (sent, mut arrivals) = std::thread::scope(|s| {
+        let done = &done;
+        let receiver = s.spawn(move || {
+            remote.ns.run_in(|| {
+                let sock = UdpSocket::bind(dst).expect("bind the receiver");
+                sock.set_read_timeout(Some(Duration::from_millis(100)))
+                    .expect("timeout");
+                let mut arrivals: Vec<(u32, Instant)> = Vec::new();
+                let mut buf = [0u8; 64];
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(n) = sock.recv(&mut buf) {
+                        if n >= 4 {
+                            let seq = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                            arrivals.push((seq, Instant::now()));
+                        }
+                    }
+                }
+                arrivals
+            })
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let guest = &vpc.guest;
+        let sender = s.spawn(move || {
+            guest.run_in(|| {
+                let sock = UdpSocket::bind("0.0.0.0:0").expect("bind the sender");
+                let start = Instant::now();
+                let total = (PPS * seconds) as u32;
+                for seq in 0..total {
+                    let due = start + Duration::from_micros(u64::from(seq) * 1_000_000 / PPS);
+                    while Instant::now() < due {
+                        std::hint::spin_loop();
+                    }
+                    let _ = sock.send_to(&seq.to_be_bytes(), dst);
+                }
+                total
+            })
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        during();
+        let sent = sender.join().expect("sender");
+        std::thread::sleep(Duration::from_millis(300));
+        done.store(true, Ordering::Relaxed);
+        (sent, receiver.join().expect("receiver"))
+    });
+    arrivals.sort_by_key(|a| a.1);
+    let mut seen = std::collections::HashSet::new();
+    arrivals.iter().for_each(|(s, _)| {
+        seen.insert(*s);
+    });
+    let longest_gap = arrivals
+        .windows(2)
+        .map(|w| w[1].1 - w[0].1)
+        .max()
+        .unwrap_or_default();
+    Gap {
+        sent,
+        received: seen.len() as u32,
+        longest_gap,
+    }
+}
+
+#[test]
+fn restart_gap_of_a_paced_stream_through_kill_9_and_a_clean_restart() {
+    require_root();
+    let vpc = Vpc::new("gap", &[Underlay::V4]).expect("topology");
+    let mut daemon = start_default(&vpc);
+    ping_remote(&vpc);
+    let mut results = Vec::new();
+    for how in ["kill -9", "SIGTERM"] {
+        let host_before = snmp(&vpc.dataplane, &[]);
+        let gap = paced_stream_across(&vpc, 3, || {
+            if how == "kill -9" {
+                daemon.kill_hard().expect("kill -9");
+            } else {
+                daemon.terminate().expect("SIGTERM");
+            }
+            daemon = start_default(&vpc);
+        });
+        let host_after = snmp(&vpc.dataplane, &[]);
+        let lost = gap.sent - gap.received.min(gap.sent);
+        eprintln!(
+            "restart gap ({how} + restart, 10 kpps guest → remote UDP): lost {lost} of {}, \
+             longest gap between arrivals {:.1} ms",
+            gap.sent,
+            gap.longest_gap.as_secs_f64() * 1e3
+        );
+        assert!(gap.received > 0 && lost < gap.sent / 2, "traffic resumed after {how}");
+        let ip_in = |s: &std::collections::HashMap<String, u64>| {
+            s.get("Ip.InReceives").copied().unwrap_or(0)
+        };
+        // The host's own traffic (none here) is all that may reach its stack.
+        assert_eq!(
+            ip_in(&host_after) - ip_in(&host_before),
+            0,
+            "guest packets reached the host stack during the {how} restart"
+        );
+        results.push((how, lost, gap.longest_gap));
+    }
+    stop(&vpc, &mut daemon);
+    assert_eq!(results.len(), 2);
+}
+
+#[test]
+fn systemd_notify_ready_after_attach_and_watchdog_pings() {
+    require_root();
+    let vpc = Vpc::new("ntf", &[Underlay::V4]).expect("topology");
+    let path = vpc.work.join("notify.sock");
+    let listener =
+        std::os::unix::net::UnixDatagram::bind(&path).expect("bind the NOTIFY_SOCKET listener");
+    listener
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let config = vpc.config_toml(&static_mappings(&vpc), "");
+    let env = [
+        format!("NOTIFY_SOCKET={}", path.display()),
+        "WATCHDOG_USEC=400000".to_string(),
+    ];
+    let env: Vec<&str> = env.iter().map(String::as_str).collect();
+    let mut daemon = vpc
+        .start_dataplane_with_env(&xvpc(), &config, &env)
+        .unwrap_or_else(|e| panic!("xvpc did not start: {e}"));
+    let mut buf = [0u8; 512];
+    let recv = |buf: &mut [u8]| -> String {
+        let n = listener.recv(buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = recv(&mut buf);
+    assert!(first.starts_with("READY=1\n"), "first message: {first:?}");
+    assert!(first.contains("STATUS=forwarding"), "{first:?}");
+    assert_eq!(xdp_attached(&vpc), (true, true), "READY only once attached");
+    // Half the 400 ms watchdog: about 5 pings a second, while the workers beat.
+    let start = Instant::now();
+    let mut pings = 0;
+    while pings < 3 {
+        let m = recv(&mut buf);
+        assert_eq!(m, "WATCHDOG=1\n");
+        pings += 1;
+    }
+    assert!(start.elapsed() < Duration::from_secs(5), "pings come often enough");
+    daemon.terminate().expect("SIGTERM");
+    let mut last = String::new();
+    while let Ok(n) = listener.recv(&mut buf) {
+        last = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if last.starts_with("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(last.starts_with("STOPPING=1"), "last message: {last:?}");
 }
 
 /// The exit summary: every frame accounted for, and the kernel dropped nothing at a full RX

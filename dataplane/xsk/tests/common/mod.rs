@@ -88,9 +88,9 @@ pub fn run_forwarder(
     tx_budget: Option<u32>,
 ) -> FwdReport {
     fwd.run_in(|| {
-        let mut gs = GuestSteering::attach(FWD_GUEST_IF, AttachMode::Driver)
+        let mut gs = GuestSteering::attach(FWD_GUEST_IF, AttachMode::Driver, None)
             .expect("attach steering to the forwarder's guest port");
-        let mut fs = GuestSteering::attach(FWD_FABRIC_IF, AttachMode::Driver)
+        let mut fs = GuestSteering::attach(FWD_FABRIC_IF, AttachMode::Driver, None)
             .expect("attach steering to the forwarder's fabric port");
         let mut qp = QueuePair::new(
             FWD_GUEST_IF,

@@ -45,6 +45,8 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid"; done
     ip netns del "$ns" 2>/dev/null
   done
+  # The pins go with their bpffs (the programs went with the namespaces' devices already).
+  umount "$work/bpf" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -81,7 +83,11 @@ nsx "$F" ethtool -K vx100 tx off >/dev/null
 for ns_dev in "$G g0" "$D xg0" "$D xf0" "$F f0" "$F vx100"; do set -- $ns_dev; nsx "$1" ip link set "$2" up; done
 
 step "xvpc run (config: docs/example-config.toml without its static mappings)"
+# The XDP programs are pinned so that they outlive the daemon (fail closed). `ip netns exec`
+# hides the host's /sys/fs/bpf, so the demo pins into a bpffs of its own, mounted here.
+mkdir -p "$work/bpf" && mount -t bpf bpf "$work/bpf"
 sed -e "s#/run/xvpc/#$work/#" -e 's/^cores = .*/cores = []/' -e '/^# Static mappings/,$d' \
+  -e "s#^\[dataplane\]#[dataplane]\npin_dir = \"$work/bpf/xvpc\"#" \
   docs/example-config.toml > "$work/config.toml"
 ip netns exec "$D" "$XVPC" run --config "$work/config.toml" > "$work/final.json" 2> "$work/daemon.log" &
 daemon_pid=$!
@@ -160,5 +166,9 @@ kill -TERM "$agent_pid"; wait "$agent_pid" || true; agent_pid=""
 kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=""
 tail -3 "$work/daemon.log" | sed 's/\x1b\[[0-9;]*m//g' 
 echo "final counters:"; cat "$work/final.json"
-nsx "$D" ip link show xg0 | grep -q xdp && { echo "XDP still attached after shutdown" >&2; exit 1; }
+step "stopped: the ports stay closed (xvpc status), until xvpc detach opens them"
+nsx "$D" "$XVPC" status --config "$work/config.toml"
+nsx "$D" ip link show xg0 | grep -q xdp || { echo "the guest port opened when xvpc stopped" >&2; exit 1; }
+nsx "$D" "$XVPC" detach --config "$work/config.toml"
+nsx "$D" ip link show xg0 | grep -q xdp && { echo "XDP still attached after xvpc detach" >&2; exit 1; }
 echo "XDP programs detached. Demo OK."

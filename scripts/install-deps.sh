@@ -8,6 +8,7 @@ packages=(
   etcd-server etcd-client          # the fleet-scale mapping service
   protobuf-compiler                # etcd-client crate
   gnuplot-nox                      # benchmark plots
+  systemd                          # systemd-analyze verify of the units
   openvswitch-switch dpdk-dev librte-net-af-xdp23  # side-by-side benchmark peers (OVS AF_XDP, testpmd)
 )
 missing=()

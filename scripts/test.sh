@@ -25,6 +25,17 @@ echo "== cargo test (unit, property, fixtures, privileged end-to-end)"
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
 
+echo "== systemd units (systemd-analyze verify: any warning fails)"
+units=$(mktemp -d)
+trap 'rm -rf "$units"' EXIT
+debug_bins="$(cargo metadata --format-version 1 --no-deps | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
+# The units name the installed binaries; point them at the ones just built.
+for unit in dataplane/daemon/systemd/xvpc.service mapping-agent/xvpc-agent.service; do
+  sed "s|/usr/bin/|$debug_bins/|g" "$unit" >"$units/$(basename "$unit")"
+done
+verify=$(systemd-analyze verify "$units"/*.service 2>&1) || { echo "$verify"; exit 1; }
+if [ -n "$verify" ]; then echo "$verify"; echo "test.sh: systemd-analyze verify warned" >&2; exit 1; fi
+
 echo "== micro-benchmark harness smoke (pipeline_loop: verdicts, drops and untouched payloads checked)"
 for mode in batch single; do
   for direction in egress ingress egress-v6u ingress-v6u egress-v6u-zero-csum ingress-v6u-zero-csum; do

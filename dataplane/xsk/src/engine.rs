@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::{BindMode, SocketOptions, UmemConfig};
 use crate::error::{DescError, XskError};
 use crate::frame::{Desc, FrameMut};
-use crate::frames::{rx_data_addr, FrameAccounting, FrameBook, FrameErrors, Layout};
+use crate::frames::{rx_data_addr, FrameAccounting, FrameErrors, Layout};
 use crate::ring::{End, Ring};
 use crate::sys;
 use crate::umem::Umem;
@@ -254,8 +254,10 @@ fn open_socket(
 pub(crate) struct Engine<const N: usize> {
     // Sockets are declared before the UMEM so they are closed before it is unmapped.
     socks: [Socket; N],
+    /// The memory and its frame book: every frame put on a fill or TX ring below goes
+    /// through the book (`give_to_fill`, `app_chunk` + `sent`), which `Umem::frame_mut`
+    /// relies on.
     umem: Umem,
-    book: FrameBook,
     fill_target: u32,
     zero_copy: bool,
     counters: XskCounters,
@@ -328,7 +330,6 @@ impl<const N: usize> Engine<N> {
         let mut e = Self {
             socks,
             umem,
-            book: FrameBook::new(layout),
             fill_target: cfg.fill_target(N as u32),
             zero_copy,
             counters: XskCounters::default(),
@@ -357,7 +358,7 @@ impl<const N: usize> Engine<N> {
         let mut k = 0;
         for d in rx.by_ref() {
             let addr = rx_data_addr(d.addr);
-            if self.book.received(side, addr) {
+            if self.umem.book.received(side, addr) {
                 // `k <=` entries read `<= want <= out.len()`.
                 if let Some(slot) = out.get_mut(k) {
                     *slot = Desc { addr, len: d.len };
@@ -369,28 +370,12 @@ impl<const N: usize> Engine<N> {
         k
     }
 
-    /// The chunk of a descriptor the application may use: index and base.
-    fn check(book: &FrameBook, d: Desc) -> Result<(u32, u64), DescError> {
-        let (idx, base) = book.locate(d.addr).ok_or(DescError::OutOfUmem)?;
-        let frame_size = book.layout().frame_size();
-        if d.addr - base + u64::from(d.len) > u64::from(frame_size) {
-            return Err(DescError::CrossesChunk);
-        }
-        if !book.owned_by_app(d.addr) {
-            return Err(DescError::NotOwned);
-        }
-        Ok((idx, base))
-    }
-
     pub(crate) fn frame(&mut self, d: Desc) -> Result<FrameMut<'_>, DescError> {
-        let (idx, base) = Self::check(&self.book, d)?;
-        let start = (d.addr - base) as usize;
-        let buf = self.umem.chunk_mut(idx).ok_or(DescError::OutOfUmem)?;
-        Ok(FrameMut::new(buf, base, start, d.len as usize))
+        self.umem.frame_mut(d)
     }
 
     pub(crate) fn alloc(&mut self) -> Option<u64> {
-        self.book.alloc()
+        self.umem.book.alloc()
     }
 
     pub(crate) fn tx_room(&mut self, i: usize) -> usize {
@@ -402,11 +387,11 @@ impl<const N: usize> Engine<N> {
         let side = i as u8;
         let want = u32::try_from(descs.len()).unwrap_or(u32::MAX);
         let s = &mut self.socks[i % N];
-        let book = &mut self.book;
+        let book = &mut self.umem.book;
         let mut tx = s.tx.reserve(want);
         // `insert` takes a descriptor only when a slot is free and writes every one it takes.
         tx.insert(descs.iter().map_while(|d| {
-            if Self::check(book, *d).is_err() {
+            if book.app_chunk(*d).is_err() {
                 book.errors.send_rejected += 1;
                 return None;
             }
@@ -457,7 +442,7 @@ impl<const N: usize> Engine<N> {
     }
 
     pub(crate) fn release(&mut self, addr: u64) {
-        self.book.release(addr);
+        self.umem.book.release(addr);
     }
 
     pub(crate) fn service(&mut self) {
@@ -466,7 +451,7 @@ impl<const N: usize> Engine<N> {
             let size = s.comp.size();
             let mut comp = s.comp.peek(size);
             for addr in comp.by_ref() {
-                self.book.completed(i as u8, addr);
+                self.umem.book.completed(i as u8, addr);
             }
             comp.release();
         }
@@ -474,7 +459,7 @@ impl<const N: usize> Engine<N> {
         loop {
             let mut moved = 0;
             for (i, s) in self.socks.iter_mut().enumerate() {
-                let book = &mut self.book;
+                let book = &mut self.umem.book;
                 let have = book.accounting().in_fill[i & 1];
                 let want = self
                     .fill_target
@@ -546,17 +531,17 @@ impl<const N: usize> Engine<N> {
     }
 
     pub(crate) fn accounting(&self) -> FrameAccounting {
-        self.book.accounting()
+        self.umem.book.accounting()
     }
 
     pub(crate) fn audit(&self) -> bool {
-        let a = self.book.accounting();
-        a.is_balanced() && a == self.book.recount()
+        let a = self.umem.book.accounting();
+        a.is_balanced() && a == self.umem.book.recount()
     }
 
     pub(crate) fn counters(&self) -> XskCounters {
         XskCounters {
-            frames: self.book.errors,
+            frames: self.umem.book.errors,
             ..self.counters
         }
     }

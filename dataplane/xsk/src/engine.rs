@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::{BindMode, SocketOptions, UmemConfig};
 use crate::error::{DescError, XskError};
 use crate::frame::{Desc, FrameMut};
-use crate::frames::{rx_data_addr, FrameAccounting, FrameBook, FrameErrors, Layout};
+use crate::frames::{rx_data_addr, FrameAccounting, FrameErrors, Layout};
 use crate::ring::{End, Ring};
 use crate::sys;
 use crate::umem::Umem;
@@ -254,8 +254,10 @@ fn open_socket(
 pub(crate) struct Engine<const N: usize> {
     // Sockets are declared before the UMEM so they are closed before it is unmapped.
     socks: [Socket; N],
+    /// The memory and its frame book: every frame put on a fill or TX ring below goes
+    /// through the book (`give_to_fill`, `app_chunk` + `sent`), which `Umem::frame_mut`
+    /// relies on.
     umem: Umem,
-    book: FrameBook,
     fill_target: u32,
     zero_copy: bool,
     counters: XskCounters,
@@ -328,7 +330,6 @@ impl<const N: usize> Engine<N> {
         let mut e = Self {
             socks,
             umem,
-            book: FrameBook::new(layout),
             fill_target: cfg.fill_target(N as u32),
             zero_copy,
             counters: XskCounters::default(),
@@ -353,74 +354,55 @@ impl<const N: usize> Engine<N> {
         let side = i as u8;
         let s = &mut self.socks[i % N];
         let want = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        let n = s.rx.peek(want);
+        let mut rx = s.rx.peek(want);
         let mut k = 0;
-        for j in 0..n {
-            let d = s.rx.read(j);
+        for d in rx.by_ref() {
             let addr = rx_data_addr(d.addr);
-            if self.book.received(side, addr) {
-                // `k <= j < n <= out.len()`.
+            if self.umem.book.received(side, addr) {
+                // `k <=` entries read `<= want <= out.len()`.
                 if let Some(slot) = out.get_mut(k) {
                     *slot = Desc { addr, len: d.len };
                 }
                 k += 1;
             }
         }
-        s.rx.release(n);
+        rx.release();
         k
     }
 
-    /// The chunk of a descriptor the application may use: index and base.
-    fn check(&self, d: Desc) -> Result<(u32, u64), DescError> {
-        let (idx, base) = self.book.locate(d.addr).ok_or(DescError::OutOfUmem)?;
-        let frame_size = self.book.layout().frame_size();
-        if d.addr - base + u64::from(d.len) > u64::from(frame_size) {
-            return Err(DescError::CrossesChunk);
-        }
-        if !self.book.owned_by_app(d.addr) {
-            return Err(DescError::NotOwned);
-        }
-        Ok((idx, base))
-    }
-
     pub(crate) fn frame(&mut self, d: Desc) -> Result<FrameMut<'_>, DescError> {
-        let (idx, base) = self.check(d)?;
-        let start = (d.addr - base) as usize;
-        let buf = self.umem.chunk_mut(idx).ok_or(DescError::OutOfUmem)?;
-        Ok(FrameMut::new(buf, base, start, d.len as usize))
+        self.umem.frame_mut(d)
     }
 
     pub(crate) fn alloc(&mut self) -> Option<u64> {
-        self.book.alloc()
+        self.umem.book.alloc()
     }
 
     pub(crate) fn tx_room(&mut self, i: usize) -> usize {
-        self.socks[i % N].tx.reserve(u32::MAX) as usize
+        // Dropped uncommitted: a reservation only counts the free slots.
+        self.socks[i % N].tx.reserve(u32::MAX).capacity() as usize
     }
 
     pub(crate) fn send(&mut self, i: usize, descs: &[Desc]) -> usize {
         let side = i as u8;
         let want = u32::try_from(descs.len()).unwrap_or(u32::MAX);
-        let n = self.socks[i % N].tx.reserve(want);
-        let mut k = 0u32;
-        for d in descs.iter().take(n as usize) {
-            if self.check(*d).is_err() {
-                self.book.errors.send_rejected += 1;
-                break;
-            }
-            self.socks[i % N].tx.write(
-                k,
-                libc::xdp_desc {
-                    addr: d.addr,
-                    len: d.len,
-                    options: 0,
-                },
-            );
-            self.book.sent(side, d.addr);
-            k += 1;
-        }
         let s = &mut self.socks[i % N];
-        s.tx.submit(k);
+        let book = &mut self.umem.book;
+        let mut tx = s.tx.reserve(want);
+        // `insert` takes a descriptor only when a slot is free and writes every one it takes.
+        tx.insert(descs.iter().map_while(|d| {
+            if book.app_chunk(*d).is_err() {
+                book.errors.send_rejected += 1;
+                return None;
+            }
+            book.sent(side, d.addr);
+            Some(libc::xdp_desc {
+                addr: d.addr,
+                len: d.len,
+                options: 0,
+            })
+        }));
+        let k = tx.commit();
         if k > 0 && s.tx.needs_wakeup() {
             Self::kick(&mut self.counters, s);
         }
@@ -460,42 +442,37 @@ impl<const N: usize> Engine<N> {
     }
 
     pub(crate) fn release(&mut self, addr: u64) {
-        self.book.release(addr);
+        self.umem.book.release(addr);
     }
 
     pub(crate) fn service(&mut self) {
         // 1. Completions back to the free list.
         for (i, s) in self.socks.iter_mut().enumerate() {
-            let n = s.comp.peek(s.comp.size());
-            for j in 0..n {
-                self.book.completed(i as u8, s.comp.read(j));
+            let size = s.comp.size();
+            let mut comp = s.comp.peek(size);
+            for addr in comp.by_ref() {
+                self.umem.book.completed(i as u8, addr);
             }
-            s.comp.release(n);
+            comp.release();
         }
         // 2. Refill fill rings in turns so every port can receive.
         loop {
             let mut moved = 0;
             for (i, s) in self.socks.iter_mut().enumerate() {
-                let have = self.book.accounting().in_fill[i & 1];
+                let book = &mut self.umem.book;
+                let have = book.accounting().in_fill[i & 1];
                 let want = self
                     .fill_target
                     .saturating_sub(have)
                     .min(REFILL_CHUNK)
-                    .min(self.book.free_len());
+                    .min(book.free_len());
                 if want == 0 {
                     continue;
                 }
-                let n = s.fill.reserve(want);
-                let mut k = 0;
-                while k < n {
-                    match self.book.give_to_fill(i as u8) {
-                        Some(addr) => s.fill.write(k, addr),
-                        None => break,
-                    }
-                    k += 1;
-                }
-                s.fill.submit(k);
-                moved += k;
+                let mut fill = s.fill.reserve(want);
+                // A frame leaves the free list only when a fill slot is free for it.
+                fill.insert(std::iter::from_fn(|| book.give_to_fill(i as u8)));
+                moved += fill.commit();
             }
             if moved == 0 {
                 break;
@@ -554,17 +531,17 @@ impl<const N: usize> Engine<N> {
     }
 
     pub(crate) fn accounting(&self) -> FrameAccounting {
-        self.book.accounting()
+        self.umem.book.accounting()
     }
 
     pub(crate) fn audit(&self) -> bool {
-        let a = self.book.accounting();
-        a.is_balanced() && a == self.book.recount()
+        let a = self.umem.book.accounting();
+        a.is_balanced() && a == self.umem.book.recount()
     }
 
     pub(crate) fn counters(&self) -> XskCounters {
         XskCounters {
-            frames: self.book.errors,
+            frames: self.umem.book.errors,
             ..self.counters
         }
     }

@@ -1,4 +1,5 @@
 //! Errors of the AF_XDP layer.
+#![forbid(unsafe_code)]
 
 use std::io;
 

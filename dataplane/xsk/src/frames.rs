@@ -2,6 +2,9 @@
 //! a TX ring), so no frame is ever leaked or handed out twice. Pure logic, no I/O.
 #![forbid(unsafe_code)]
 
+use crate::error::DescError;
+use crate::frame::Desc;
+
 /// Owner of one UMEM chunk. `u8` side indices: 0 = guest (or the only port), 1 = fabric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -268,15 +271,21 @@ impl FrameBook {
         }
     }
 
-    /// Whether the application holds the chunk containing `addr`.
-    pub(crate) fn owned_by_app(&self, addr: u64) -> bool {
-        self.locate(addr)
-            .and_then(|(i, _)| self.owner.get(i as usize))
-            .is_some_and(|o| *o == Owner::App)
+    /// The chunk base of a descriptor the application may use: inside one chunk of the
+    /// UMEM, and that frame held by the application (not in a fill or TX ring).
+    pub(crate) fn app_chunk(&self, d: Desc) -> Result<u64, DescError> {
+        let (idx, base) = self.locate(d.addr).ok_or(DescError::OutOfUmem)?;
+        if d.addr - base + u64::from(d.len) > u64::from(self.layout.frame_size()) {
+            return Err(DescError::CrossesChunk);
+        }
+        match self.owner.get(idx as usize) {
+            Some(Owner::App) => Ok(base),
+            _ => Err(DescError::NotOwned),
+        }
     }
 
     /// The application hands a frame it holds to `side`'s TX ring (caller checked
-    /// [`FrameBook::owned_by_app`]).
+    /// [`FrameBook::app_chunk`]).
     pub(crate) fn sent(&mut self, side: u8, addr: u64) {
         if let Some(o) = self.owner_mut(addr) {
             if *o == Owner::App {
@@ -383,7 +392,13 @@ mod tests {
         assert!(b.accounting().is_balanced());
         // RX desc addresses carry the headroom offset.
         assert!(b.received(0, a + 384));
-        assert!(b.owned_by_app(a + 10));
+        assert_eq!(
+            b.app_chunk(Desc {
+                addr: a + 10,
+                len: 0
+            }),
+            Ok(a)
+        );
         b.sent(1, a + 100);
         assert_eq!(b.accounting().in_tx, [0, 1]);
         assert!(b.completed(1, a + 100));

@@ -70,12 +70,12 @@ pub fn detach(ports: &Ports) -> anyhow::Result<()> {
         let d = detach_pinned(&r.pin_dir, ifname)
             .with_context(|| format!("detaching the {role} port {ifname}"))?;
         if d.removed.is_empty() {
-            println!("{role} {ifname}: nothing pinned under {}", r.pin_dir.display());
-        } else {
             println!(
-                "{role} {ifname}: removed pins {}",
-                d.removed.join(", ")
+                "{role} {ifname}: nothing pinned under {}",
+                r.pin_dir.display()
             );
+        } else {
+            println!("{role} {ifname}: removed pins {}", d.removed.join(", "));
         }
     }
     if running {
@@ -222,8 +222,12 @@ mod tests {
     fn busy_is_found_through_the_source_chain_and_retried_with_a_bound() {
         let busy = || Wrapper(std::io::Error::from_raw_os_error(libc::EBUSY));
         assert!(is_busy(&busy()));
-        assert!(is_busy(&Wrapper(std::io::Error::from_raw_os_error(libc::EEXIST))));
-        assert!(!is_busy(&Wrapper(std::io::Error::from_raw_os_error(libc::EPERM))));
+        assert!(is_busy(&Wrapper(std::io::Error::from_raw_os_error(
+            libc::EEXIST
+        ))));
+        assert!(!is_busy(&Wrapper(std::io::Error::from_raw_os_error(
+            libc::EPERM
+        ))));
 
         let mut calls = 0;
         let r: Result<(), Wrapper> = retry_busy("test", || {

@@ -321,7 +321,10 @@ fn run(path: &Path) -> anyhow::Result<()> {
         }
         if let (Some(n), Some(every)) = (&notifier, ping_every) {
             if last_ping.elapsed() >= every {
-                let now: Vec<u64> = heartbeats.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+                let now: Vec<u64> = heartbeats
+                    .iter()
+                    .map(|h| h.load(Ordering::Relaxed))
+                    .collect();
                 if beats.all_moved(&now) {
                     n.ping();
                     last_ping = Instant::now();

@@ -75,7 +75,10 @@ impl Notifier {
 
     /// Start-up is complete: the service is ready.
     pub fn ready(&self, status: &str) {
-        self.send(&format!("READY=1\nSTATUS={status}\nMAINPID={}\n", std::process::id()));
+        self.send(&format!(
+            "READY=1\nSTATUS={status}\nMAINPID={}\n",
+            std::process::id()
+        ));
     }
 
     /// Everything is alive: reset the watchdog timer.
@@ -102,7 +105,10 @@ impl Heartbeats {
     pub fn all_moved(&mut self, beats: &[u64]) -> bool {
         let moved = !beats.is_empty()
             && (self.last.len() != beats.len()
-                || beats.iter().zip(&self.last).all(|(now, before)| now != before));
+                || beats
+                    .iter()
+                    .zip(&self.last)
+                    .all(|(now, before)| now != before));
         if moved {
             self.last = beats.to_vec();
         }

@@ -40,7 +40,10 @@ impl PinDir {
             reason,
         };
         if !root.is_absolute() {
-            return Err(err(root, "the pin directory must be an absolute path".into()));
+            return Err(err(
+                root,
+                "the pin directory must be an absolute path".into(),
+            ));
         }
         let mut private = false;
         if !on_bpffs(root) {
@@ -115,6 +118,8 @@ impl PinDir {
 }
 
 /// Is `path`, or the nearest ancestor that exists, on bpffs?
+// `f_type` is i64 on x86_64 but narrower elsewhere: the cast is for those.
+#[allow(clippy::unnecessary_cast)]
 fn on_bpffs(path: &Path) -> bool {
     path.ancestors()
         .find(|p| p.exists())
@@ -217,7 +222,7 @@ impl PortPins {
                 Some((modified, pin))
             })
             .collect();
-        pins.sort_by(|a, b| a.0.cmp(&b.0));
+        pins.sort_by_key(|p| p.0);
         Ok(pins.into_iter().map(|(_, p)| p).collect())
     }
 
@@ -231,8 +236,9 @@ impl PortPins {
         };
         let xsks = XskMap::try_from(Map::XskMap(open("xsks_map")?))
             .map_err(|e| self.pin_error("xsks_map", format!("not an XSKMAP: {}", chain(&e))))?;
-        let counters = PerCpuArray::try_from(Map::PerCpuArray(open("counters")?))
-            .map_err(|e| self.pin_error("counters", format!("not a per-CPU array: {}", chain(&e))))?;
+        let counters = PerCpuArray::try_from(Map::PerCpuArray(open("counters")?)).map_err(|e| {
+            self.pin_error("counters", format!("not a per-CPU array: {}", chain(&e)))
+        })?;
         Ok((xsks, counters))
     }
 
@@ -251,8 +257,9 @@ impl PortPins {
         let name = format!("{program}-{mode_name}-{version}");
         let path = self.path.join(&name);
         if !path.exists() {
-            prog.pin(&path)
-                .map_err(|e| self.pin_error(&name, format!("cannot pin the program: {}", chain(&e))))?;
+            prog.pin(&path).map_err(|e| {
+                self.pin_error(&name, format!("cannot pin the program: {}", chain(&e)))
+            })?;
         }
         for old in self.program_pins()? {
             if old.name != name {
@@ -305,9 +312,7 @@ pub fn pinned_state(root: &Path, ifname: &str) -> Result<Option<PinnedState>, Xd
         .as_ref()
         .and_then(|l| l.info().ok())
         .map(|i| i.program_id());
-    let program = port
-        .program_pin()?
-        .map(|p| (p.program, p.mode, p.version));
+    let program = port.program_pin()?.map(|p| (p.program, p.mode, p.version));
     Ok(Some(PinnedState {
         path,
         link: link.is_some(),
@@ -367,7 +372,14 @@ mod tests {
             parse_program_pin("xvpc_fabric-generic-ff").map(|p| p.mode),
             Some(AttachMode::Generic)
         );
-        for junk in ["link", "xsks_map", "counters", "xvpc_guest-auto-1", "other-driver-1", "xvpc_guest-driver-"] {
+        for junk in [
+            "link",
+            "xsks_map",
+            "counters",
+            "xvpc_guest-auto-1",
+            "other-driver-1",
+            "xvpc_guest-driver-",
+        ] {
             assert_eq!(parse_program_pin(junk), None, "{junk}");
         }
     }

@@ -218,7 +218,8 @@ fn endpoint(
             ring_size: 256,
             ..UmemConfig::default()
         };
-        let mut steer = GuestSteering::attach(ifname, AttachMode::Driver, None).expect("attach steering");
+        let mut steer =
+            GuestSteering::attach(ifname, AttachMode::Driver, None).expect("attach steering");
         let mut port = Port::new(ifname, 0, cfg, BindMode::Auto, &SocketOptions::default())
             .expect("open endpoint socket");
         steer

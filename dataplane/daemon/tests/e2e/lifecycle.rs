@@ -84,8 +84,14 @@ fn probe_host(vpc: &Vpc) -> Probe {
 
 fn assert_closed(p: &Probe, when: &str) {
     assert!(!p.arp_answered, "{when}: the host answered the guest's ARP");
-    assert_eq!(p.host_echos, 0, "{when}: guest pings reached the host stack");
-    assert_eq!(p.host_ip_in, 0, "{when}: guest packets reached the host stack");
+    assert_eq!(
+        p.host_echos, 0,
+        "{when}: guest pings reached the host stack"
+    );
+    assert_eq!(
+        p.host_ip_in, 0,
+        "{when}: guest packets reached the host stack"
+    );
     assert_eq!(p.on_fabric, 0, "{when}: guest frames reached the fabric");
 }
 
@@ -152,9 +158,16 @@ fn clean_stop_keeps_both_ports_closed_and_a_restart_reuses_the_pins() {
         "sockets removed at exit"
     );
     // Stopped means closed: the programs stay, pinned, and drop what the guest sends.
-    assert_eq!(xdp_attached(&vpc), (true, true), "XDP stays attached after a stop");
+    assert_eq!(
+        xdp_attached(&vpc),
+        (true, true),
+        "XDP stays attached after a stop"
+    );
     assert!(vpc.pin_dir().join("xg0/link").exists(), "guest link pinned");
-    assert!(vpc.pin_dir().join("xf0/link").exists(), "fabric link pinned");
+    assert!(
+        vpc.pin_dir().join("xf0/link").exists(),
+        "fabric link pinned"
+    );
     assert_closed(&probe_host(&vpc), "after a clean stop");
     let log = vpc.dataplane_log();
     assert!(log.contains("stay attached and pinned"), "log:\n{log}");
@@ -186,7 +199,11 @@ fn kill_9_fails_closed_counts_the_drops_and_only_detach_opens_the_port() {
     assert!(!status.success(), "xvpc was killed: {status}");
     // The sockets leave the XSKMAP as the dead process's descriptors close.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(xdp_attached(&vpc), (true, true), "XDP stays attached after kill -9");
+    assert_eq!(
+        xdp_attached(&vpc),
+        (true, true),
+        "XDP stays attached after kill -9"
+    );
 
     let sent_before = dev_counter(&vpc, &vpc.guest, "g0", "tx_packets");
     let probe = probe_host(&vpc);
@@ -195,7 +212,10 @@ fn kill_9_fails_closed_counts_the_drops_and_only_detach_opens_the_port() {
     assert!(sent >= 3, "the guest sent its probes ({sent} frames)");
     let (ok, status_out) = xvpc_cmd(&vpc, &["status", "--config", &config_path(&vpc)]);
     assert!(ok, "closed ports are a good status: {status_out}");
-    assert!(status_out.contains("dataplane: not running"), "{status_out}");
+    assert!(
+        status_out.contains("dataplane: not running"),
+        "{status_out}"
+    );
 
     // A restart despite the stale socket files: traffic flows again, and the pinned
     // counters kept every frame the guest sent meanwhile.
@@ -219,10 +239,19 @@ fn kill_9_fails_closed_counts_the_drops_and_only_detach_opens_the_port() {
     });
     assert!(!vpc.pin_dir().join("xg0").exists(), "pins removed");
     let (ok, out) = xvpc_cmd(&vpc, &["status", "--config", &config_path(&vpc)]);
-    assert!(!ok && out.contains("OPEN"), "status of an open port fails: {out}");
+    assert!(
+        !ok && out.contains("OPEN"),
+        "status of an open port fails: {out}"
+    );
     let open = probe_host(&vpc);
-    assert!(open.arp_answered, "positive control: the host answers ARP once detached");
-    assert!(open.host_echos >= 1, "positive control: pings reach the host stack");
+    assert!(
+        open.arp_answered,
+        "positive control: the host answers ARP once detached"
+    );
+    assert!(
+        open.host_echos >= 1,
+        "positive control: pings reach the host stack"
+    );
 }
 
 #[test]
@@ -234,7 +263,10 @@ fn a_changed_program_version_replaces_the_old_one_with_no_gap() {
     stop(&vpc, &mut daemon);
     let ids = |vpc: &Vpc| {
         ["xg0", "xf0"].map(|dev| {
-            let text = vpc.dataplane.ip(&["-d", "link", "show", "dev", dev]).expect("ip link");
+            let text = vpc
+                .dataplane
+                .ip(&["-d", "link", "show", "dev", dev])
+                .expect("ip link");
             text.split("prog/xdp id ")
                 .nth(1)
                 .and_then(|r| r.split_whitespace().next())
@@ -269,8 +301,16 @@ fn a_changed_program_version_replaces_the_old_one_with_no_gap() {
     );
     assert_ne!(old, new, "new programs run on both ports");
     let moved = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
-    assert_eq!(moved("Icmp.InEchos"), 0, "a guest ping reached the host during the swap");
-    assert_eq!(moved("Ip.InReceives"), 0, "a guest packet reached the host during the swap");
+    assert_eq!(
+        moved("Icmp.InEchos"),
+        0,
+        "a guest ping reached the host during the swap"
+    );
+    assert_eq!(
+        moved("Ip.InReceives"),
+        0,
+        "a guest packet reached the host during the swap"
+    );
     let neigh = g
         .ip(&["neigh", "show", "to", UNDERLAY_V4, "dev", "g0"])
         .unwrap_or_default();
@@ -383,7 +423,10 @@ fn restart_gap_of_a_paced_stream_through_kill_9_and_a_clean_restart() {
             gap.sent,
             gap.longest_gap.as_secs_f64() * 1e3
         );
-        assert!(gap.received > 0 && lost < gap.sent / 2, "traffic resumed after {how}");
+        assert!(
+            gap.received > 0 && lost < gap.sent / 2,
+            "traffic resumed after {how}"
+        );
         let ip_in = |s: &std::collections::HashMap<String, u64>| {
             s.get("Ip.InReceives").copied().unwrap_or(0)
         };
@@ -435,7 +478,10 @@ fn systemd_notify_ready_after_attach_and_watchdog_pings() {
         assert_eq!(m, "WATCHDOG=1\n");
         pings += 1;
     }
-    assert!(start.elapsed() < Duration::from_secs(5), "pings come often enough");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "pings come often enough"
+    );
     daemon.terminate().expect("SIGTERM");
     let mut last = String::new();
     while let Ok(n) = listener.recv(&mut buf) {

@@ -54,7 +54,7 @@ done
 # spending minutes on release builds.
 bins="$(cargo metadata --format-version 1 --no-deps | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
 echo "== benchmark smoke: scripts/bench.sh --smoke"
-XVPC="$bins/xvpc" PKTGEN="$bins/xvpc-pktgen" scripts/bench.sh --smoke
+BENCH_FORWARD="$bins/xvpc-bench-forward" XVPC="$bins/xvpc" PKTGEN="$bins/xvpc-pktgen" scripts/bench.sh --smoke
 echo "== benchmark smoke: scripts/bench-control.sh --smoke"
 BIN_DIR="$bins" scripts/bench-control.sh --smoke
 echo "test.sh: all tests passed"

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use xvpc_pktgen::afxdp;
 use xvpc_pktgen::args::{GenArgs, TxMode};
 use xvpc_pktgen::bpf::{self, BenchError, SinkOpts};
+use xvpc_pktgen::result::{GenResult, SinkResult, TxPath};
 use xvpc_pktgen::{frame, hist};
 
 /// Exit status when `--tx live` was asked for and the kernel refused live frames (distinct
@@ -114,16 +115,16 @@ fn gen(a: &GenArgs) -> anyhow::Result<ExitCode> {
     let (r, mode) = match spec.tx {
         TxMode::Afxdp => {
             eprintln!("xvpc-pktgen: tx mode afxdp (requested with --tx afxdp)");
-            (afxdp(&g)?, "afxdp")
+            (afxdp(&g)?, TxPath::Afxdp)
         }
         TxMode::Live | TxMode::Auto => match g.run(&spec, &stop) {
             Ok(r) => {
                 eprintln!("xvpc-pktgen: tx mode live (the kernel accepted XDP live frames)");
-                (r, "live")
+                (r, TxPath::Live)
             }
             Err(e @ BenchError::LiveFramesUnavailable { .. }) if spec.tx == TxMode::Auto => {
                 eprintln!("xvpc-pktgen: tx mode afxdp (fallback: {e})");
-                (afxdp(&g)?, "afxdp")
+                (afxdp(&g)?, TxPath::Afxdp)
             }
             Err(e @ BenchError::LiveFramesUnavailable { .. }) => {
                 eprintln!("xvpc-pktgen: {e}");
@@ -144,14 +145,15 @@ fn gen(a: &GenArgs) -> anyhow::Result<ExitCode> {
         bits / 1e9,
         r.reason
     );
-    println!(
-        "RESULT sent={} elapsed_ns={} pps={:.0} size={} flows={} mode={mode}",
-        r.sent,
-        r.elapsed.as_nanos(),
+    let line = GenResult {
+        sent: r.sent,
+        elapsed_ns: u64::try_from(r.elapsed.as_nanos()).unwrap_or(u64::MAX),
         pps,
-        spec.size,
-        spec.flows
-    );
+        size: spec.size.into(),
+        flows: spec.flows,
+        mode,
+    };
+    println!("{line}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -183,19 +185,19 @@ fn sink(opts: SinkOpts, hist_file: Option<&std::path::Path>) -> anyhow::Result<E
             r.future
         );
     }
-    println!(
-        "RESULT received={} marked={} sampled={} bytes={} future={} active_ns={} pps={:.0} p50_ns={} p99_ns={} p999_ns={}",
-        r.packets,
-        r.marked,
-        r.sampled,
-        r.bytes,
-        r.future,
-        r.active.as_nanos(),
-        r.pps,
-        p(0.5),
-        p(0.99),
-        p(0.999)
-    );
+    let line = SinkResult {
+        received: r.packets,
+        marked: r.marked,
+        sampled: r.sampled,
+        bytes: r.bytes,
+        future: r.future,
+        active_ns: u64::try_from(r.active.as_nanos()).unwrap_or(u64::MAX),
+        pps: r.pps,
+        p50_ns: p(0.5),
+        p99_ns: p(0.99),
+        p999_ns: p(0.999),
+    };
+    println!("{line}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -175,21 +175,7 @@ fn live_generator_to_sink_over_veth_or_a_clean_refusal() {
     require_root();
     let (g, _s) = gen_sink_pair();
     let probe = g
-        .exec(&[
-            BIN,
-            "--dev",
-            "g0",
-            "--src-ip",
-            "198.18.0.1",
-            "--dst-ip",
-            "198.18.0.2",
-            "--count",
-            "1",
-            "--duration",
-            "5",
-            "--tx",
-            "live",
-        ])
+        .exec(&gen_args("1", "5", "live"))
         .expect("run the live-frames probe");
     let stderr = String::from_utf8_lossy(&probe.stderr).into_owned();
     match probe.status.code() {
@@ -232,6 +218,25 @@ fn afxdp_generator_to_sink_over_veth() {
 fn auto_generator_to_sink_over_veth() {
     let mode = generator_to_sink("auto");
     assert!(mode == "live" || mode == "afxdp", "mode={mode}");
+}
+
+/// The generator's command line on g0 (198.18.0.1 → 198.18.0.2) with its bounds and mode.
+fn gen_args<'a>(count: &'a str, duration: &'a str, tx: &'a str) -> Vec<&'a str> {
+    vec![
+        BIN,
+        "--dev",
+        "g0",
+        "--src-ip",
+        "198.18.0.1",
+        "--dst-ip",
+        "198.18.0.2",
+        "--count",
+        count,
+        "--duration",
+        duration,
+        "--tx",
+        tx,
+    ]
 }
 
 /// Two namespaces joined by g0 —veth— s0, IPv6 off (no autoconf noise).
@@ -279,25 +284,9 @@ fn generator_to_sink(tx: &str) -> String {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = g
-        .exec(&[
-            BIN,
-            "--dev",
-            "g0",
-            "--src-ip",
-            "198.18.0.1",
-            "--dst-ip",
-            "198.18.0.2",
-            "--count",
-            "100000",
-            "--duration",
-            "60",
-            "--ts-every",
-            "1",
-            "--tx",
-            tx,
-        ])
-        .expect("run generator");
+    let mut args = gen_args("100000", "60", tx);
+    args.extend(["--ts-every", "1"]);
+    let out = g.exec(&args).expect("run generator");
     let gen_out = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

@@ -399,16 +399,7 @@ impl Attached {
             })?;
             match prog.attach_to_link(xdp_link) {
                 Ok(link_id) => {
-                    let link = prog.take_link(link_id).map_err(|source| XdpError::Attach {
-                        ifname: ifname.to_string(),
-                        program,
-                        mode: used,
-                        source: Box::new(source),
-                    })?;
-                    let link = FdLink::try_from(link).map_err(|_| XdpError::NoBpfLink {
-                        ifname: ifname.to_string(),
-                        kernel: "bpf_link_update left a netlink attachment".to_string(),
-                    })?;
+                    let link = take_fd_link(prog, link_id, ifname, program, used)?;
                     port.pin_program(prog, program, used, &version)?;
                     tracing::info!(%ifname, program, %from, to = %version,
                         "XDP program replaced atomically (bpf_link_update)");
@@ -443,18 +434,7 @@ impl Attached {
             },
         };
         tracing::info!(%ifname, program, mode = %used, "XDP program attached via bpf_link");
-        let link = prog.take_link(link_id).map_err(|source| XdpError::Attach {
-            ifname: ifname.to_string(),
-            program,
-            mode: used,
-            source: Box::new(source),
-        })?;
-        // On >= 5.9 aya only falls back to a netlink attach when bpf_link_create says
-        // EINVAL; refuse such an attachment, it would survive a crash.
-        let link = FdLink::try_from(link).map_err(|_| XdpError::NoBpfLink {
-            ifname: ifname.to_string(),
-            kernel: "bpf_link_create refused; attached through netlink".to_string(),
-        })?;
+        let link = take_fd_link(prog, link_id, ifname, program, used)?;
         let (link, adoption) = match &port {
             Some(port) => {
                 // Program first, then the link: a crash in between leaves a link-less
@@ -511,6 +491,28 @@ impl Attached {
         })?;
         Ok(values.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
     }
+}
+
+/// The bpf_link `link_id` of `prog` as an fd we own. On >= 5.9 aya only falls back to a
+/// netlink attach when bpf_link_create says EINVAL; such an attachment is refused: nothing
+/// could pin it or swap it atomically.
+fn take_fd_link(
+    prog: &mut Xdp,
+    link_id: aya::programs::xdp::XdpLinkId,
+    ifname: &str,
+    program: &'static str,
+    mode: AttachMode,
+) -> Result<FdLink, XdpError> {
+    let link = prog.take_link(link_id).map_err(|source| XdpError::Attach {
+        ifname: ifname.to_string(),
+        program,
+        mode,
+        source: Box::new(source),
+    })?;
+    FdLink::try_from(link).map_err(|_| XdpError::NoBpfLink {
+        ifname: ifname.to_string(),
+        kernel: "the kernel refused bpf_link_create; attached through netlink".to_string(),
+    })
 }
 
 /// An embedded program: its object, its name in the object, and the configuration it is

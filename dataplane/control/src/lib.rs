@@ -12,7 +12,7 @@
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
-use xvpc_core::model::{Mapping, MappingKey};
+use xvpc_model::{Mapping, MappingKey};
 
 pub mod config;
 

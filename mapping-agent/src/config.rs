@@ -8,41 +8,8 @@ use serde::Deserialize;
 
 use crate::entry::UnderlayFamily;
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has unknown/mistyped keys.
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The TOML error, with line and key.
-        message: String,
-    },
-    /// A key has a value that cannot work.
-    #[error("config key `{key}`: {message}")]
-    Invalid {
-        /// The dotted key.
-        key: &'static str,
-        /// What is wrong and what is expected.
-        message: String,
-    },
-}
-
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
+use xvpc_control::config::invalid;
+pub use xvpc_control::config::{ConfigError, DEFAULT_CONTROL_SOCKET};
 
 /// Where mappings come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -169,9 +136,6 @@ pub struct Config {
     /// Miss token bucket: capacity.
     pub miss_burst: u32,
 }
-
-/// Default control socket path.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xvpc/control.sock";
 
 impl Config {
     /// Validates a raw configuration, naming the key at fault.

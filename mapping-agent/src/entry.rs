@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::Deserialize;
-use xvpc_core::model::{MacAddr, Mapping, MappingKey, Vni};
+use xvpc_model::{MacAddr, Mapping, MappingKey, Vni};
 
 /// Why an entry from a source was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
-use xvpc_core::model::{Mapping, MappingKey};
+use xvpc_model::{Mapping, MappingKey};
 
 use crate::entry::{dir_prefix, etcd_key, parse_etcd_entry, parse_etcd_key, UnderlayFamily};
 use crate::store::{bump, Store};

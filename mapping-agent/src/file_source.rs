@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use xvpc_core::model::{Mapping, MappingKey};
+use xvpc_model::{Mapping, MappingKey};
 
 use crate::entry::{validate, EntryError, UnderlayFamily};
 use crate::store::{bump, Store};

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use xvpc_control::StatsReport;
-use xvpc_core::model::Mapping;
+use xvpc_model::Mapping;
 
 use crate::config::{Config, SourceConfig};
 use crate::etcd_source::{AfterLoadHook, EtcdSettings};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::Sender as MissSender;
 use xvpc_control::{handshake, read_message_with, write_message, ControlError, Message, Role};
-use xvpc_core::model::MappingKey;
+use xvpc_model::MappingKey;
 
 use crate::store::{bump, Store};
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::mpsc::Receiver;
-use xvpc_core::model::MappingKey;
+use xvpc_model::MappingKey;
 
 use crate::etcd_source::{self, EtcdSettings};
 use crate::store::{bump, Store};

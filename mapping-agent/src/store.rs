@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Mutex, MutexGuard};
 
 use xvpc_control::{sync_messages, Message, StatsReport};
-use xvpc_core::model::{Mapping, MappingKey};
+use xvpc_model::{Mapping, MappingKey};
 
 /// The agent's counters (see [`StatsReport`] for their meaning).
 #[derive(Debug, Default)]

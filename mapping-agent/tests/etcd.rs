@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use xvpc_agent::{Agent, Hooks};
 use xvpc_control::Message;
-use xvpc_core::model::MappingKey;
+use xvpc_model::MappingKey;
 
 const PREFIX: &str = "/xvpc/test";
 

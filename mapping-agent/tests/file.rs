@@ -11,7 +11,7 @@ use xvpc_agent::config::{Config, SourceConfig};
 use xvpc_agent::entry::UnderlayFamily;
 use xvpc_agent::{Agent, Hooks};
 use xvpc_control::Message;
-use xvpc_core::model::Mapping;
+use xvpc_model::Mapping;
 
 fn toml_of(ms: &[Mapping]) -> String {
     ms.iter()

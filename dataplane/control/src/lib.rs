@@ -12,7 +12,9 @@
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
-use xvpc_core::model::{Mapping, MappingKey};
+use xvpc_model::{Mapping, MappingKey};
+
+pub mod config;
 
 /// The protocol version carried in [`Message::Hello`]. Bump it on any change to the encoding
 /// of [`Message`] other than appending new variants at the end.

@@ -2,7 +2,7 @@ use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
-use xvpc_core::model::{MacAddr, Vni};
+use xvpc_model::{MacAddr, Vni};
 
 use super::*;
 

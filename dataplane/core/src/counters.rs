@@ -112,59 +112,81 @@ drop_reasons! {
     MissRateLimited => "miss_rate_limited",
 }
 
-/// The counters of one worker. Plain integers: one writer (the worker); readers get copies.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Counters {
-    /// Frames received from the guest port.
-    pub guest_rx_packets: u64,
-    /// Frames received from the fabric port.
-    pub fabric_rx_packets: u64,
-    /// Frames encapsulated and sent to the fabric.
-    pub egress_packets: u64,
-    /// Bytes (outer frame) sent to the fabric.
-    pub egress_bytes: u64,
-    /// Frames decapsulated and delivered to the guest.
-    pub ingress_packets: u64,
-    /// Bytes (inner frame) delivered to the guest.
-    pub ingress_bytes: u64,
-    /// ARP replies generated for the guest.
-    pub arp_replies: u64,
-    /// Neighbor advertisements generated for the guest.
-    pub nd_replies: u64,
-    /// ICMP echo replies generated for pings to the gateway.
-    pub gateway_echo_replies: u64,
-    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" sent to the guest.
-    pub icmp_errors: u64,
-    /// Frames whose destination had no live mapping (the worker asks the agent once per key
-    /// per pending period, and holds the frame while it waits).
-    pub misses: u64,
-    /// Missed frames held by the worker until their mapping arrives.
-    pub held_packets: u64,
-    /// Held frames processed once their mapping (or negative answer) arrived.
-    pub held_released: u64,
-    /// Drops by reason, indexed by `DropReason as usize`.
-    pub drops: [u64; DropReason::COUNT],
+/// Defines [`Counters`] with its scalar fields, their names, [`Counters::add`] and
+/// [`Counters::scalars`] from one table, so adding a counter cannot miss one of them.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $field:ident,)*) => {
+        /// The counters of one worker. Plain integers: one writer (the worker); readers get
+        /// copies.
+        #[derive(Clone, PartialEq, Eq, Debug)]
+        pub struct Counters {
+            $($(#[doc = $doc])* pub $field: u64,)*
+            /// Drops by reason, indexed by `DropReason as usize`.
+            pub drops: [u64; DropReason::COUNT],
+        }
+
+        impl Counters {
+            /// Number of scalar (non-drop) counters.
+            pub const SCALARS: usize = [$(stringify!($field),)*].len();
+
+            /// Named scalar counters, in table order, for stats output. The name is the field's.
+            pub fn scalars(&self) -> [(&'static str, u64); Counters::SCALARS] {
+                [$((stringify!($field), self.$field),)*]
+            }
+
+            /// The scalar counters by name, writable, in the order of [`Self::scalars`].
+            pub fn scalars_mut(&mut self) -> [(&'static str, &mut u64); Counters::SCALARS] {
+                [$((stringify!($field), &mut self.$field),)*]
+            }
+
+            /// Add another worker's counters to these.
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$field += other.$field;)*
+                for (mine, theirs) in self.drops.iter_mut().zip(other.drops.iter()) {
+                    *mine += theirs;
+                }
+            }
+        }
+
+        impl Default for Counters {
+            fn default() -> Self {
+                Counters {
+                    $($field: 0,)*
+                    drops: [0; DropReason::COUNT],
+                }
+            }
+        }
+    };
 }
 
-impl Default for Counters {
-    fn default() -> Self {
-        Counters {
-            guest_rx_packets: 0,
-            fabric_rx_packets: 0,
-            egress_packets: 0,
-            egress_bytes: 0,
-            ingress_packets: 0,
-            ingress_bytes: 0,
-            arp_replies: 0,
-            nd_replies: 0,
-            gateway_echo_replies: 0,
-            icmp_errors: 0,
-            misses: 0,
-            held_packets: 0,
-            held_released: 0,
-            drops: [0; DropReason::COUNT],
-        }
-    }
+counters! {
+    /// Frames received from the guest port.
+    guest_rx_packets,
+    /// Frames received from the fabric port.
+    fabric_rx_packets,
+    /// Frames encapsulated and sent to the fabric.
+    egress_packets,
+    /// Bytes (outer frame) sent to the fabric.
+    egress_bytes,
+    /// Frames decapsulated and delivered to the guest.
+    ingress_packets,
+    /// Bytes (inner frame) delivered to the guest.
+    ingress_bytes,
+    /// ARP replies generated for the guest.
+    arp_replies,
+    /// Neighbor advertisements generated for the guest.
+    nd_replies,
+    /// ICMP echo replies generated for pings to the gateway.
+    gateway_echo_replies,
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" sent to the guest.
+    icmp_errors,
+    /// Frames whose destination had no live mapping (the worker asks the agent once per key
+    /// per pending period, and holds the frame while it waits).
+    misses,
+    /// Missed frames held by the worker until their mapping arrives.
+    held_packets,
+    /// Held frames processed once their mapping (or negative answer) arrived.
+    held_released,
 }
 
 impl Counters {
@@ -182,45 +204,6 @@ impl Counters {
     /// All drops.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
-    }
-
-    /// Named scalar counters, for stats output.
-    pub fn scalars(&self) -> [(&'static str, u64); 13] {
-        [
-            ("guest_rx_packets", self.guest_rx_packets),
-            ("fabric_rx_packets", self.fabric_rx_packets),
-            ("egress_packets", self.egress_packets),
-            ("egress_bytes", self.egress_bytes),
-            ("ingress_packets", self.ingress_packets),
-            ("ingress_bytes", self.ingress_bytes),
-            ("arp_replies", self.arp_replies),
-            ("nd_replies", self.nd_replies),
-            ("gateway_echo_replies", self.gateway_echo_replies),
-            ("icmp_errors", self.icmp_errors),
-            ("misses", self.misses),
-            ("held_packets", self.held_packets),
-            ("held_released", self.held_released),
-        ]
-    }
-
-    /// Add another worker's counters to these.
-    pub fn add(&mut self, other: &Counters) {
-        self.guest_rx_packets += other.guest_rx_packets;
-        self.fabric_rx_packets += other.fabric_rx_packets;
-        self.egress_packets += other.egress_packets;
-        self.egress_bytes += other.egress_bytes;
-        self.ingress_packets += other.ingress_packets;
-        self.ingress_bytes += other.ingress_bytes;
-        self.arp_replies += other.arp_replies;
-        self.nd_replies += other.nd_replies;
-        self.gateway_echo_replies += other.gateway_echo_replies;
-        self.icmp_errors += other.icmp_errors;
-        self.misses += other.misses;
-        self.held_packets += other.held_packets;
-        self.held_released += other.held_released;
-        for (mine, theirs) in self.drops.iter_mut().zip(other.drops.iter()) {
-            *mine += theirs;
-        }
     }
 }
 
@@ -247,12 +230,44 @@ mod tests {
     fn add_sums_everything() {
         let mut a = Counters::default();
         let mut b = Counters::default();
-        a.egress_packets = 2;
-        b.egress_packets = 3;
-        b.drop(DropReason::Miss);
+        // A distinct value in every counter of each side, so a counter that is skipped,
+        // overwritten or added to its neighbour gives a wrong sum.
+        for (i, ((_, x), (_, y))) in a.scalars_mut().into_iter().zip(b.scalars_mut()).enumerate() {
+            *x = i as u64 + 1;
+            *y = 1000 * (i as u64 + 1);
+        }
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            a.drops[*reason as usize] = i as u64 + 1;
+            b.drops[*reason as usize] = 1000 * (i as u64 + 1);
+        }
         a.add(&b);
-        assert_eq!(a.egress_packets, 5);
-        assert_eq!(a.drops_for(DropReason::Miss), 1);
-        assert_eq!(a.total_drops(), 1);
+        for (i, (name, value)) in a.scalars().into_iter().enumerate() {
+            assert_eq!(value, 1001 * (i as u64 + 1), "{name}");
+        }
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(a.drops_for(*reason), 1001 * (i as u64 + 1), "{reason:?}");
+        }
+        let n = DropReason::COUNT as u64;
+        assert_eq!(a.total_drops(), 1001 * n * (n + 1) / 2);
+    }
+
+    #[test]
+    fn scalars_name_their_fields() {
+        let c = Counters {
+            guest_rx_packets: 7,
+            held_released: 9,
+            ..Counters::default()
+        };
+        let scalars = c.scalars();
+        assert_eq!(scalars.first(), Some(&("guest_rx_packets", 7)));
+        assert_eq!(scalars.last(), Some(&("held_released", 9)));
+        let mut names: Vec<_> = scalars.iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            Counters::SCALARS,
+            "scalar names must be unique"
+        );
     }
 }

@@ -16,7 +16,7 @@ use xvpc_core::pipeline::Verdict;
 
 /// Fixtures on which our pipeline is known to disagree with the oracle (the RFC), each with
 /// the reason. They must still disagree: when a bug is fixed this test fails until the entry
-/// is removed, so the list cannot go stale. Details in /work/notes/bugs.md.
+/// is removed, so the list cannot go stale.
 const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 /// What one fixture produced.

@@ -9,41 +9,8 @@ use serde::Deserialize;
 use xvpc_core::model::{Fabric, Gateway, Guest, MacAddr, Mapping, Vni};
 use xvpc_core::table::Compiler;
 
-/// What is wrong with a configuration file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema (unknown key, wrong type, ...).
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The TOML parser's message, which names the key and line.
-        message: String,
-    },
-    /// A value is out of range or inconsistent with another.
-    #[error("config key `{key}`: {reason}")]
-    Invalid {
-        /// The dotted key.
-        key: String,
-        /// What is wrong and what is expected.
-        reason: String,
-    },
-}
-
-fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-    }
-}
+pub use xvpc_control::config::ConfigError;
+use xvpc_control::config::{invalid, DEFAULT_CONTROL_SOCKET};
 
 /// How AF_XDP sockets bind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -156,7 +123,7 @@ impl Default for RawDataplane {
             frame_count: 8192,
             frame_size: 2048,
             ring_size: 2048,
-            control_socket: PathBuf::from("/run/xvpc/control.sock"),
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             stats_socket: PathBuf::from("/run/xvpc/stats.sock"),
             pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
             miss_limit_per_sec: 1000,
@@ -295,215 +262,257 @@ fn check_interface(key: &str, name: &str) -> Result<(), ConfigError> {
 
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let RawConfig {
-        guest: g,
-        gateway: gw,
-        fabric: f,
-        dataplane: d,
+        guest,
+        gateway,
+        fabric,
+        dataplane,
         mappings,
     } = raw;
-    check_interface("guest.interface", &g.interface)?;
-    check_interface("fabric.interface", &f.interface)?;
-    if g.interface == f.interface {
-        return Err(invalid(
-            "fabric.interface",
-            "must differ from guest.interface",
-        ));
-    }
-    let vni = Vni::new(g.vni).map_err(|e| invalid("guest.vni", e.to_string()))?;
-    if !g.mac.is_unicast() {
-        return Err(invalid(
-            "guest.mac",
-            format!("{} is not a unicast MAC", g.mac),
-        ));
-    }
-    if g.ipv4.is_empty() && g.ipv6.is_empty() {
-        return Err(invalid(
-            "guest.ipv4",
-            "the guest needs at least one address (guest.ipv4 or guest.ipv6)",
-        ));
-    }
-    if !(576..=9000).contains(&g.mtu) {
-        return Err(invalid(
-            "guest.mtu",
-            format!("{} is outside 576..=9000", g.mtu),
-        ));
-    }
-    if !gw.mac.is_unicast() || gw.mac == g.mac {
-        return Err(invalid(
-            "gateway.mac",
-            "must be a unicast MAC different from guest.mac",
-        ));
-    }
-    if !g.ipv4.is_empty() && gw.ipv4.is_none() {
-        return Err(invalid(
-            "gateway.ipv4",
-            "required when the guest has IPv4 addresses",
-        ));
-    }
-    if !g.ipv6.is_empty() && gw.ipv6.is_none() {
-        return Err(invalid(
-            "gateway.ipv6",
-            "required when the guest has IPv6 addresses",
-        ));
-    }
-    if gw.ipv4.is_some_and(|ip| g.ipv4.contains(&ip))
-        || gw.ipv6.is_some_and(|ip| g.ipv6.contains(&ip))
-    {
-        return Err(invalid(
-            "gateway",
-            "the gateway address must not be one of the guest's",
-        ));
-    }
-    if f.underlay_ipv4.is_none() && f.underlay_ipv6.is_none() {
-        return Err(invalid(
-            "fabric.underlay_ipv4",
-            "at least one underlay address is required",
-        ));
-    }
-    if f.vxlan_port == 0 {
-        return Err(invalid("fabric.vxlan_port", "must not be 0"));
-    }
-    for (set, key) in [
-        (f.udp6_zero_checksum_tx, "fabric.udp6_zero_checksum_tx"),
-        (f.udp6_zero_checksum_rx, "fabric.udp6_zero_checksum_rx"),
-    ] {
-        if set && f.underlay_ipv6.is_none() {
-            return Err(invalid(
-                key,
-                "applies to an IPv6 underlay: set fabric.underlay_ipv6",
-            ));
-        }
-    }
-    let next_hop = match (f.next_hop_mac, f.next_hop_ip) {
-        (Some(mac), None) if mac.is_unicast() => NextHop::Mac(mac),
-        (Some(mac), None) => {
-            return Err(invalid(
-                "fabric.next_hop_mac",
-                format!("{mac} is not unicast"),
-            ))
-        }
-        (None, Some(ip)) => NextHop::Resolve(ip),
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "fabric.next_hop_ip",
-                "give next_hop_mac or next_hop_ip, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(invalid(
-                "fabric.next_hop_mac",
-                "required (or fabric.next_hop_ip to resolve it)",
-            ))
-        }
-    };
-    if let Some(mtu) = f.mtu {
-        check_fabric_mtu(mtu, f.underlay_ipv6.is_some())?;
-    }
-    if d.queues.is_empty() {
-        return Err(invalid("dataplane.queues", "at least one queue"));
-    }
-    if !d.cores.is_empty() && d.cores.len() != d.queues.len() {
-        return Err(invalid(
-            "dataplane.cores",
-            "one core per queue (or leave empty for no pinning)",
-        ));
-    }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    if let Some(core) = d.cores.iter().find(|c| **c >= cores) {
-        return Err(invalid(
-            "dataplane.cores",
-            format!("core {core} does not exist (this machine has {cores})"),
-        ));
-    }
-    if !(1..=256).contains(&d.batch_size) {
-        return Err(invalid("dataplane.batch_size", "must be within 1..=256"));
-    }
-    if !d.pin_dir.is_absolute() || d.pin_dir.parent().is_none() {
-        return Err(invalid(
-            "dataplane.pin_dir",
-            "must be an absolute directory on bpffs (default /sys/fs/bpf/xvpc)",
-        ));
-    }
-    if !matches!(d.frame_size, 2048 | 4096) {
-        return Err(invalid("dataplane.frame_size", "must be 2048 or 4096"));
-    }
-    if d.miss_hold_frames > crate::worker::MAX_HOLD {
-        return Err(invalid(
-            "dataplane.miss_hold_frames",
-            format!("at most {}", crate::worker::MAX_HOLD),
-        ));
-    }
-    if d.tx_budget != 0 && !(32..=d.ring_size).contains(&d.tx_budget) {
-        return Err(invalid(
-            "dataplane.tx_budget",
-            format!("0 (kernel default) or 32..={} (the ring size)", d.ring_size),
-        ));
-    }
-    if !d.ring_size.is_power_of_two() || d.ring_size < 64 {
-        return Err(invalid(
-            "dataplane.ring_size",
-            "must be a power of two ≥ 64",
-        ));
-    }
-    if d.frame_count < 2 * d.ring_size || !d.frame_count.is_power_of_two() {
-        return Err(invalid(
-            "dataplane.frame_count",
-            "must be a power of two ≥ 2 × ring_size",
-        ));
-    }
-    let fabric = Fabric {
-        underlay_ipv4: f.underlay_ipv4,
-        underlay_ipv6: f.underlay_ipv6,
-        local_mac: f.local_mac.unwrap_or(MacAddr::ZERO),
-        next_hop_mac: match next_hop {
-            NextHop::Mac(mac) => mac,
-            NextHop::Resolve(_) => MacAddr::ZERO,
-        },
-        vxlan_port: f.vxlan_port,
-        mtu: f.mtu.unwrap_or(1500),
-        udp6_zero_checksum_tx: f.udp6_zero_checksum_tx,
-        udp6_zero_checksum_rx: f.udp6_zero_checksum_rx,
-    };
-    let compiler = Compiler::new(fabric.clone());
-    for (i, m) in mappings.iter().enumerate() {
-        compiler
-            .compile(m)
-            .map_err(|e| invalid(format!("mappings[{i}]"), e.to_string()))?;
-        if m.vni != vni {
-            return Err(invalid(
-                format!("mappings[{i}].vni"),
-                format!("{} is not the guest's VNI {vni}", m.vni),
-            ));
-        }
-    }
-    let queues = d
-        .queues
-        .iter()
-        .enumerate()
-        .map(|(i, q)| (*q, d.cores.get(i).copied()))
-        .collect();
+    let (guest_interface, guest) = guest.validate()?;
+    let gateway = gateway.validate(&guest)?;
+    let f = fabric.validate(&guest_interface)?;
+    let dataplane = dataplane.validate()?;
+    check_mappings(&mappings, &f.fabric, guest.vni)?;
     Ok(Config {
-        guest_interface: g.interface,
-        guest: Guest {
+        guest_interface,
+        guest,
+        gateway,
+        fabric_interface: f.interface,
+        local_mac_from_interface: f.local_mac_from_interface,
+        mtu_from_interface: f.mtu_from_interface,
+        fabric: f.fabric,
+        next_hop: f.next_hop,
+        dataplane,
+        mappings,
+    })
+}
+
+impl RawGuest {
+    /// `[guest]`: its interface and the guest behind it.
+    fn validate(self) -> Result<(String, Guest), ConfigError> {
+        let g = self;
+        check_interface("guest.interface", &g.interface)?;
+        let vni = Vni::new(g.vni).map_err(|e| invalid("guest.vni", e.to_string()))?;
+        if !g.mac.is_unicast() {
+            return Err(invalid(
+                "guest.mac",
+                format!("{} is not a unicast MAC", g.mac),
+            ));
+        }
+        if g.ipv4.is_empty() && g.ipv6.is_empty() {
+            return Err(invalid(
+                "guest.ipv4",
+                "the guest needs at least one address (guest.ipv4 or guest.ipv6)",
+            ));
+        }
+        if !(576..=9000).contains(&g.mtu) {
+            return Err(invalid(
+                "guest.mtu",
+                format!("{} is outside 576..=9000", g.mtu),
+            ));
+        }
+        let guest = Guest {
             vni,
             mac: g.mac,
             ipv4: g.ipv4,
             ipv6: g.ipv6,
             mtu: g.mtu,
-        },
-        gateway: Gateway {
+        };
+        Ok((g.interface, guest))
+    }
+}
+
+impl RawGateway {
+    /// `[gateway]`: it must serve every address family the guest has, apart from the guest.
+    fn validate(self, g: &Guest) -> Result<Gateway, ConfigError> {
+        let gw = self;
+        if !gw.mac.is_unicast() || gw.mac == g.mac {
+            return Err(invalid(
+                "gateway.mac",
+                "must be a unicast MAC different from guest.mac",
+            ));
+        }
+        if !g.ipv4.is_empty() && gw.ipv4.is_none() {
+            return Err(invalid(
+                "gateway.ipv4",
+                "required when the guest has IPv4 addresses",
+            ));
+        }
+        if !g.ipv6.is_empty() && gw.ipv6.is_none() {
+            return Err(invalid(
+                "gateway.ipv6",
+                "required when the guest has IPv6 addresses",
+            ));
+        }
+        if gw.ipv4.is_some_and(|ip| g.ipv4.contains(&ip))
+            || gw.ipv6.is_some_and(|ip| g.ipv6.contains(&ip))
+        {
+            return Err(invalid(
+                "gateway",
+                "the gateway address must not be one of the guest's",
+            ));
+        }
+        Ok(Gateway {
             mac: gw.mac,
             ipv4: gw.ipv4,
             ipv6: gw.ipv6,
-        },
-        fabric_interface: f.interface,
-        local_mac_from_interface: f.local_mac.is_none(),
-        mtu_from_interface: f.mtu.is_none(),
-        fabric,
-        next_hop,
-        dataplane: DataplaneSettings {
+        })
+    }
+}
+
+/// The validated `[fabric]` section.
+struct FabricSection {
+    interface: String,
+    fabric: Fabric,
+    next_hop: NextHop,
+    local_mac_from_interface: bool,
+    mtu_from_interface: bool,
+}
+
+impl RawFabric {
+    /// `[fabric]`: our side of the underlay, with what is left to read from the interface.
+    fn validate(self, guest_interface: &str) -> Result<FabricSection, ConfigError> {
+        let f = self;
+        check_interface("fabric.interface", &f.interface)?;
+        if f.interface == guest_interface {
+            return Err(invalid(
+                "fabric.interface",
+                "must differ from guest.interface",
+            ));
+        }
+        if f.underlay_ipv4.is_none() && f.underlay_ipv6.is_none() {
+            return Err(invalid(
+                "fabric.underlay_ipv4",
+                "at least one underlay address is required",
+            ));
+        }
+        if f.vxlan_port == 0 {
+            return Err(invalid("fabric.vxlan_port", "must not be 0"));
+        }
+        for (set, key) in [
+            (f.udp6_zero_checksum_tx, "fabric.udp6_zero_checksum_tx"),
+            (f.udp6_zero_checksum_rx, "fabric.udp6_zero_checksum_rx"),
+        ] {
+            if set && f.underlay_ipv6.is_none() {
+                return Err(invalid(
+                    key,
+                    "applies to an IPv6 underlay: set fabric.underlay_ipv6",
+                ));
+            }
+        }
+        let next_hop = match (f.next_hop_mac, f.next_hop_ip) {
+            (Some(mac), None) if mac.is_unicast() => NextHop::Mac(mac),
+            (Some(mac), None) => {
+                return Err(invalid(
+                    "fabric.next_hop_mac",
+                    format!("{mac} is not unicast"),
+                ))
+            }
+            (None, Some(ip)) => NextHop::Resolve(ip),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "fabric.next_hop_ip",
+                    "give next_hop_mac or next_hop_ip, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "fabric.next_hop_mac",
+                    "required (or fabric.next_hop_ip to resolve it)",
+                ))
+            }
+        };
+        if let Some(mtu) = f.mtu {
+            check_fabric_mtu(mtu, f.underlay_ipv6.is_some())?;
+        }
+        let fabric = Fabric {
+            underlay_ipv4: f.underlay_ipv4,
+            underlay_ipv6: f.underlay_ipv6,
+            local_mac: f.local_mac.unwrap_or(MacAddr::ZERO),
+            next_hop_mac: match next_hop {
+                NextHop::Mac(mac) => mac,
+                NextHop::Resolve(_) => MacAddr::ZERO,
+            },
+            vxlan_port: f.vxlan_port,
+            mtu: f.mtu.unwrap_or(1500),
+            udp6_zero_checksum_tx: f.udp6_zero_checksum_tx,
+            udp6_zero_checksum_rx: f.udp6_zero_checksum_rx,
+        };
+        Ok(FabricSection {
+            interface: f.interface,
+            fabric,
+            next_hop,
+            local_mac_from_interface: f.local_mac.is_none(),
+            mtu_from_interface: f.mtu.is_none(),
+        })
+    }
+}
+
+impl RawDataplane {
+    /// `[dataplane]`: queues, cores, UMEM and ring sizes, sockets and miss handling.
+    fn validate(self) -> Result<DataplaneSettings, ConfigError> {
+        let d = self;
+        if d.queues.is_empty() {
+            return Err(invalid("dataplane.queues", "at least one queue"));
+        }
+        if !d.cores.is_empty() && d.cores.len() != d.queues.len() {
+            return Err(invalid(
+                "dataplane.cores",
+                "one core per queue (or leave empty for no pinning)",
+            ));
+        }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if let Some(core) = d.cores.iter().find(|c| **c >= cores) {
+            return Err(invalid(
+                "dataplane.cores",
+                format!("core {core} does not exist (this machine has {cores})"),
+            ));
+        }
+        if !(1..=256).contains(&d.batch_size) {
+            return Err(invalid("dataplane.batch_size", "must be within 1..=256"));
+        }
+        if !d.pin_dir.is_absolute() || d.pin_dir.parent().is_none() {
+            return Err(invalid(
+                "dataplane.pin_dir",
+                "must be an absolute directory on bpffs (default /sys/fs/bpf/xvpc)",
+            ));
+        }
+        if !matches!(d.frame_size, 2048 | 4096) {
+            return Err(invalid("dataplane.frame_size", "must be 2048 or 4096"));
+        }
+        if d.miss_hold_frames > crate::worker::MAX_HOLD {
+            return Err(invalid(
+                "dataplane.miss_hold_frames",
+                format!("at most {}", crate::worker::MAX_HOLD),
+            ));
+        }
+        if d.tx_budget != 0 && !(32..=d.ring_size).contains(&d.tx_budget) {
+            return Err(invalid(
+                "dataplane.tx_budget",
+                format!("0 (kernel default) or 32..={} (the ring size)", d.ring_size),
+            ));
+        }
+        if !d.ring_size.is_power_of_two() || d.ring_size < 64 {
+            return Err(invalid(
+                "dataplane.ring_size",
+                "must be a power of two ≥ 64",
+            ));
+        }
+        if d.frame_count < 2 * d.ring_size || !d.frame_count.is_power_of_two() {
+            return Err(invalid(
+                "dataplane.frame_count",
+                "must be a power of two ≥ 2 × ring_size",
+            ));
+        }
+        let queues = d
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (*q, d.cores.get(i).copied()))
+            .collect();
+        Ok(DataplaneSettings {
             queues,
             bind_mode: d.bind_mode,
             attach_mode: d.attach_mode,
@@ -520,9 +529,25 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             tx_budget: d.tx_budget,
             busy_poll_usecs: d.busy_poll_usecs,
             busy_poll_budget: d.busy_poll_budget,
-        },
-        mappings,
-    })
+        })
+    }
+}
+
+/// `[[mappings]]`: each must compile for our fabric and belong to the guest's VNI.
+fn check_mappings(mappings: &[Mapping], fabric: &Fabric, vni: Vni) -> Result<(), ConfigError> {
+    let compiler = Compiler::new(fabric.clone());
+    for (i, m) in mappings.iter().enumerate() {
+        compiler
+            .compile(m)
+            .map_err(|e| invalid(format!("mappings[{i}]"), e.to_string()))?;
+        if m.vni != vni {
+            return Err(invalid(
+                format!("mappings[{i}].vni"),
+                format!("{} is not the guest's VNI {vni}", m.vni),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The fabric MTU must leave room for a 1280-byte inner IPv6 packet (RFC 8200) under the
@@ -552,6 +577,27 @@ mod tests {
         assert_eq!(config.guest.vni.get(), 100);
         assert_eq!(config.fabric.vxlan_port, 4789);
         assert!(!config.mappings.is_empty());
+        // Each section lands in its own fields.
+        assert_eq!(
+            (config.guest_interface.as_str(), config.guest.mtu),
+            ("xg0", 1500)
+        );
+        assert_eq!(config.gateway.ipv4, Some(Ipv4Addr::new(198, 18, 10, 1)));
+        assert_eq!(config.fabric_interface, "xf0");
+        assert!(config.local_mac_from_interface && !config.mtu_from_interface);
+        assert_eq!(
+            config.next_hop,
+            NextHop::Mac(MacAddr([2, 0, 0, 0, 0x0f, 1]))
+        );
+        assert_eq!(config.fabric.next_hop_mac, MacAddr([2, 0, 0, 0, 0x0f, 1]));
+        assert_eq!(config.dataplane.queues, vec![(0, Some(1))]);
+        assert_eq!(config.dataplane.pin_dir, PathBuf::from(DEFAULT_PIN_DIR));
+        let unset = with("control_socket = \"/run/xvpc/control.sock\"\n", "");
+        let config = Config::parse(&unset).expect("control_socket is optional");
+        assert_eq!(
+            config.dataplane.control_socket,
+            PathBuf::from(DEFAULT_CONTROL_SOCKET)
+        );
         // RFC 8200: IPv6 underlay checksums stay on unless asked otherwise.
         assert!(!config.fabric.udp6_zero_checksum_tx && !config.fabric.udp6_zero_checksum_rx);
         let zero = with(
@@ -583,6 +629,25 @@ mod tests {
                     "udp6_zero_checksum_rx = true",
                 ),
                 "fabric.udp6_zero_checksum_rx",
+            ),
+            (
+                with("mac = \"02:00:00:00:00:01\"", "mac = \"02:00:00:00:01:01\""),
+                "gateway.mac",
+            ),
+            (
+                with("interface = \"xf0\"", "interface = \"xg0\""),
+                "fabric.interface",
+            ),
+            (
+                with(
+                    "ring_size = 2048",
+                    "ring_size = 2048\npin_dir = \"bpf/xvpc\"",
+                ),
+                "dataplane.pin_dir",
+            ),
+            (
+                with("vni = 100\noverlay_ip", "vni = 101\noverlay_ip"),
+                "mappings[0].vni",
             ),
             (
                 with("batch_size = 64", "batch_size = 0"),

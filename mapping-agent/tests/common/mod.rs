@@ -13,7 +13,7 @@ use etcd_client::{Client, Txn, TxnOp};
 use xvpc_agent::config::{Config, SourceConfig};
 use xvpc_agent::entry::{etcd_key, etcd_value, UnderlayFamily};
 use xvpc_control::{handshake, read_message, write_message, Message, Role, SyncAssembler};
-use xvpc_core::model::{MacAddr, Mapping, MappingKey, Vni};
+use xvpc_model::{MacAddr, Mapping, MappingKey, Vni};
 
 /// Upper bound for waiting on anything (a hang guard, not a performance assertion).
 pub const PATIENCE: Duration = Duration::from_secs(60);

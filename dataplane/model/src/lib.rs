@@ -1,4 +1,9 @@
 //! The virtual network model: VNIs, MAC addresses, guests, gateways, mappings and the fabric.
+//!
+//! A leaf crate (serde and thiserror only), so the control channel and the mapping agent use
+//! the model without linking the packet library; `xvpc-core` re-exports it as
+//! `xvpc_core::model`.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -1,6 +1,7 @@
 //! Privileged test: with an AF_XDP socket registered, `xvpc_fabric` hands VXLAN for the
 //! underlay addresses to it (and only that), and unregistering it makes the program drop
-//! them again.
+//! them again. It lives here rather than in xvpc-xdp so that only this crate dev-depends on
+//! the other (xvpc-xdp's own tests need no AF_XDP socket).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

@@ -126,8 +126,18 @@ pub fn status(ports: &Ports) -> anyhow::Result<()> {
                 );
                 let live = attached.is_some() && attached == s.link_program_id;
                 closed &= live;
+                // The pinned counters go on counting while no daemon runs.
+                let names: &[&str] = match role {
+                    "guest" => &["redirected", "dropped_no_socket"],
+                    _ => &["steered", "passed", "dropped_no_socket", "malformed"],
+                };
+                let counters: Vec<String> = names
+                    .iter()
+                    .zip(&s.counters)
+                    .map(|(n, v)| format!("{n} {v}"))
+                    .collect();
                 format!(
-                    "{role} {ifname}: {program} version {version} ({mode} mode), pinned at {}, {}",
+                    "{role} {ifname}: {program} version {version} ({mode} mode), pinned at {}, {}; counters: {}",
                     s.path.display(),
                     if live {
                         "attached".to_string()
@@ -136,7 +146,8 @@ pub fn status(ports: &Ports) -> anyhow::Result<()> {
                             "NOT attached (the interface runs {:?}, the link {:?}: defunct pin)",
                             attached, s.link_program_id
                         )
-                    }
+                    },
+                    counters.join(", ")
                 )
             }
             _ => {

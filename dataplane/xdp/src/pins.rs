@@ -295,6 +295,9 @@ pub struct PinnedState {
     pub program: Option<(String, AttachMode, String)>,
     /// The kernel's id of the program the link runs (compare with `ip link`'s `prog/xdp id`).
     pub link_program_id: Option<u32>,
+    /// The pinned counters, summed over CPUs, by index (the program's counter enum in
+    /// `ebpf/xvpc_xdp.h`): they keep counting while no daemon runs.
+    pub counters: Vec<u64>,
 }
 
 /// What is pinned for `ifname` under `root`, or `None` if nothing is. Reads only.
@@ -313,11 +316,25 @@ pub fn pinned_state(root: &Path, ifname: &str) -> Result<Option<PinnedState>, Xd
         .and_then(|l| l.info().ok())
         .map(|i| i.program_id());
     let program = port.program_pin()?.map(|p| (p.program, p.mode, p.version));
+    let counters = if path.join("counters").exists() {
+        let (_, counters) = port.open_maps()?;
+        (0..counters.len())
+            .map(|i| {
+                counters
+                    .get(&i, 0)
+                    .map(|v| v.iter().fold(0u64, |a, x| a.wrapping_add(*x)))
+                    .map_err(|e| port.pin_error("counters", format!("cannot read: {}", chain(&e))))
+            })
+            .collect::<Result<Vec<u64>, XdpError>>()?
+    } else {
+        Vec::new()
+    };
     Ok(Some(PinnedState {
         path,
         link: link.is_some(),
         program,
         link_program_id,
+        counters,
     }))
 }
 

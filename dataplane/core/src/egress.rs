@@ -48,6 +48,13 @@ pub fn egress(
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EgressPrepared<'t>(Option<FastTarget<'t>>);
 
+impl EgressPrepared<'_> {
+    /// Does the frame take the fast path? (The pipeline fixtures record which frames must.)
+    pub fn is_fast(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 /// The first half of [`egress`]: parse `frame` and look its destination up, writing nothing.
 /// A worker prepares a whole batch before finishing any frame of it, so that the lookups'
 /// cache misses overlap instead of queueing one behind the other.
@@ -79,9 +86,7 @@ pub fn egress_prepared(
         let fits = frame.set_bounds(frame.start(), ETH_LEN + target.ip_len);
         let src_port = flow_source_port(target.hash);
         if fits.is_ok() && encapsulate(ctx, frame, target.entry, src_port) == Verdict::ToFabric {
-            counters.egress_packets += 1;
-            counters.egress_bytes += frame.len() as u64;
-            return Verdict::ToFabric;
+            return count(counters, Verdict::ToFabric, frame);
         }
     }
     full_path(ctx, table, now_ms, frame, counters)
@@ -109,6 +114,12 @@ fn full_path(
     counters: &mut Counters,
 ) -> Verdict {
     let verdict = classify(ctx, table, now_ms, frame, counters);
+    count(counters, verdict, frame)
+}
+
+/// Count a verdict (both paths; replies built in place count themselves).
+#[inline(always)]
+fn count(counters: &mut Counters, verdict: Verdict, frame: &Frame<'_>) -> Verdict {
     match verdict {
         Verdict::ToFabric => {
             counters.egress_packets += 1;
@@ -121,11 +132,178 @@ fn full_path(
     verdict
 }
 
-/// The common case at fixed offsets, after one length check per layer: an untagged unicast
-/// IPv4 (no options, not a fragment) or IPv6 (no extension headers) TCP or UDP packet from the
-/// guest's own addresses to a mapped destination, that fits the fabric MTU once encapsulated
-/// and the frame's headroom. Anything else (`None`) takes the full path from the start. The
-/// pipeline fixtures and a differential property test hold both paths to the same bytes and
+// ---------------------------------------------------------------------------------------
+// The egress policy: one function per check of the egress table in docs/ARCHITECTURE.md
+// ("Policy", rows E*), each used by the full path and the fast path alike. The fast path
+// only checks a frame's shape and takes a frame when every check it meets passes; anything
+// else goes to the full path, which applies the same functions to find the verdict.
+
+/// E3: the guest sends from its own MAC only (also the ARP sender's hardware address, A3,
+/// and a neighbor solicitation's source link-layer option, N4).
+#[inline(always)]
+fn check_source_mac(ctx: &Context<'_>, mac: MacAddr) -> Result<(), DropReason> {
+    match mac == ctx.guest.mac {
+        true => Ok(()),
+        false => Err(SpoofedSourceMac),
+    }
+}
+
+/// E6: IP to a group MAC is dropped (only ARP requests and neighbor solicitations are
+/// answered, before this check).
+#[inline(always)]
+fn check_unicast_mac(mac: MacAddr) -> Result<(), DropReason> {
+    match (mac.is_multicast(), mac == MacAddr::BROADCAST) {
+        (false, _) => Ok(()),
+        (true, true) => Err(Broadcast),
+        (true, false) => Err(Multicast),
+    }
+}
+
+/// E7 (and A5): the guest sends from its own IPv4 addresses only.
+#[inline(always)]
+fn check_source_v4(ctx: &Context<'_>, src: Ipv4Addr) -> Result<(), DropReason> {
+    match ctx.guest.ipv4.contains(&src) {
+        true => Ok(()),
+        false => Err(SpoofedSourceIp),
+    }
+}
+
+/// E7 (and N3 for a source that is not link-local): the guest sends from its own IPv6
+/// addresses only.
+#[inline(always)]
+fn check_source_v6(ctx: &Context<'_>, src: Ipv6Addr) -> Result<(), DropReason> {
+    match ctx.guest.ipv6.contains(&src) {
+        true => Ok(()),
+        false => Err(SpoofedSourceIp),
+    }
+}
+
+/// E8: no IPv4 broadcast or multicast leaves the guest port.
+#[inline(always)]
+fn check_unicast_v4(dst: Ipv4Addr) -> Result<(), DropReason> {
+    match (dst.is_broadcast(), dst.is_multicast()) {
+        (false, false) => Ok(()),
+        (true, _) => Err(Broadcast),
+        (false, true) => Err(Multicast),
+    }
+}
+
+/// E8: no IPv6 multicast leaves the guest port.
+#[inline(always)]
+fn check_unicast_v6(dst: Ipv6Addr) -> Result<(), DropReason> {
+    match dst.is_multicast() {
+        false => Ok(()),
+        true => Err(Multicast),
+    }
+}
+
+/// Where a unicast IP packet from the guest goes.
+#[derive(Clone, Copy, Debug)]
+enum Route<'t> {
+    /// To the gateway itself: answered (echo) or dropped (E9).
+    Gateway,
+    /// To a mapped overlay address: encapsulated if it fits (E11–E13).
+    Mapped(&'t CompiledEntry),
+    /// No live mapping: the worker asks the agent (E10).
+    Miss,
+}
+
+/// E9–E10 for IPv4: the gateway, or the destination's mapping.
+#[inline(always)]
+fn route_v4<'t>(
+    ctx: &Context<'_>,
+    table: &'t MappingTable,
+    now_ms: u64,
+    dst: Ipv4Addr,
+) -> Result<Route<'t>, DropReason> {
+    if ctx.gateway.ipv4 == Some(dst) {
+        return Ok(Route::Gateway);
+    }
+    resolve(table.lookup_v4(ctx.guest.vni, dst, now_ms), NegativeEntry)
+}
+
+/// E9–E10 for IPv6 (see [`route_v4`]).
+#[inline(always)]
+fn route_v6<'t>(
+    ctx: &Context<'_>,
+    table: &'t MappingTable,
+    now_ms: u64,
+    dst: Ipv6Addr,
+) -> Result<Route<'t>, DropReason> {
+    if ctx.gateway.ipv6 == Some(dst) {
+        return Ok(Route::Gateway);
+    }
+    resolve(table.lookup_v6(ctx.guest.vni, dst, now_ms), NegativeEntry)
+}
+
+/// E10 (and A7, N5): what a lookup means for a frame that needs the mapping. Pending: the
+/// agent was asked already; the worker holds or drops the frame.
+#[inline(always)]
+fn resolve(lookup: Lookup<'_>, negative: DropReason) -> Result<Route<'_>, DropReason> {
+    match lookup {
+        Lookup::Hit(entry) => Ok(Route::Mapped(entry)),
+        Lookup::Absent | Lookup::Pending => Ok(Route::Miss),
+        Lookup::Negative => Err(negative),
+    }
+}
+
+/// E11: the IP packet fits the fabric MTU once encapsulated; if not, the largest that does.
+#[inline(always)]
+fn check_fabric_mtu(ctx: &Context<'_>, entry: &CompiledEntry, ip_len: usize) -> Result<(), usize> {
+    let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.outer_len());
+    match ip_len <= max_ip_len {
+        true => Ok(()),
+        false => Err(max_ip_len),
+    }
+}
+
+/// E12: an oversized IPv4 packet gets "fragmentation needed" only with DF, and never when
+/// it is an ICMP error itself.
+#[inline(always)]
+fn check_too_big_v4(dont_frag: bool, icmp_type: Option<u8>) -> Result<(), DropReason> {
+    match (dont_frag, icmp_type) {
+        (false, _) => Err(TooBigNoDf),
+        (true, Some(t)) if icmpv4::is_error(t) => Err(TooBigIcmpError),
+        (true, _) => Ok(()),
+    }
+}
+
+/// E12: an oversized IPv6 packet gets "packet too big" unless it is an ICMPv6 error itself.
+#[inline(always)]
+fn check_too_big_v6(icmp_type: Option<u8>) -> Result<(), DropReason> {
+    match icmp_type {
+        Some(t) if icmpv6::is_error(t) => Err(TooBigIcmpError),
+        _ => Ok(()),
+    }
+}
+
+/// E13: the fabric has a source address of the mapping's underlay family, and the frame
+/// room for the outer headers in front of it.
+#[inline(always)]
+fn check_encap_room(
+    ctx: &Context<'_>,
+    entry: &CompiledEntry,
+    headroom: usize,
+) -> Result<(), DropReason> {
+    if !entry.has_source_in(ctx.fabric) {
+        return Err(NoLocalUnderlay);
+    }
+    match headroom >= entry.outer_len() {
+        true => Ok(()),
+        false => Err(NoHeadroom),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The fast path: the shape of the common case, then the policy above.
+
+/// The common case at fixed offsets, after one length check per layer: an untagged IPv4
+/// (20-byte header, not a fragment) or IPv6 (no extension headers) TCP or UDP packet, the
+/// ports inside it and the IP packet inside the frame: E1, E2, E4 and E5 hold, and no ARP or
+/// ND row applies. It is taken when every other check it meets (E3, E6–E11, E13) passes,
+/// through the functions the full path uses; E12 (too big) is left to the full path. Anything else
+/// (`None`) takes the full path from the start. The pipeline fixtures record which frames
+/// must take it, and a differential property test holds both paths to the same bytes and
 /// counters.
 ///
 /// Addresses stay concrete (`Ipv4Addr`/`Ipv6Addr`, never `IpAddr` or `MappingKey`): enums
@@ -140,21 +318,15 @@ fn fast_target<'t>(
     let data = frame.data();
     let head = data.first_chunk::<ETH_LEN>()?;
     let eth = EthernetFrame::new_unchecked(&head[..]);
-    if eth.src_addr() != ctx.guest.mac || eth.dst_addr().is_multicast() {
-        return None;
-    }
+    check_source_mac(ctx, eth.src_addr()).ok()?;
+    check_unicast_mac(eth.dst_addr()).ok()?;
     let target = match eth.ethertype() {
         EtherType::IPV4 => fast_ipv4(ctx, table, now_ms, data),
         EtherType::IPV6 => fast_ipv6(ctx, table, now_ms, data),
         _ => None,
     }?;
-    let outer_len = target.entry.outer_len();
-    if !target.entry.has_source_in(ctx.fabric)
-        || target.ip_len > usize::from(ctx.fabric.mtu).saturating_sub(outer_len)
-        || frame.headroom() < outer_len
-    {
-        return None;
-    }
+    check_fabric_mtu(ctx, target.entry, target.ip_len).ok()?;
+    check_encap_room(ctx, target.entry, frame.headroom()).ok()?;
     Some(target)
 }
 
@@ -175,22 +347,17 @@ fn fast_ipv4<'t>(
 ) -> Option<FastTarget<'t>> {
     let head = data.first_chunk::<{ ETH_LEN + 20 }>()?;
     let ip = Ipv4Packet::new_unchecked(&head[ETH_LEN..]);
-    // Version 4 with a 20-byte header, and neither More Fragments nor an offset.
+    // Shape: version 4 with a 20-byte header, and neither More Fragments nor an offset.
     if head[ETH_LEN] != 0x45 || ip.is_fragment() {
         return None;
     }
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    if !ctx.guest.ipv4.contains(&src)
-        || dst.is_broadcast()
-        || dst.is_multicast()
-        || ctx.gateway.ipv4 == Some(dst)
-    {
-        return None;
-    }
+    check_source_v4(ctx, src).ok()?;
+    check_unicast_v4(dst).ok()?;
     let ip_len = usize::from(ip.total_len());
     let protocol = ip.protocol();
     let ports = fast_ports(data, 20, ip_len, protocol)?;
-    let Lookup::Hit(entry) = table.lookup_v4(ctx.guest.vni, dst, now_ms) else {
+    let Ok(Route::Mapped(entry)) = route_v4(ctx, table, now_ms, dst) else {
         return None;
     };
     let (src, dst) = (u128::from(u32::from(src)), u128::from(u32::from(dst)));
@@ -211,18 +378,16 @@ fn fast_ipv6<'t>(
 ) -> Option<FastTarget<'t>> {
     let head = data.first_chunk::<{ ETH_LEN + 40 }>()?;
     let ip = Ipv6Packet::new_unchecked(&head[ETH_LEN..]);
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    if head[ETH_LEN] >> 4 != 6
-        || dst.is_multicast()
-        || !ctx.guest.ipv6.contains(&src)
-        || ctx.gateway.ipv6 == Some(dst)
-    {
+    if head[ETH_LEN] >> 4 != 6 {
         return None;
     }
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    check_unicast_v6(dst).ok()?;
+    check_source_v6(ctx, src).ok()?;
     let ip_len = 40 + usize::from(ip.payload_len());
     let protocol = ip.next_header();
     let ports = fast_ports(data, 40, ip_len, protocol)?;
-    let Lookup::Hit(entry) = table.lookup_v6(ctx.guest.vni, dst, now_ms) else {
+    let Ok(Route::Mapped(entry)) = route_v6(ctx, table, now_ms, dst) else {
         return None;
     };
     let hash = flow_hash_bits(u128::from(src), u128::from(dst), protocol, ports);
@@ -233,8 +398,8 @@ fn fast_ipv6<'t>(
     })
 }
 
-/// The ports of a TCP or UDP header right after an `header_len`-byte IP header, if the IP
-/// packet holds them and fits the frame.
+/// Shape: the ports of a TCP or UDP header right after an `header_len`-byte IP header, if the
+/// IP packet holds them and fits the frame.
 #[inline(always)]
 fn fast_ports(data: &[u8], header_len: usize, ip_len: usize, protocol: u8) -> Option<u32> {
     if !(protocol == IpProtocol::TCP || protocol == IpProtocol::UDP)
@@ -246,6 +411,9 @@ fn fast_ports(data: &[u8], header_len: usize, ip_len: usize, protocol: u8) -> Op
     let ports = data.get(ETH_LEN + header_len..)?.first_chunk::<4>()?;
     Some(u32::from_be_bytes(*ports))
 }
+
+// ---------------------------------------------------------------------------------------
+// The full path: every frame, every row of the table.
 
 fn classify(
     ctx: &Context<'_>,
@@ -261,40 +429,27 @@ fn classify(
     if ethertype == EtherType::VLAN || ethertype == EtherType::QINQ {
         return Verdict::Drop(GuestVlanTagged);
     }
-    if eth.src_addr() != ctx.guest.mac {
-        return Verdict::Drop(SpoofedSourceMac);
+    if let Err(reason) = check_source_mac(ctx, eth.src_addr()) {
+        return Verdict::Drop(reason);
     }
     let dst_mac = eth.dst_addr();
     match ethertype {
         EtherType::ARP => arp_request(ctx, table, now_ms, frame, counters),
-        EtherType::IPV4 if dst_mac.is_multicast() => Verdict::Drop(group_reason(dst_mac)),
-        EtherType::IPV4 => ipv4(ctx, table, now_ms, frame, counters),
+        EtherType::IPV4 => match check_unicast_mac(dst_mac) {
+            Ok(()) => ipv4(ctx, table, now_ms, frame, counters),
+            Err(reason) => Verdict::Drop(reason),
+        },
         EtherType::IPV6 => ipv6(ctx, table, now_ms, frame, dst_mac, counters),
         _ => Verdict::Drop(UnsupportedEthertype),
     }
 }
 
-fn group_reason(mac: MacAddr) -> DropReason {
-    if mac == MacAddr::BROADCAST {
-        Broadcast
-    } else {
-        Multicast
-    }
-}
-
-/// What a lookup means for a frame that needs the mapping.
-fn resolve(
-    table: &MappingTable,
-    key: MappingKey,
-    now_ms: u64,
-    negative: DropReason,
-) -> Result<&CompiledEntry, Verdict> {
-    match table.lookup(&key, now_ms) {
-        Lookup::Hit(entry) => Ok(entry),
-        // Pending: the agent was asked already; the worker holds or drops the frame.
-        Lookup::Absent | Lookup::Pending => Err(Verdict::Miss(key)),
-        Lookup::Negative => Err(Verdict::Drop(negative)),
-    }
+/// The key a miss asks the agent for.
+fn miss_key(ctx: &Context<'_>, overlay_ip: IpAddr) -> Verdict {
+    Verdict::Miss(MappingKey {
+        vni: ctx.guest.vni,
+        overlay_ip,
+    })
 }
 
 fn arp_request(
@@ -311,28 +466,26 @@ fn arp_request(
     if arp.operation() != ArpOperation::REQUEST {
         return Verdict::Drop(ArpNotRequest);
     }
-    if arp.sender_hw_addr() != guest.mac {
-        return Verdict::Drop(SpoofedSourceMac);
+    if let Err(reason) = check_source_mac(ctx, arp.sender_hw_addr()) {
+        return Verdict::Drop(reason);
     }
     let (sender_ip, target_ip) = (arp.sender_ip(), arp.target_ip());
     if sender_ip.is_unspecified() || sender_ip == target_ip {
         return Verdict::Drop(ArpGratuitous);
     }
-    if !guest.ipv4.contains(&sender_ip) {
-        return Verdict::Drop(SpoofedSourceIp);
+    if let Err(reason) = check_source_v4(ctx, sender_ip) {
+        return Verdict::Drop(reason);
     }
     let answer = if ctx.gateway.ipv4 == Some(target_ip) {
         ctx.gateway.mac
     } else if guest.ipv4.contains(&target_ip) {
         return Verdict::Drop(ArpUnknownTarget);
     } else {
-        let key = MappingKey {
-            vni: guest.vni,
-            overlay_ip: IpAddr::V4(target_ip),
-        };
-        match resolve(table, key, now_ms, ArpUnknownTarget) {
-            Ok(entry) => entry.overlay_mac,
-            Err(verdict) => return verdict,
+        let lookup = table.lookup_v4(guest.vni, target_ip, now_ms);
+        match resolve(lookup, ArpUnknownTarget) {
+            Ok(Route::Mapped(entry)) => entry.overlay_mac,
+            Ok(_) => return miss_key(ctx, IpAddr::V4(target_ip)),
+            Err(reason) => return Verdict::Drop(reason),
         }
     };
     let data = frame.data_mut();
@@ -370,15 +523,8 @@ fn ipv4(
         return Verdict::Drop(GuestMalformed);
     };
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    if !ctx.guest.ipv4.contains(&src) {
-        return Verdict::Drop(SpoofedSourceIp);
-    }
-    if dst.is_broadcast() || dst.is_multicast() {
-        return Verdict::Drop(group_reason(if dst.is_broadcast() {
-            MacAddr::BROADCAST
-        } else {
-            MacAddr::ZERO
-        }));
+    if let Err(reason) = check_source_v4(ctx, src).and(check_unicast_v4(dst)) {
+        return Verdict::Drop(reason);
     }
     let ip_len = usize::from(ip.total_len());
     let protocol = ip.protocol();
@@ -395,23 +541,16 @@ fn ipv4(
     if frame.set_bounds(frame.start(), ETH_LEN + ip_len).is_err() {
         return Verdict::Drop(GuestMalformed);
     }
-    if ctx.gateway.ipv4 == Some(dst) {
-        return gateway_echo_v4(ctx, frame, icmp_type, counters);
-    }
-    let key = MappingKey {
-        vni: ctx.guest.vni,
-        overlay_ip: IpAddr::V4(dst),
+    let entry = match route_v4(ctx, table, now_ms, dst) {
+        Ok(Route::Mapped(entry)) => entry,
+        Ok(Route::Gateway) => return gateway_echo_v4(ctx, frame, icmp_type, counters),
+        Ok(Route::Miss) => return miss_key(ctx, IpAddr::V4(dst)),
+        Err(reason) => return Verdict::Drop(reason),
     };
-    let entry = match resolve(table, key, now_ms, NegativeEntry) {
-        Ok(entry) => entry,
-        Err(verdict) => return verdict,
-    };
-    let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.outer_len());
-    if ip_len > max_ip_len {
-        return match (dont_frag, icmp_type) {
-            (false, _) => Verdict::Drop(TooBigNoDf),
-            (true, Some(t)) if icmpv4::is_error(t) => Verdict::Drop(TooBigIcmpError),
-            (true, _) => frag_needed(ctx, frame, src, max_ip_len, counters),
+    if let Err(max_ip_len) = check_fabric_mtu(ctx, entry, ip_len) {
+        return match check_too_big_v4(dont_frag, icmp_type) {
+            Ok(()) => frag_needed(ctx, frame, src, max_ip_len, counters),
+            Err(reason) => Verdict::Drop(reason),
         };
     }
     let hash = flow_hash(IpAddr::V4(src), IpAddr::V4(dst), protocol, ports);
@@ -453,14 +592,11 @@ fn ipv6(
             counters,
         );
     }
-    if dst_mac.is_multicast() {
-        return Verdict::Drop(group_reason(dst_mac));
-    }
-    if dst.is_multicast() {
-        return Verdict::Drop(Multicast);
-    }
-    if !ctx.guest.ipv6.contains(&src) {
-        return Verdict::Drop(SpoofedSourceIp);
+    let admitted = check_unicast_mac(dst_mac)
+        .and(check_unicast_v6(dst))
+        .and(check_source_v6(ctx, src));
+    if let Err(reason) = admitted {
+        return Verdict::Drop(reason);
     }
     let ports = if upper.is_fragment {
         0
@@ -471,22 +607,19 @@ fn ipv6(
     if frame.set_bounds(frame.start(), ETH_LEN + ip_len).is_err() {
         return Verdict::Drop(GuestMalformed);
     }
-    if ctx.gateway.ipv6 == Some(dst) {
-        return gateway_echo_v6(ctx, frame, icmp_type, ETH_LEN + upper.offset, counters);
-    }
-    let key = MappingKey {
-        vni: ctx.guest.vni,
-        overlay_ip: IpAddr::V6(dst),
+    let entry = match route_v6(ctx, table, now_ms, dst) {
+        Ok(Route::Mapped(entry)) => entry,
+        Ok(Route::Gateway) => {
+            let l4_at = ETH_LEN + upper.offset;
+            return gateway_echo_v6(ctx, frame, icmp_type, l4_at, counters);
+        }
+        Ok(Route::Miss) => return miss_key(ctx, IpAddr::V6(dst)),
+        Err(reason) => return Verdict::Drop(reason),
     };
-    let entry = match resolve(table, key, now_ms, NegativeEntry) {
-        Ok(entry) => entry,
-        Err(verdict) => return verdict,
-    };
-    let max_ip_len = usize::from(ctx.fabric.mtu).saturating_sub(entry.outer_len());
-    if ip_len > max_ip_len {
-        return match icmp_type {
-            Some(t) if icmpv6::is_error(t) => Verdict::Drop(TooBigIcmpError),
-            _ => packet_too_big(ctx, frame, src, max_ip_len, counters),
+    if let Err(max_ip_len) = check_fabric_mtu(ctx, entry, ip_len) {
+        return match check_too_big_v6(icmp_type) {
+            Ok(()) => packet_too_big(ctx, frame, src, max_ip_len, counters),
+            Err(reason) => Verdict::Drop(reason),
         };
     }
     let hash = flow_hash(IpAddr::V6(src), IpAddr::V6(dst), protocol, ports);
@@ -501,8 +634,8 @@ fn encapsulate(
     entry: &CompiledEntry,
     src_port: u16,
 ) -> Verdict {
-    if !entry.has_source_in(ctx.fabric) {
-        return Verdict::Drop(NoLocalUnderlay);
+    if let Err(reason) = check_encap_room(ctx, entry, frame.headroom()) {
+        return Verdict::Drop(reason);
     }
     let outer_len = entry.outer_len();
     let inner_len = frame.len();
@@ -520,7 +653,6 @@ fn encapsulate(
     }
     Verdict::ToFabric
 }
-
 /// Reframe `frame` as Ethernet + an `ip_header_len` IP header + an 8-byte ICMP header in
 /// front of the original IP packet (which is not moved), quoted up to `max_ip_len` bytes of
 /// error packet. Returns the quoted length.
@@ -643,12 +775,13 @@ fn neighbor_solicit(
         return Verdict::Drop(NdDad);
     }
     let link_local = (src.segments()[0] & 0xffc0) == 0xfe80;
-    if !link_local && !guest.ipv6.contains(&src) {
-        return Verdict::Drop(SpoofedSourceIp);
+    if !link_local {
+        if let Err(reason) = check_source_v6(ctx, src) {
+            return Verdict::Drop(reason);
+        }
     }
-    match ns.source_lladdr() {
-        Some(mac) if mac != guest.mac => return Verdict::Drop(SpoofedSourceMac),
-        _ => {}
+    if let Some(Err(reason)) = ns.source_lladdr().map(|mac| check_source_mac(ctx, mac)) {
+        return Verdict::Drop(reason);
     }
     let target = ns.target_addr();
     let (answer, router) = if ctx.gateway.ipv6 == Some(target) {
@@ -656,13 +789,11 @@ fn neighbor_solicit(
     } else if guest.ipv6.contains(&target) {
         return Verdict::Drop(NdUnknownTarget);
     } else {
-        let key = MappingKey {
-            vni: guest.vni,
-            overlay_ip: IpAddr::V6(target),
-        };
-        match resolve(table, key, now_ms, NdUnknownTarget) {
-            Ok(entry) => (entry.overlay_mac, false),
-            Err(verdict) => return verdict,
+        let lookup = table.lookup_v6(guest.vni, target, now_ms);
+        match resolve(lookup, NdUnknownTarget) {
+            Ok(Route::Mapped(entry)) => (entry.overlay_mac, false),
+            Ok(_) => return miss_key(ctx, IpAddr::V6(target)),
+            Err(reason) => return Verdict::Drop(reason),
         }
     };
     if frame.set_bounds(frame.start(), NA_FRAME_LEN).is_err() {

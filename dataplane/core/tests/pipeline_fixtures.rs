@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::process::Command;
 
-use common::{Case, Direction, Env};
+use common::{Case, Direction, Env, Path};
 use xvpc_core::counters::{Counters, DropReason};
 use xvpc_core::frame::Frame;
 use xvpc_core::model::MappingKey;
@@ -135,6 +135,148 @@ fn fixtures_match_the_oracle() {
         "{} fixtures match; known bugs still present: {still_broken:?}",
         cases.len() - still_broken.len()
     );
+}
+
+/// Every fixture takes the path it records, as Katran's fixtures record theirs: the fast path
+/// for the common shape when every check of the policy passes (docs/ARCHITECTURE.md,
+/// "Policy"), the full path for everything else. Fails if the fast path stops being taken
+/// (disabled, or narrowed) and if it starts taking frames the fixtures say it must not.
+#[test]
+fn fixtures_take_their_recorded_path() {
+    let (_, cases) = common::load();
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let headroom = case.headroom.unwrap_or(common::HEADROOM);
+        let path = common::env_for(case).path(case.direction, &case.input_bytes(), headroom);
+        if path != case.path {
+            wrong.push(format!(
+                "{}: took the {path:?} path, want {:?}",
+                case.name, case.path
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    for direction in [Direction::Egress, Direction::Ingress] {
+        let fast = cases
+            .iter()
+            .filter(|c| c.direction == direction && c.path == Path::Fast)
+            .count();
+        assert!(
+            fast >= 5,
+            "only {fast} {direction:?} fixtures marked for the fast path"
+        );
+    }
+    for case in cases.iter().filter(|c| c.path == Path::Fast) {
+        assert!(
+            matches!(case.verdict.as_str(), "ToFabric" | "ToGuest"),
+            "{}: the fast path only forwards, yet the fixture says {}",
+            case.name,
+            case.verdict
+        );
+    }
+}
+
+/// The policy table of docs/ARCHITECTURE.md, written once for the full path, the fast path and
+/// the XDP tier.
+const ARCHITECTURE: &str = include_str!("../../../docs/ARCHITECTURE.md");
+/// The pipelines whose functions the table names.
+const PIPELINES: [&str; 2] = [
+    include_str!("../src/egress.rs"),
+    include_str!("../src/ingress.rs"),
+];
+
+/// The rows of the policy table: the cells of every table line whose first cell is a row id
+/// (`E3`, `A5`, `N1`, `I10`).
+fn policy_rows() -> Vec<Vec<String>> {
+    let section = ARCHITECTURE
+        .split("\n## Policy\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/ARCHITECTURE.md has a \"## Policy\" section");
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix('|'))
+        .map(|line| {
+            line.split('|')
+                .map(|c| c.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|cells| cells.first().is_some_and(|id| is_row_id(id)))
+        .collect()
+}
+
+fn is_row_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('E' | 'A' | 'N' | 'I'))
+        && !chars.as_str().is_empty()
+        && chars.all(|c| c.is_ascii_digit())
+}
+
+/// The `backticked` names in a table cell.
+fn ticked(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
+}
+
+/// The table and the code name the same checks: every drop reason and function in the table
+/// exists, every drop reason a packet can cause is in it, and every row the code cites
+/// (`/// E3: ...`) is a row of the table.
+#[test]
+fn policy_table_matches_the_code() {
+    let rows = policy_rows();
+    assert!(rows.len() >= 40, "only {} policy rows", rows.len());
+    let ids: BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids.len(), rows.len(), "duplicate policy row ids");
+    let mut reasons = BTreeSet::new();
+    for row in &rows {
+        assert!(row.len() >= 4, "{}: too few cells", row[0]);
+        for name in ticked(&row[2]) {
+            let reason = common::reason_named(name)
+                .unwrap_or_else(|| panic!("{}: {name:?} is not a drop reason", row[0]));
+            reasons.insert(reason as usize);
+        }
+        for function in ticked(&row[3]) {
+            let defined = PIPELINES.iter().any(|src| {
+                src.contains(&format!("fn {function}(")) || src.contains(&format!("fn {function}<"))
+            });
+            assert!(
+                defined,
+                "{}: no function {function} in the pipelines",
+                row[0]
+            );
+        }
+    }
+    let worker_level = [
+        DropReason::TxRingFull,
+        DropReason::InvalidDescriptor,
+        DropReason::MissRateLimited,
+        DropReason::Miss,
+    ];
+    let missing: Vec<_> = DropReason::ALL
+        .into_iter()
+        .filter(|r| !worker_level.contains(r) && !reasons.contains(&(*r as usize)))
+        .map(|r| r.name())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "drop reasons missing from the policy table: {missing:?}"
+    );
+    for src in PIPELINES {
+        for line in src.lines() {
+            let Some((head, _)) = line
+                .trim()
+                .strip_prefix("/// ")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            for id in head.split(|c: char| !c.is_ascii_alphanumeric()) {
+                assert!(
+                    !is_row_id(id) || ids.contains(id),
+                    "the code cites policy row {id}, which the table lacks: {line}"
+                );
+            }
+        }
+    }
 }
 
 /// Every drop reason the pipelines can produce, and every verdict, has a fixture.

@@ -5,7 +5,7 @@ mod common;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use common::{Direction, Env};
+use common::{Direction, Env, Path};
 use proptest::prelude::*;
 use xvpc_core::counters::Counters;
 use xvpc_core::egress::{egress_prepare, egress_prepared};
@@ -399,8 +399,13 @@ proptest! {
             our_u.parse().expect("literal"),
         );
         let mut input = flow_frame(remote, v6, protocol, &l4);
+        // TCP and UDP with their ports take the fast path; its output does too, remotely.
+        let fast = matches!(protocol, 6 | 17) && l4.len() >= 4;
+        let want = if fast { Path::Fast } else { Path::Full };
+        prop_assert_eq!(env.path(Direction::Egress, &input, 256), want);
         assert_fast_path_agrees(env, Direction::Egress, &input, 256, 512);
         let (_, outer, _) = run(env, Direction::Egress, &input, 256, 512);
+        prop_assert_eq!(remote_env.path(Direction::Ingress, &outer, 0), Path::Fast);
         assert_fast_path_agrees(&remote_env, Direction::Ingress, &outer, 0, 0);
         let mut outer = outer;
         let i = flip.index(outer.len());

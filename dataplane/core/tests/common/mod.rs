@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Deserialize;
 use xvpc_core::counters::{Counters, DropReason};
-use xvpc_core::egress::{egress, egress_full_path};
+use xvpc_core::egress::{egress, egress_full_path, egress_prepare};
 use xvpc_core::frame::Frame;
-use xvpc_core::ingress::{ingress, ingress_full_path};
+use xvpc_core::ingress::{ingress, ingress_full_path, ingress_prepare};
 use xvpc_core::model::{Fabric, Gateway, Guest, MacAddr, Mapping, MappingKey, Vni};
 use xvpc_core::pipeline::{Context, Verdict};
 use xvpc_core::table::{Compiler, MappingTable};
@@ -60,6 +60,8 @@ pub struct Case {
     pub input: String,
     pub verdict: String,
     pub counter: String,
+    /// The path the frame must take: `fast` or `full` (docs/ARCHITECTURE.md, "Policy").
+    pub path: Path,
     #[serde(default)]
     pub output: Option<String>,
     #[serde(default)]
@@ -71,6 +73,16 @@ pub struct Case {
     /// Runs with RFC 6935 zero IPv6 UDP checksums opted in (both directions).
     #[serde(default)]
     pub udp6_zero_checksum: bool,
+}
+
+/// Which path a pipeline takes for a frame.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Path {
+    /// The shape check and the policy at fixed offsets (`*Prepared::is_fast`).
+    Fast,
+    /// The full parser.
+    Full,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -127,6 +139,21 @@ impl Env {
         match direction {
             Direction::Egress => egress(&ctx, &self.table, self.now_ms, frame, counters),
             Direction::Ingress => ingress(&ctx, &self.table, self.now_ms, frame, counters),
+        }
+    }
+
+    /// The path a pipeline takes for `input` with `headroom` bytes in front of it.
+    pub fn path(&self, direction: Direction, input: &[u8], headroom: usize) -> Path {
+        let mut buf = buffer_with(input, headroom, TAILROOM);
+        let frame = Frame::new(&mut buf, headroom, input.len()).expect("frame fits its buffer");
+        let (ctx, table, now) = (self.ctx(), &self.table, self.now_ms);
+        let fast = match direction {
+            Direction::Egress => egress_prepare(&ctx, table, now, &frame).is_fast(),
+            Direction::Ingress => ingress_prepare(&ctx, table, now, &frame).is_fast(),
+        };
+        match fast {
+            true => Path::Fast,
+            false => Path::Full,
         }
     }
 

@@ -269,8 +269,13 @@ def ip_bytes(frame):
 CASES = []
 
 
-def case(name, direction, description, frame, verdict, output=None, counter=None, **extra):
+def case(name, direction, description, frame, verdict, output=None, counter=None, path="full",
+         **extra):
+    """One fixture. `path` is the path the pipeline must take: "fast" for the common shape
+    every check of the policy passes (docs/ARCHITECTURE.md, "Policy"), "full" otherwise."""
     frame = bytes(frame)
+    if path not in ("fast", "full"):
+        raise ValueError(f"{name}: path {path!r}")
     if counter is None:
         if verdict.startswith("Drop:"):
             counter = "drop:" + verdict[5:]
@@ -289,6 +294,7 @@ def case(name, direction, description, frame, verdict, output=None, counter=None
         "input": frame.hex(),
         "verdict": verdict,
         "counter": counter,
+        "path": path,
     }
     if output is not None:
         entry["output"] = bytes(output).hex()
@@ -296,6 +302,11 @@ def case(name, direction, description, frame, verdict, output=None, counter=None
     if any(c["name"] == name for c in CASES):
         raise ValueError(f"duplicate case {name}")
     CASES.append(entry)
+
+
+def flow_path(name):
+    """The fast path's shape carries TCP and UDP; ICMP takes the full path."""
+    return "full" if name.startswith("icmp") else "fast"
 
 
 def egress_cases():
@@ -321,21 +332,22 @@ def egress_cases():
         dst = pkt[IP].dst if IP in pkt else pkt[IPv6].dst
         pkt[Ether].dst = GW_MAC
         case(f"egress_{name}", E, f"{name}: encapsulated (RFC 7348) to the mapping of {dst}",
-             pkt, "ToFabric", encapsulated(pkt, dst))
+             pkt, "ToFabric", encapsulated(pkt, dst), path=flow_path(name))
 
     # RFC 6935 zero checksums over IPv6, where the fabric opted in (udp6_zero_checksum_tx).
     for name, pkt in flows:
         if name.endswith("_over_v6"):
             dst = pkt[IP].dst if IP in pkt else pkt[IPv6].dst
             case(f"egress_{name}_zero_csum", E, f"{name}: UDP checksum 0 (RFC 6935 opt-in)",
-                 pkt, "ToFabric", encapsulated(pkt, dst, zero_csum6=True), udp6_zero_checksum=True)
+                 pkt, "ToFabric", encapsulated(pkt, dst, zero_csum6=True), udp6_zero_checksum=True,
+                 path=flow_path(name))
     pkt = g4("198.18.10.3", UDP(sport=5000, dport=53) / payload(100))
     case("egress_udp4_over_v4_zero_csum_mode", E, "the IPv6 opt-in leaves IPv4 underlays as they are",
-         pkt, "ToFabric", encapsulated(pkt, "198.18.10.3"), udp6_zero_checksum=True)
+         pkt, "ToFabric", encapsulated(pkt, "198.18.10.3"), udp6_zero_checksum=True, path="fast")
 
     pkt = g4("198.18.10.3", UDP(sport=7, dport=7) / payload(4))
     case("egress_padded_runt", E, "a 60-byte padded frame: Ethernet padding is not carried",
-         pad60(bytes(pkt)), "ToFabric", encapsulated(pkt, "198.18.10.3"))
+         pad60(bytes(pkt)), "ToFabric", encapsulated(pkt, "198.18.10.3"), path="fast")
     pkt = g4("198.18.10.3", UDP(sport=9000, dport=9001) / payload(64), options=b"\x01\x01\x01\x00")
     case("egress_ipv4_options", E, "IPv4 with options (IHL 6): ports still hashed",
          pkt, "ToFabric", encapsulated(pkt, "198.18.10.3"))
@@ -353,7 +365,7 @@ def egress_cases():
          pkt, "ToFabric", encapsulated(pkt, "2001:2:0:10::4"))
     pkt = g4("198.18.10.3", UDP(sport=1, dport=2) / payload(1450 - 28), flags="DF")
     case("egress_exactly_fabric_mtu", E, "1450-byte IPv4 + 50 outer = 1500: fits",
-         pkt, "ToFabric", encapsulated(pkt, "198.18.10.3"))
+         pkt, "ToFabric", encapsulated(pkt, "198.18.10.3"), path="fast")
 
     # ---- ARP (RFC 826), answered in place
     case("arp_gateway", E, "ARP request for the gateway", arp_req(GW4), "ToGuest",
@@ -556,22 +568,22 @@ def ingress_cases():
     I = "ingress"
     inner = to_guest4()
     case("ingress_v4_zero_csum", I, "VXLAN over IPv4, UDP checksum 0 (RFC 7348)", vx(inner, chksum=0),
-         "ToGuest", inner)
-    case("ingress_v4_with_csum", I, "VXLAN over IPv4 with a correct UDP checksum", vx(inner), "ToGuest", inner)
+         "ToGuest", inner, path="fast")
+    case("ingress_v4_with_csum", I, "VXLAN over IPv4 with a correct UDP checksum", vx(inner), "ToGuest", inner, path="fast")
     inner6 = to_guest6()
     case("ingress_v6_inner_v4_underlay", I, "inner IPv6 over IPv4 underlay", vx(inner6, chksum=0),
-         "ToGuest", inner6)
+         "ToGuest", inner6, path="fast")
     inner4b = to_guest4(src="198.18.10.4", src_mac=MAC4, n=1000)
     case("ingress_v4_inner_v6_underlay", I, "inner IPv4 over IPv6 underlay", vx(inner4b, underlay_src=REMOTE6_U),
-         "ToGuest", inner4b)
+         "ToGuest", inner4b, path="fast")
     inner6b = to_guest6(src="2001:2:0:10::4", src_mac=MAC4)
     case("ingress_v6_over_v6", I, "inner IPv6 over IPv6 underlay", vx(inner6b, underlay_src=REMOTE6_U),
-         "ToGuest", inner6b)
+         "ToGuest", inner6b, path="fast")
     frame = bytes(Ether(dst=LOCAL_MAC, src=NEXT_HOP_MAC) / IPv6(src=REMOTE6_U, dst=UNDERLAY6, hlim=64)
                   / IPv6ExtHdrDestOpt() / UDP(sport=50000, dport=VXLAN_PORT) / Raw(vxlan_header(VNI) + inner6b))
     case("ingress_v6_ext_header", I, "outer IPv6 with a destination options header", frame, "ToGuest", inner6b)
     case("ingress_reserved_bits", I, "VXLAN reserved bits set: ignored on receipt (RFC 7348 5)",
-         vx(inner, flags=0xFF, r1=b"\x12\x34\x56", r2=0x78), "ToGuest", inner)
+         vx(inner, flags=0xFF, r1=b"\x12\x34\x56", r2=0x78), "ToGuest", inner, path="fast")
     frame = bytes(Ether(dst=LOCAL_MAC, src=NEXT_HOP_MAC)
                   / IP(src=REMOTE4_U, dst=UNDERLAY4, options=b"\x01\x01\x01\x00")
                   / UDP(sport=50000, dport=VXLAN_PORT) / Raw(vxlan_header(VNI) + inner))
@@ -607,10 +619,10 @@ def ingress_cases():
          vx(inner6b, underlay_src=REMOTE6_U, chksum=0), "Drop:outer_zero_udp6_checksum")
     case("ingress_zero_udp_checksum_v6_opted_in", I, "zero outer UDP checksum over IPv6, accepted "
          "where the fabric opted in (RFC 6935)", vx(inner6b, underlay_src=REMOTE6_U, chksum=0), "ToGuest",
-         inner6b, udp6_zero_checksum=True)
+         inner6b, udp6_zero_checksum=True, path="fast")
     case("ingress_zero_udp_checksum_v6_inner_v4_opted_in", I, "inner IPv4, zero outer UDP checksum "
          "over IPv6, opted in", vx(inner4b, underlay_src=REMOTE6_U, chksum=0), "ToGuest", inner4b,
-         udp6_zero_checksum=True)
+         udp6_zero_checksum=True, path="fast")
     bad = bytearray(vx(inner6b, underlay_src=REMOTE6_U))
     bad[-1] ^= 0x01  # last payload byte
     case("ingress_bad_udp_checksum_v6", I, "corrupted payload under an IPv6 UDP checksum", bytes(bad),
@@ -648,6 +660,10 @@ def ingress_cases():
     frame = bytes(Ether(dst=LOCAL_MAC, src=NEXT_HOP_MAC) / IP(src=REMOTE4_U, dst=UNDERLAY4)
                   / UDP(sport=50000, dport=VXLAN_PORT, chksum=0) / Raw(b"\x08\0\0"))
     case("ingress_truncated_vxlan", I, "UDP payload shorter than the VXLAN header", frame, "Drop:outer_malformed")
+    frame = bytes(Ether(dst=LOCAL_MAC, src=NEXT_HOP_MAC) / IP(src=REMOTE4_U, dst=UNDERLAY4, len=19)
+                  / UDP(sport=50000, dport=VXLAN_PORT, chksum=0) / Raw(vxlan_header(VNI) + inner))
+    case("ingress_outer_total_len_short", I, "outer IPv4 total length 19, shorter than its header "
+         "(the checksum covers it)", frame, "Drop:outer_malformed")
     frame = bytearray(vx(inner, chksum=0))
     struct.pack_into("!H", frame, 38, len(frame) - 34 + 100)  # UDP length beyond the IP packet
     case("ingress_udp_len_beyond_ip", I, "outer UDP length larger than the IP payload", bytes(frame),

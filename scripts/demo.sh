@@ -127,7 +127,7 @@ else
   agent_pid=$!
 fi
 synced() {
-  nsx "$D" "$XVPC" stats --socket "$work/stats.sock" | /usr/bin/python3 -c \
+  nsx "$D" "$XVPC" stats --json --socket "$work/stats.sock" | /usr/bin/python3 -c \
     'import json,sys; c=json.load(sys.stdin)["control"]; sys.exit(0 if c["full_syncs"] >= 1 and c["mappings"] == 2 else 1)'
 }
 for _ in $(seq 100); do synced && break; kill -0 "$agent_pid" || break; sleep 0.1; done

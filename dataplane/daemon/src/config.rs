@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use xvpc_control::metrics::MetricsConfig;
 use xvpc_core::model::{Fabric, Gateway, Guest, MacAddr, Mapping, Vni};
 use xvpc_core::table::Compiler;
 
@@ -81,6 +82,7 @@ struct RawConfig {
     dataplane: RawDataplane,
     #[serde(default)]
     mappings: Vec<Mapping>,
+    metrics: Option<MetricsConfig>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +252,8 @@ pub struct Config {
     pub dataplane: DataplaneSettings,
     /// Static mappings (used until a mapping agent syncs).
     pub mappings: Vec<Mapping>,
+    /// The Prometheus listener (`[metrics]`), off when absent.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl Config {
@@ -300,7 +304,19 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         fabric: f,
         dataplane: d,
         mappings,
+        metrics,
     } = raw;
+    if let Some(m) = &metrics {
+        let guest_side: Vec<IpAddr> = (gw.ipv4.iter().chain(&g.ipv4).map(|a| IpAddr::V4(*a)))
+            .chain(gw.ipv6.iter().chain(&g.ipv6).map(|a| IpAddr::V6(*a)))
+            .collect();
+        m.validate(&guest_side).map_err(|e| match e {
+            xvpc_control::metrics::MetricsError::Invalid { key, reason } => {
+                invalid(format!("metrics.{key}"), reason)
+            }
+            other => invalid("metrics", other.to_string()),
+        })?;
+    }
     check_interface("guest.interface", &g.interface)?;
     check_interface("fabric.interface", &f.interface)?;
     if g.interface == f.interface {
@@ -522,6 +538,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             busy_poll_budget: d.busy_poll_budget,
         },
         mappings,
+        metrics,
     })
 }
 

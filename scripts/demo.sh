@@ -13,21 +13,36 @@
 #   scripts/demo.sh          the agent reads a mappings file written by the demo
 #   scripts/demo.sh --etcd   the agent watches a local etcd (loopback of its own management
 #                            namespace, temp data dir); the demo puts the mappings with etcdctl
+#   scripts/demo.sh --installed [ROOT]  no build: run the packaged binaries, ROOT/usr/bin/xvpc
+#                            and ROOT/usr/bin/xvpc-agent (ROOT defaults to /: the installed .deb)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo.sh: run as root (it creates network namespaces)" >&2; exit 1; }
 mode=file
-case "${1:-}" in
-  "") ;;
-  --etcd) mode=etcd ;;
-  *) echo "usage: $0 [--etcd]" >&2; exit 2 ;;
-esac
+installed=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --etcd) mode=etcd ;;
+    --installed)
+      installed=/
+      if [ -n "${2:-}" ] && [ "${2#--}" = "$2" ]; then installed=$2; shift; fi ;;
+    *) echo "usage: $0 [--etcd] [--installed [ROOT]]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
-scripts/install-deps.sh
-cargo build --release -q -p xvpc-dataplane -p xvpc-mapping-agent
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
+if [ -n "$installed" ]; then
+  bin="${installed%/}/usr/bin"
+  [ -x "$bin/xvpc" ] && [ -x "$bin/xvpc-agent" ] ||
+    { echo "demo.sh: no installed xvpc in $bin (dpkg -i xvpc_*.deb)" >&2; exit 1; }
+else
+  scripts/install-deps.sh
+  cargo build --release -q -p xvpc-dataplane -p xvpc-mapping-agent
+  bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
+fi
 XVPC="$bin/xvpc"
 AGENT="$bin/xvpc-agent"
+echo "demo.sh: running $XVPC and $AGENT"
 
 tag=$$
 G="xvpc-demo-g-$tag"; D="xvpc-demo-d-$tag"; F="xvpc-demo-f-$tag"; M="xvpc-demo-m-$tag"
@@ -127,7 +142,7 @@ else
   agent_pid=$!
 fi
 synced() {
-  nsx "$D" "$XVPC" stats --socket "$work/stats.sock" | /usr/bin/python3 -c \
+  nsx "$D" "$XVPC" stats --json --socket "$work/stats.sock" | /usr/bin/python3 -c \
     'import json,sys; c=json.load(sys.stdin)["control"]; sys.exit(0 if c["full_syncs"] >= 1 and c["mappings"] == 2 else 1)'
 }
 for _ in $(seq 100); do synced && break; kill -0 "$agent_pid" || break; sleep 0.1; done

@@ -9,6 +9,9 @@ packages=(
   protobuf-compiler                # etcd-client crate
   gnuplot-nox                      # benchmark plots
   systemd                          # systemd-analyze verify of the units
+  prometheus                       # promtool check metrics; the scrape test runs a real server
+  lintian debootstrap dpkg-dev     # the .deb: lint, install into a fresh Debian root
+  curl                             # HTTP checks of /metrics and the Prometheus API
   openvswitch-switch dpdk-dev librte-net-af-xdp23  # side-by-side benchmark peers (OVS AF_XDP, testpmd)
 )
 missing=()

@@ -36,6 +36,11 @@ done
 verify=$(systemd-analyze verify "$units"/*.service 2>&1) || { echo "$verify"; exit 1; }
 if [ -n "$verify" ]; then echo "$verify"; echo "test.sh: systemd-analyze verify warned" >&2; exit 1; fi
 
+echo "== Debian packages: build, lintian, install into a fresh Debian root, demo --installed, purge"
+# Packages the debug binaries just built (the packaging is under test, not the optimiser);
+# the minbase root is debootstrapped once (~2 min) and cached in target/debian/.
+scripts/package-test.sh --bin-dir "$debug_bins"
+
 echo "== micro-benchmark harness smoke (pipeline_loop: verdicts, drops and untouched payloads checked)"
 for mode in batch single; do
   for direction in egress ingress egress-v6u ingress-v6u egress-v6u-zero-csum ingress-v6u-zero-csum; do

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use xvpc_control::metrics::{MetricsConfig, MetricsError};
 
 use crate::entry::UnderlayFamily;
 
@@ -44,6 +45,8 @@ pub struct RawConfig {
     /// `[miss]`
     #[serde(default)]
     pub miss: RawMiss,
+    /// `[metrics]`
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// `[file]`
@@ -135,6 +138,8 @@ pub struct Config {
     pub miss_rate_per_sec: u32,
     /// Miss token bucket: capacity.
     pub miss_burst: u32,
+    /// The Prometheus listener, off when absent.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl Config {
@@ -225,7 +230,23 @@ impl Config {
         if miss_burst == 0 {
             return Err(invalid("miss.burst", "must be at least 1"));
         }
+        if let Some(m) = &raw.metrics {
+            // In the management namespace already, a wildcard address stays on that side.
+            let effective = MetricsConfig {
+                netns: m.netns.clone().or_else(|| raw.management_netns.clone()),
+                ..m.clone()
+            };
+            effective.validate(&[]).map_err(|e| match e {
+                MetricsError::Invalid {
+                    key: "netns",
+                    reason,
+                } => invalid("metrics.netns", reason),
+                MetricsError::Invalid { reason, .. } => invalid("metrics.listen", reason),
+                other => invalid("metrics", other.to_string()),
+            })?;
+        }
         Ok(Config {
+            metrics: raw.metrics,
             control_socket,
             source,
             management_netns: raw.management_netns,

@@ -10,6 +10,7 @@ pub mod entry;
 pub mod etcd_source;
 pub mod file_source;
 pub mod link;
+pub mod metrics;
 pub mod miss;
 pub mod store;
 
@@ -41,6 +42,9 @@ pub enum AgentError {
     /// A thread or the async runtime could not be created.
     #[error("cannot start agent threads: {0}")]
     Spawn(#[from] std::io::Error),
+    /// The metrics listener could not start.
+    #[error(transparent)]
+    Metrics(#[from] xvpc_control::metrics::MetricsError),
 }
 
 /// Extra behaviour for tests.
@@ -97,6 +101,18 @@ impl Agent {
             .enable_all()
             .build()?;
         let mut threads = Vec::new();
+        if let Some(m) = &cfg.metrics {
+            let listener = m.bind()?;
+            tracing::info!(listen = %m.listen, netns = ?m.netns, "serving Prometheus metrics");
+            let (store, shutdown) = (store.clone(), shutdown.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("agent-metrics".into())
+                    .spawn(move || {
+                        xvpc_control::metrics::serve(listener, || metrics::render(&store), shutdown)
+                    })?,
+            );
+        }
         let lookup = match &cfg.source {
             SourceConfig::File {
                 path,

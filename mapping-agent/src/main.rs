@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use xvpc_agent::config::{Config, RawConfig, SourceKind};
 use xvpc_agent::{enter_netns, Agent, Hooks};
 
@@ -34,15 +33,23 @@ struct Cli {
     /// Network namespace (under /run/netns) to enter at start: the management namespace.
     #[arg(long)]
     management_netns: Option<String>,
+    /// Serve Prometheus `/metrics` on this management address:port (`[metrics] listen`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Log format on stderr: `text` (colour only on a terminal) or `json` (one object per
+    /// line, for journald and log shippers).
+    #[arg(
+        long,
+        default_value = "text",
+        value_name = "text|json",
+        env = "XVPC_LOG_FORMAT"
+    )]
+    log_format: xvpc_control::logging::LogFormat,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    xvpc_control::logging::init(cli.log_format);
     let mut raw = match &cli.config {
         Some(p) => RawConfig::from_file(p)?,
         None => RawConfig::default(),
@@ -64,6 +71,10 @@ fn main() -> anyhow::Result<()> {
     }
     if cli.management_netns.is_some() {
         raw.management_netns = cli.management_netns;
+    }
+    if let Some(listen) = cli.metrics_listen {
+        let netns = raw.metrics.take().and_then(|m| m.netns);
+        raw.metrics = Some(xvpc_control::metrics::MetricsConfig { listen, netns });
     }
     let cfg = Config::validate(raw).context("invalid configuration")?;
     if let Some(ns) = &cfg.management_netns {

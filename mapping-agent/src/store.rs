@@ -28,6 +28,8 @@ pub struct Counters {
     pub source_errors: AtomicU64,
     pub source_reloads: AtomicU64,
     pub invalid_skipped: AtomicU64,
+    /// Misses answered (a mapping or NotFound sent back).
+    pub misses_answered: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -149,6 +151,12 @@ impl Store {
         self.lock().ready
     }
 
+    /// Is a dataplane connected, and how many connections were made so far?
+    pub fn dataplane_link(&self) -> (bool, u64) {
+        let inner = self.lock();
+        (inner.sink.is_some(), inner.next_conn)
+    }
+
     /// The source revision the table reflects.
     pub fn revision(&self) -> i64 {
         self.lock().revision
@@ -202,6 +210,7 @@ impl Store {
             Some((found, rev)) if rev > inner.revision => found,
             _ => inner.map.get(&key).copied(),
         };
+        bump(&self.counters.misses_answered);
         match answer {
             Some(m) => Self::send(&inner, Message::Upsert(m)),
             None => {

@@ -43,6 +43,7 @@ fn file_config(socket: &Path, file: &Path) -> Config {
         underlay_family: UnderlayFamily::Any,
         miss_rate_per_sec: 1000,
         miss_burst: 100,
+        metrics: None,
     }
 }
 

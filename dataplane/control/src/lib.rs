@@ -9,6 +9,9 @@
 //! thread is a plain thread, and the agent drives the socket from its own threads.
 #![forbid(unsafe_code)]
 
+pub mod logging;
+pub mod metrics;
+
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};

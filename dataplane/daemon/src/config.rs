@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use xvpc_control::metrics::MetricsConfig;
 use xvpc_core::model::{Fabric, Gateway, Guest, MacAddr, Mapping, Vni};
 use xvpc_core::table::Compiler;
 
@@ -48,6 +49,7 @@ struct RawConfig {
     dataplane: RawDataplane,
     #[serde(default)]
     mappings: Vec<Mapping>,
+    metrics: Option<MetricsConfig>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +219,8 @@ pub struct Config {
     pub dataplane: DataplaneSettings,
     /// Static mappings (used until a mapping agent syncs).
     pub mappings: Vec<Mapping>,
+    /// The Prometheus listener (`[metrics]`), off when absent.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl Config {
@@ -267,12 +271,31 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         fabric,
         dataplane,
         mappings,
+        metrics,
     } = raw;
     let (guest_interface, guest) = guest.validate()?;
     let gateway = gateway.validate(&guest)?;
     let f = fabric.validate(&guest_interface)?;
     let dataplane = dataplane.validate()?;
     check_mappings(&mappings, &f.fabric, guest.vni)?;
+    if let Some(m) = &metrics {
+        let guest_side: Vec<IpAddr> = (gateway.ipv4.iter().chain(&guest.ipv4))
+            .map(|a| IpAddr::V4(*a))
+            .chain(
+                gateway
+                    .ipv6
+                    .iter()
+                    .chain(&guest.ipv6)
+                    .map(|a| IpAddr::V6(*a)),
+            )
+            .collect();
+        m.validate(&guest_side).map_err(|e| match e {
+            xvpc_control::metrics::MetricsError::Invalid { key, reason } => {
+                invalid(format!("metrics.{key}"), reason)
+            }
+            other => invalid("metrics", other.to_string()),
+        })?;
+    }
     Ok(Config {
         guest_interface,
         guest,
@@ -284,6 +307,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         next_hop: f.next_hop,
         dataplane,
         mappings,
+        metrics,
     })
 }
 

@@ -57,6 +57,10 @@ pub struct ControlCounters {
     pub sessions: AtomicU64,
     /// Epoch of the last full sync.
     pub epoch: AtomicU64,
+    /// Is an agent session open?
+    pub agent_connected: AtomicBool,
+    /// When the last full sync was swapped in (Unix seconds; 0: never).
+    pub last_full_sync_unix: AtomicU64,
 }
 
 /// Compiles mappings and sends updates to every worker.
@@ -143,6 +147,12 @@ impl Fanout {
         self.send_table(table);
         self.counters.full_syncs.fetch_add(1, Ordering::Relaxed);
         self.counters.epoch.store(epoch, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.counters
+            .last_full_sync_unix
+            .store(now, Ordering::Relaxed);
     }
 
     /// Insert or replace one mapping.
@@ -308,11 +318,19 @@ fn session(
     if let Ok(mut w) = writer.lock() {
         // A new agent replaces the old session: the old reader ends when its peer is gone.
         *w = Some((id, BufWriter::new(stream.try_clone()?)));
+        fanout
+            .counters
+            .agent_connected
+            .store(true, Ordering::Relaxed);
     }
     let result = serve(&mut reader, fanout, writer);
     if let Ok(mut w) = writer.lock() {
         if matches!(*w, Some((current, _)) if current == id) {
             *w = None;
+            fanout
+                .counters
+                .agent_connected
+                .store(false, Ordering::Relaxed);
         }
     }
     tracing::info!(

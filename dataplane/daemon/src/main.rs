@@ -6,15 +6,21 @@
 //! - `xvpc detach`: remove the programs and their pins: the only way to open the ports.
 //! - `xvpc status`: what is attached and pinned, and whether a dataplane runs.
 //! - `xvpc check-config FILE`: validate a config file and exit.
-//! - `xvpc stats`: print a running daemon's counters as JSON.
+//! - `xvpc stats [--json] [--watch [SECONDS]]`: print a running daemon's counters as a
+//!   table (or the JSON snapshot), once or refreshed with rates between samples.
+//!
+//! With `[metrics]` configured, `xvpc run` also serves Prometheus `/metrics` on a management
+//! address. Logs go to stderr, one event per line (`--log-format json` for log shippers).
 #![forbid(unsafe_code)]
 
 mod config;
 mod control;
 mod host;
 mod lifecycle;
+mod metrics;
 mod notify;
 mod stats;
+mod stats_table;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +45,16 @@ use crate::worker::{WorkerSetup, WorkerStatus};
     about = "xvpc: a kernel-bypass VPC dataplane (AF_XDP + VXLAN)"
 )]
 struct Cli {
+    /// Log format on stderr: `text` (colour only on a terminal) or `json` (one object per
+    /// line, for journald and log shippers).
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        value_name = "text|json",
+        env = "XVPC_LOG_FORMAT"
+    )]
+    log_format: xvpc_control::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,11 +72,21 @@ enum Command {
         /// The TOML config file.
         file: PathBuf,
     },
-    /// Print a running daemon's counters (JSON).
+    /// Print a running daemon's counters: a table, or the JSON snapshot with `--json`.
     Stats {
         /// The daemon's stats socket.
         #[arg(long, default_value = "/run/xvpc/stats.sock")]
         socket: PathBuf,
+        /// Print the JSON snapshot (stable keys, for scripts) instead of the table. With
+        /// `--watch`, one compact snapshot per line.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every SECONDS (default 2), with rates computed between samples.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
+        /// With `--watch`: stop after this many samples (default: until interrupted).
+        #[arg(long, requires = "watch")]
+        count: Option<u64>,
     },
     /// Remove the XDP programs and their pins from both ports. This opens the guest port to
     /// the host: it is the only thing that does.
@@ -71,17 +97,17 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    xvpc_control::logging::init(cli.log_format);
+    let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Stats { socket } => print_stats(&socket),
+        Command::Stats {
+            socket,
+            json,
+            watch,
+            count,
+        } => print_stats(&socket, json, watch, count),
         Command::Detach(ports) => lifecycle::detach(&ports),
         Command::Status(ports) => lifecycle::status(&ports),
     };
@@ -106,18 +132,77 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         config.dataplane.queues.len(),
         config.mappings.len()
     );
+    if let Some(m) = &config.metrics {
+        println!(
+            "metrics on http://{}/metrics{}",
+            m.listen,
+            m.netns
+                .as_ref()
+                .map(|ns| format!(" in network namespace {ns}"))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
 }
 
-fn print_stats(socket: &Path) -> anyhow::Result<()> {
-    let snapshot = stats::fetch(socket).with_context(|| {
-        format!(
-            "cannot read stats from {} (is `xvpc run` running?)",
-            socket.display()
-        )
-    })?;
-    println!("{}", serde_json::to_string_pretty(&snapshot)?);
-    Ok(())
+fn print_stats(
+    socket: &Path,
+    json: bool,
+    watch: Option<f64>,
+    count: Option<u64>,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let fetch = || {
+        stats::fetch(socket).with_context(|| {
+            format!(
+                "cannot read stats from {} (is `xvpc run` running?)",
+                socket.display()
+            )
+        })
+    };
+    let Some(every) = watch else {
+        let snapshot = fetch()?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&snapshot)?);
+        } else {
+            print!("{}", stats_table::render(&snapshot, None));
+        }
+        return Ok(());
+    };
+    if !(every.is_finite() && (0.1..=3600.0).contains(&every)) {
+        bail!("--watch takes an interval of 0.1 to 3600 seconds, not {every}");
+    }
+    let every = Duration::from_secs_f64(every);
+    let clear = std::io::stdout().is_terminal() && !json;
+    let mut prev: Option<(serde_json::Value, Instant)> = None;
+    let mut samples = 0u64;
+    loop {
+        let snapshot = fetch()?;
+        let taken = Instant::now();
+        let mut out = std::io::stdout().lock();
+        if json {
+            writeln!(out, "{snapshot}")?;
+        } else {
+            let since = prev
+                .as_ref()
+                .map(|(p, at)| (p, taken.duration_since(*at).as_secs_f64()));
+            if clear {
+                // Home and clear, like top.
+                write!(out, "\x1b[H\x1b[2J")?;
+            } else if samples > 0 {
+                writeln!(out)?;
+            }
+            write!(out, "{}", stats_table::render(&snapshot, since))?;
+        }
+        out.flush()?;
+        drop(out);
+        samples += 1;
+        if count.is_some_and(|c| samples >= c) {
+            return Ok(());
+        }
+        prev = Some((snapshot, taken));
+        std::thread::sleep(every);
+    }
 }
 
 /// Fill in what the config left to the host: MACs, MTU, next hop.
@@ -288,6 +373,22 @@ fn run(path: &Path) -> anyhow::Result<()> {
         fanout,
         guest: guest_prog.clone(),
         fabric: fabric_prog.clone(),
+        started: Instant::now(),
+    };
+    let metrics_thread = match &config.metrics {
+        Some(m) => {
+            let listener = m.bind()?;
+            tracing::info!(listen = %m.listen, netns = ?m.netns, "serving Prometheus metrics");
+            let (sources, stop) = (sources.clone(), stop.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("xvpc-metrics".into())
+                    .spawn(move || {
+                        xvpc_control::metrics::serve(listener, || metrics::render(&sources), stop)
+                    })?,
+            )
+        }
+        None => None,
     };
     let stats_thread = {
         let stop = stop.clone();
@@ -357,6 +458,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
         let _ = thread.join();
     }
     let _ = stats_thread.join();
+    if let Some(t) = metrics_thread {
+        let _ = t.join();
+    }
     let _ = garbage.join();
     for path in [&settings.control_socket, &settings.stats_socket] {
         let _ = std::fs::remove_file(path);

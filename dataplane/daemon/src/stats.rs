@@ -5,7 +5,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use xvpc_core::counters::{Counters, DropReason};
@@ -15,7 +15,8 @@ use xvpc_xsk::XskStats;
 use crate::control::Fanout;
 use crate::worker::{StatusSlot, WorkerStatus};
 
-/// What the stats snapshot is built from.
+/// What the stats snapshot (and `/metrics`) is built from.
+#[derive(Clone)]
 pub struct StatsSources {
     /// Worker status slots.
     pub workers: Vec<StatusSlot>,
@@ -25,6 +26,8 @@ pub struct StatsSources {
     pub guest: Arc<GuestSteering>,
     /// The fabric port's XDP program.
     pub fabric: Arc<FabricSteering>,
+    /// When the daemon started (rates since start, uptime).
+    pub started: Instant,
 }
 
 /// Counters as a JSON object: scalars and non-zero-or-not drops by reason.
@@ -48,6 +51,8 @@ fn worker_json(index: usize, status: &WorkerStatus) -> Value {
         "mapped": status.mapped,
         "entries": status.entries,
         "epoch": status.epoch,
+        "busy_ns": status.busy_ns,
+        "idle_ns": status.idle_ns,
         "counters": counters_json(&status.counters),
         "frames": status.accounting.map(|a| json!({
             "frame_count": a.frame_count,
@@ -93,7 +98,10 @@ pub fn snapshot(sources: &StatsSources) -> Value {
         }
     }
     let report = sources.fanout.report();
+    let c = &sources.fanout.counters;
     json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": sources.started.elapsed().as_secs_f64(),
         "total": counters_json(&total),
         "workers": workers,
         "control": {
@@ -108,6 +116,9 @@ pub fn snapshot(sources: &StatsSources) -> Value {
             "misses_unsent": report.misses_rate_limited,
             "not_found": report.not_found,
             "rejected": report.invalid_skipped,
+            "agent_connected": c.agent_connected.load(Ordering::Relaxed),
+            "agent_sessions": c.sessions.load(Ordering::Relaxed),
+            "last_full_sync_unix": c.last_full_sync_unix.load(Ordering::Relaxed),
         },
         "xdp": {
             "guest": match sources.guest.counters() {

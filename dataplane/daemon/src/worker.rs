@@ -55,6 +55,11 @@ pub struct WorkerStatus {
     /// The kernel's counters of the guest and the fabric socket (drops at a full RX ring,
     /// empty fill ring, invalid descriptors).
     pub kernel: [Option<XskStats>; 2],
+    /// Time spent in loop iterations that moved frames, and in those that found none
+    /// (sleeping on the rings included): busy % = busy / (busy + idle).
+    pub busy_ns: u64,
+    /// See `busy_ns`.
+    pub idle_ns: u64,
 }
 
 /// The worker's shared slot for its status.
@@ -179,9 +184,12 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
     let epoch = Instant::now();
     let mut last_publish = epoch;
     let mut idle = 0u32;
+    let mut times = LoopTimes::default();
 
     while !stop.load(Ordering::Relaxed) {
-        let now_ms = epoch.elapsed().as_millis() as u64;
+        // One clock read per iteration (it was one already): now_ms and busy/idle time.
+        let started = Instant::now();
+        let now_ms = started.duration_since(epoch).as_millis() as u64;
         let mut applied = 0usize;
         for update in updates.try_iter().take(UPDATES_PER_ITERATION) {
             applied += 1;
@@ -327,7 +335,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             if idle == 0 {
                 // Just went idle: publish now, so stats are current whenever traffic pauses.
                 last_publish = Instant::now();
-                publish(&status, &counters, &table, &queue_pair, false);
+                publish(&status, &counters, &table, &queue_pair, &times, false);
             }
             idle += 1;
             if idle > IDLE_SPINS {
@@ -339,9 +347,11 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
         } else {
             idle = 0;
         }
-        if last_publish.elapsed() >= PUBLISH_EVERY {
-            last_publish = Instant::now();
-            publish(&status, &counters, &table, &queue_pair, false);
+        let ended = Instant::now();
+        times.add(work > 0, ended.duration_since(started));
+        if ended.duration_since(last_publish) >= PUBLISH_EVERY {
+            last_publish = ended;
+            publish(&status, &counters, &table, &queue_pair, &times, false);
             heartbeat.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -357,7 +367,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
         }
         let _ = queue_pair.wait(Duration::from_millis(1));
     }
-    publish(&status, &counters, &table, &queue_pair, true);
+    publish(&status, &counters, &table, &queue_pair, &times, true);
     tracing::info!(worker = index, "worker stopped");
     status.lock().map(|s| s.clone()).unwrap_or_default()
 }
@@ -479,11 +489,31 @@ fn transmit(queue_pair: &mut QueuePair, side: Side, descs: &[Desc], counters: &m
     }
 }
 
+/// Where the loop's time went.
+#[derive(Default)]
+struct LoopTimes {
+    busy_ns: u64,
+    idle_ns: u64,
+}
+
+impl LoopTimes {
+    #[inline]
+    fn add(&mut self, busy: bool, spent: Duration) {
+        let ns = spent.as_nanos() as u64;
+        if busy {
+            self.busy_ns += ns;
+        } else {
+            self.idle_ns += ns;
+        }
+    }
+}
+
 fn publish(
     status: &StatusSlot,
     counters: &Counters,
     table: &MappingTable,
     qp: &QueuePair,
+    times: &LoopTimes,
     block: bool,
 ) {
     let guard = if block {
@@ -499,6 +529,8 @@ fn publish(
         s.accounting = Some(qp.accounting());
         s.xsk = Some(qp.counters());
         s.kernel = [qp.stats(Side::Guest).ok(), qp.stats(Side::Fabric).ok()];
+        s.busy_ns = times.busy_ns;
+        s.idle_ns = times.idle_ns;
     }
 }
 

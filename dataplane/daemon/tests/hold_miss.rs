@@ -17,6 +17,7 @@ fn stats(vpc: &Vpc) -> serde_json::Value {
         .exec(&[
             workspace_bin("xvpc").to_str().expect("utf-8 path"),
             "stats",
+            "--json",
             "--socket",
             vpc.stats_socket().to_str().expect("utf-8 path"),
         ])

@@ -132,6 +132,7 @@ pub fn etcd_config(etcd: &Etcd, socket: &Path, prefix: &str) -> Config {
         underlay_family: UnderlayFamily::Any,
         miss_rate_per_sec: 1000,
         miss_burst: 200,
+        metrics: None,
     }
 }
 

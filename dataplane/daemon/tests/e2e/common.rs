@@ -56,10 +56,11 @@ pub fn stop(vpc: &Vpc, daemon: &mut ChildGuard) -> Value {
     })
 }
 
-/// A snapshot from `xvpc stats --socket <vpc's stats socket>`.
+/// A snapshot from `xvpc stats --json --socket <vpc's stats socket>`.
 pub fn stats(vpc: &Vpc) -> Value {
     let out = Command::new(xvpc())
         .arg("stats")
+        .arg("--json")
         .arg("--socket")
         .arg(vpc.stats_socket())
         .output()

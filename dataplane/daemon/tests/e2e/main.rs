@@ -12,6 +12,7 @@ mod ingress;
 mod interop;
 mod isolation;
 mod lifecycle;
+mod metrics;
 mod mtu;
 
 mod neighbours;

@@ -1,0 +1,82 @@
+//! Log set-up shared by `xvpc` and `xvpc-agent`: to stderr, one event per line, colour only
+//! when stderr is a terminal, and `--log-format json` (one JSON object per line) for
+//! journald and log shippers. `RUST_LOG` filters as usual (default `info`).
+
+use std::io::{IsTerminal, Write};
+use std::str::FromStr;
+
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+/// How log events are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// An unknown `--log-format` value.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown log format {0:?}: use text or json")]
+pub struct UnknownLogFormat(String);
+
+impl FromStr for LogFormat {
+    type Err = UnknownLogFormat;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(UnknownLogFormat(other.to_string())),
+        }
+    }
+}
+
+/// Installs the global subscriber.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(OneLine);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // JSON escapes newlines itself.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// stderr, with newlines inside an event (a multi-line error message) escaped, so every
+/// event is exactly one line. The formatter writes each event in one `write` call.
+struct OneLine;
+
+impl<'a> MakeWriter<'a> for OneLine {
+    type Writer = OneLine;
+    fn make_writer(&'a self) -> Self::Writer {
+        OneLine
+    }
+}
+
+impl Write for OneLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let mut line = Vec::with_capacity(buf.len() + 8);
+        for &b in body {
+            match b {
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                _ => line.push(b),
+            }
+        }
+        if body.len() < buf.len() {
+            line.push(b'\n');
+        }
+        std::io::stderr().lock().write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}

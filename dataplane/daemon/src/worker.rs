@@ -18,7 +18,7 @@ use xvpc_core::ingress::{ingress_prepare, ingress_prepared, IngressPrepared};
 use xvpc_core::model::{Fabric, Gateway, Guest, MappingKey};
 use xvpc_core::pipeline::{Context, Verdict, PREPARE_AHEAD};
 use xvpc_core::table::{Lookup, MappingTable, TableUpdate};
-use xvpc_xsk::{Desc, FrameAccounting, FrameMut, QueuePair, Side, XskCounters, XskStats};
+use xvpc_xsk::{Desc, FrameAccounting, FrameMut, QueuePair, Rings, Side, XskCounters, XskStats};
 
 /// Largest batch a worker takes from one ring at a time.
 pub const MAX_BATCH: usize = 256;
@@ -61,13 +61,13 @@ pub struct WorkerStatus {
 pub type StatusSlot = Arc<CachePadded<Mutex<WorkerStatus>>>;
 
 /// Everything a worker needs, built by the daemon before it starts.
-pub struct WorkerSetup {
+pub struct WorkerSetup<R = QueuePair> {
     /// Index of this worker (for logs).
     pub index: usize,
     /// Core to pin to, if any.
     pub core: Option<usize>,
     /// The queue pair it owns.
-    pub queue_pair: QueuePair,
+    pub queue_pair: R,
     /// Its initial table.
     pub table: MappingTable,
     /// The guest, gateway and fabric it serves.
@@ -133,7 +133,7 @@ impl MissLimiter {
 }
 
 /// Run a worker until `stop` is set. Returns its final status.
-pub fn run(setup: WorkerSetup) -> WorkerStatus {
+pub fn run<R: Rings>(setup: WorkerSetup<R>) -> WorkerStatus {
     let WorkerSetup {
         index,
         core,
@@ -158,7 +158,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             tracing::warn!(worker = index, core, "could not pin worker to core");
         }
     }
-    tracing::info!(worker = index, ?core, mode = ?queue_pair.bind_mode(), "worker started");
+    tracing::info!(worker = index, ?core, "worker started");
     let ctx = Context {
         guest: &guest,
         gateway: &gateway,
@@ -365,7 +365,7 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
 /// Look at one received frame without changing it (nothing if its descriptor is invalid:
 /// [`process`] then counts the drop).
 #[inline]
-fn with_frame(queue_pair: &mut QueuePair, desc: Desc, look: impl FnOnce(&Frame<'_>)) {
+fn with_frame<R: Rings>(queue_pair: &mut R, desc: Desc, look: impl FnOnce(&Frame<'_>)) {
     if let Ok(mut chunk) = queue_pair.frame(desc) {
         if let Ok(frame) = frame_in(&mut chunk) {
             look(&frame);
@@ -383,8 +383,8 @@ fn frame_in<'a>(chunk: &'a mut FrameMut<'_>) -> Result<Frame<'a>, FrameError> {
 /// Run `pipeline` on one received frame; returns its verdict and the frame's new
 /// descriptor, or why the frame could not be processed at all (not yet counted).
 #[inline]
-fn process(
-    queue_pair: &mut QueuePair,
+fn process<R: Rings>(
+    queue_pair: &mut R,
     desc: Desc,
     pipeline: impl FnOnce(&mut Frame<'_>) -> Verdict,
 ) -> Result<(Verdict, Desc), DropReason> {
@@ -450,7 +450,7 @@ impl Outbox {
     }
 
     /// Transmit everything queued; what the TX rings refuse is dropped and counted.
-    fn flush(&mut self, queue_pair: &mut QueuePair, counters: &mut Counters) {
+    fn flush<R: Rings>(&mut self, queue_pair: &mut R, counters: &mut Counters) {
         transmit(
             queue_pair,
             Side::Fabric,
@@ -468,7 +468,7 @@ impl Outbox {
     }
 }
 
-fn transmit(queue_pair: &mut QueuePair, side: Side, descs: &[Desc], counters: &mut Counters) {
+fn transmit<R: Rings>(queue_pair: &mut R, side: Side, descs: &[Desc], counters: &mut Counters) {
     if descs.is_empty() {
         return;
     }
@@ -479,11 +479,11 @@ fn transmit(queue_pair: &mut QueuePair, side: Side, descs: &[Desc], counters: &m
     }
 }
 
-fn publish(
+fn publish<R: Rings>(
     status: &StatusSlot,
     counters: &Counters,
     table: &MappingTable,
-    qp: &QueuePair,
+    qp: &R,
     block: bool,
 ) {
     let guard = if block {
@@ -517,5 +517,79 @@ mod tests {
         assert_eq!(allowed, 10, "a burst is capped by the bucket size");
         let allowed = (0..100).filter(|_| limiter.allow(100)).count();
         assert_eq!(allowed, 1, "100 ms at 10/s refills one token");
+    }
+
+    /// The worker's whole loop over in-memory rings that always have traffic: 64-byte
+    /// egress and ingress frames of 1,000 mappings, for `XVPC_BENCH_SECS` (2) seconds of
+    /// wall time; prints the worker thread's CPU time per forwarded frame. A benchmark, not a
+    /// test: `cargo test --release -p xvpc-dataplane --bin xvpc -- --ignored --nocapture
+    /// worker_loop_cost`.
+    #[test]
+    #[ignore]
+    fn worker_loop_cost() {
+        use xvpc_benches::{destinations, fabric_frame, guest_frame, mapping};
+        let env = xvpc_benches::Setup::new();
+        let mappings = 1000;
+        let dsts = destinations(&env, mappings, 4096, 7);
+        let guest = dsts
+            .iter()
+            .map(|&i| match mapping(i, false).overlay_ip {
+                std::net::IpAddr::V4(dst) => guest_frame(dst, 64, i as u16),
+                std::net::IpAddr::V6(_) => unreachable!("benchmark overlays are IPv4"),
+            })
+            .collect();
+        let fabric = dsts
+            .iter()
+            .map(|&i| fabric_frame(&env, i, 64, false))
+            .collect();
+        let mut rings = xvpc_xsk::test_utils::MemRings::new(xvpc_xsk::UmemConfig::default())
+            .expect("default UMEM");
+        rings.set_source(Side::Guest, guest);
+        rings.set_source(Side::Fabric, fabric);
+        rings.service();
+        let (_updates_tx, updates) = crossbeam_channel::bounded(16);
+        let (garbage, _garbage_rx) = crossbeam_channel::unbounded();
+        let (misses, _misses_rx) = crossbeam_channel::bounded(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let setup = WorkerSetup {
+            index: 0,
+            core: None,
+            queue_pair: rings,
+            table: xvpc_benches::table(&env, mappings, false),
+            guest: env.guest.clone(),
+            gateway: env.gateway.clone(),
+            fabric: env.fabric.clone(),
+            batch_size: 64,
+            updates,
+            garbage,
+            misses,
+            miss_limit_per_sec: 1000,
+            pending_timeout_ms: 500,
+            hold_frames: 64,
+            heartbeat: Arc::new(AtomicU64::new(0)),
+            status: StatusSlot::default(),
+            stop: stop.clone(),
+        };
+        let worker = std::thread::spawn(move || {
+            let cpu = cpu_time::ThreadTime::now();
+            let status = run(setup);
+            (status, cpu.elapsed())
+        });
+        let secs = std::env::var("XVPC_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2.0);
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        stop.store(true, Ordering::Relaxed);
+        let (status, cpu) = worker.join().expect("worker ran");
+        let c = &status.counters;
+        let frames = c.egress_packets + c.ingress_packets;
+        assert_eq!(c.total_drops(), 0, "{c:?}");
+        assert!(frames > 0);
+        println!(
+            "worker loop: {:.1} ns of worker CPU per frame ({frames} frames, {:.2} s CPU)",
+            cpu.as_nanos() as f64 / frames as f64,
+            cpu.as_secs_f64()
+        );
     }
 }

@@ -48,6 +48,7 @@ fn worker_json(index: usize, status: &WorkerStatus) -> Value {
         "mapped": status.mapped,
         "entries": status.entries,
         "epoch": status.epoch,
+        "table_refused": status.table_refused,
         "counters": counters_json(&status.counters),
         "frames": status.accounting.map(|a| json!({
             "frame_count": a.frame_count,

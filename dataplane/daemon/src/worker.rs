@@ -244,6 +244,35 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> WorkerStatus {
     status.lock().map(|s| s.clone()).unwrap_or_default()
 }
 
+/// Missed frames: held while the agent is asked about their keys, within the rate limit.
+struct Misses {
+    held: HoldQueue,
+    asker: MissAsker,
+}
+
+impl Misses {
+    /// A missed frame: held while the agent is asked about its key, dropped if nobody will
+    /// answer (rate limit: holding would only delay the drop) or the hold queue is full.
+    fn hold_or_drop<R: Rings>(
+        &mut self,
+        table: &mut MappingTable,
+        io: &mut Io<R>,
+        now_ms: u64,
+        (out, key): (Desc, MappingKey),
+    ) {
+        if !self.asker.asked(table, key, now_ms) {
+            io.drop_frame(out, DropReason::MissRateLimited);
+        } else if self.held.push(Held {
+            desc: out,
+            expires_ms: now_ms + u64::from(self.asker.pending_timeout_ms),
+        }) {
+            io.counters.held_packets += 1;
+        } else {
+            io.drop_frame(out, DropReason::Miss);
+        }
+    }
+}
+
 /// Asks the mapping agent about missed keys, within the rate limit.
 struct MissAsker {
     misses: Sender<MappingKey>,
@@ -318,8 +347,7 @@ struct Worker<'a, R> {
     /// The batch being processed (a field, not a local: 4 KiB not cleared per batch).
     rx: [Desc; MAX_BATCH],
     batch_size: usize,
-    held: HoldQueue,
-    asker: MissAsker,
+    misses: Misses,
     updates: Receiver<TableUpdate>,
     garbage: Sender<Box<MappingTable>>,
 }
@@ -343,8 +371,10 @@ impl<'a, R: Rings> Worker<'a, R> {
             },
             rx: [Desc::default(); MAX_BATCH],
             batch_size: MAX_BATCH,
-            held: HoldQueue::new(hold_frames),
-            asker,
+            misses: Misses {
+                held: HoldQueue::new(hold_frames),
+                asker,
+            },
             updates,
             garbage,
         }
@@ -355,7 +385,7 @@ impl<'a, R: Rings> Worker<'a, R> {
         let applied = self.apply_updates(now_ms);
         self.table.expire(now_ms, EXPIRE_SLOTS_PER_ITERATION);
         // Held frames whose mapping (or negative answer) may have arrived go out first.
-        if self.held.due(now_ms, applied > 0) {
+        if self.misses.held.due(now_ms, applied > 0) {
             self.retry_held(now_ms);
         }
         let work = self.egress(now_ms) + self.ingress(now_ms);
@@ -382,16 +412,17 @@ impl<'a, R: Rings> Worker<'a, R> {
     /// it stays (in order); expired, it is dropped; anything else is its outcome.
     fn retry_held(&mut self, now_ms: u64) {
         let (ctx, table, io) = (&self.ctx, &self.table, &mut self.io);
+        let queue = &mut self.misses.held;
         let mut kept = 0;
-        for i in 0..self.held.len {
-            let held = self.held.frames[i];
+        for i in 0..queue.len {
+            let held = queue.frames[i];
             let mut rerun = Counters::default();
             let processed = process(&mut io.rings, held.desc, |frame| {
                 egress(ctx, table, now_ms, frame, &mut rerun)
             });
             match processed {
                 Ok((Verdict::Miss(_), _)) if now_ms < held.expires_ms => {
-                    self.held.frames[kept] = held;
+                    queue.frames[kept] = held;
                     kept += 1;
                 }
                 Ok((Verdict::Miss(_), _)) => io.drop_frame(held.desc, DropReason::Miss),
@@ -404,7 +435,7 @@ impl<'a, R: Rings> Worker<'a, R> {
                 Err(_) => io.finish(held.desc, processed),
             }
         }
-        self.held.len = kept;
+        queue.len = kept;
     }
 
     /// Take a batch from `from`, no more than the other port's TX ring can still take:
@@ -422,83 +453,24 @@ impl<'a, R: Rings> Worker<'a, R> {
     /// Egress: guest → fabric (or a reply back to the guest). Returns frames received.
     fn egress(&mut self, now_ms: u64) -> usize {
         let n = self.receive(Side::Guest);
-        for start in (0..n).step_by(PREPARE_AHEAD) {
-            self.egress_group(now_ms, start, (start + PREPARE_AHEAD).min(n));
-        }
-        n
-    }
-
-    /// `rx[start..end]` through egress. Every frame is prepared (parsed, looked up) before
-    /// any is finished, so that the lookups' cache misses overlap instead of queueing one
-    /// behind the other.
-    #[inline]
-    fn egress_group(&mut self, now_ms: u64, start: usize, end: usize) {
-        let (ctx, table, io) = (&self.ctx, &self.table, &mut self.io);
-        let group = &self.rx[start..end];
-        let mut prepared = [EgressPrepared::default(); PREPARE_AHEAD];
-        for (p, desc) in prepared.iter_mut().zip(group) {
-            with_frame(&mut io.rings, *desc, |frame| {
-                *p = egress_prepare(ctx, table, now_ms, frame)
-            });
-        }
-        // Misses are handled after the group: that writes to the table, which the
-        // prepared lookups still point into.
-        let mut missed: [Option<(Desc, MappingKey)>; PREPARE_AHEAD] = [None; PREPARE_AHEAD];
-        for (k, (desc, p)) in group.iter().zip(prepared).enumerate() {
-            let processed = process(&mut io.rings, *desc, |frame| {
-                egress_prepared(ctx, table, now_ms, p, frame, &mut io.counters)
-            });
-            match processed {
-                Ok((Verdict::Miss(key), out)) => missed[k] = Some((out, key)),
-                _ => io.finish(*desc, processed),
+        for group in self.rx[..n].chunks(PREPARE_AHEAD) {
+            let missed = egress_group(&self.ctx, &self.table, &mut self.io, now_ms, group);
+            // After the group: this writes to the table, which its prepared lookups read.
+            for miss in missed.into_iter().flatten() {
+                self.misses
+                    .hold_or_drop(&mut self.table, &mut self.io, now_ms, miss);
             }
         }
-        for &(out, key) in missed.iter().flatten() {
-            self.hold_or_drop(now_ms, out, key);
-        }
-    }
-
-    /// A missed frame: held while the agent is asked about its key, dropped if nobody will
-    /// answer (rate limit: holding would only delay the drop) or the hold queue is full.
-    fn hold_or_drop(&mut self, now_ms: u64, out: Desc, key: MappingKey) {
-        if !self.asker.asked(&mut self.table, key, now_ms) {
-            self.io.drop_frame(out, DropReason::MissRateLimited);
-        } else if self.held.push(Held {
-            desc: out,
-            expires_ms: now_ms + u64::from(self.asker.pending_timeout_ms),
-        }) {
-            self.io.counters.held_packets += 1;
-        } else {
-            self.io.drop_frame(out, DropReason::Miss);
-        }
+        n
     }
 
     /// Ingress: fabric → guest, with the same backpressure. Returns frames received.
     fn ingress(&mut self, now_ms: u64) -> usize {
         let n = self.receive(Side::Fabric);
-        for start in (0..n).step_by(PREPARE_AHEAD) {
-            self.ingress_group(now_ms, start, (start + PREPARE_AHEAD).min(n));
+        for group in self.rx[..n].chunks(PREPARE_AHEAD) {
+            ingress_group(&self.ctx, &self.table, &mut self.io, now_ms, group);
         }
         n
-    }
-
-    /// `rx[start..end]` through ingress, prepared as a group like egress.
-    #[inline]
-    fn ingress_group(&mut self, now_ms: u64, start: usize, end: usize) {
-        let (ctx, table, io) = (&self.ctx, &self.table, &mut self.io);
-        let group = &self.rx[start..end];
-        let mut prepared = [IngressPrepared::default(); PREPARE_AHEAD];
-        for (p, desc) in prepared.iter_mut().zip(group) {
-            with_frame(&mut io.rings, *desc, |frame| {
-                *p = ingress_prepare(ctx, table, now_ms, frame)
-            });
-        }
-        for (desc, p) in group.iter().zip(prepared) {
-            let processed = process(&mut io.rings, *desc, |frame| {
-                ingress_prepared(ctx, table, now_ms, p, frame, &mut io.counters)
-            });
-            io.finish(*desc, processed);
-        }
     }
 
     /// Sleep on the rings until traffic or [`IDLE_WAIT`].
@@ -512,10 +484,11 @@ impl<'a, R: Rings> Worker<'a, R> {
     /// Drop what is held, then let the kernel complete what was queued so that every frame
     /// is back where the book can see it (bounded: about 100 ms).
     fn stop(&mut self) {
-        for h in &self.held.frames[..self.held.len] {
+        let held = &mut self.misses.held;
+        for h in &held.frames[..held.len] {
             self.io.drop_frame(h.desc, DropReason::Miss);
         }
-        self.held.len = 0;
+        held.len = 0;
         for _ in 0..100 {
             self.io.rings.service();
             if self.io.rings.accounting().in_tx.iter().all(|n| *n == 0) {
@@ -551,6 +524,60 @@ impl<'a, R: Rings> Worker<'a, R> {
         if last {
             s.audit = Some(rings.audit());
         }
+    }
+}
+
+/// A group of received frames through egress; returns the missed ones (frame, key), for
+/// the caller to hold or drop. Every frame is prepared (parsed, looked up) before any is
+/// finished, so that the lookups' cache misses overlap instead of queueing one behind the
+/// other.
+#[inline]
+fn egress_group<R: Rings>(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    io: &mut Io<R>,
+    now_ms: u64,
+    group: &[Desc],
+) -> [Option<(Desc, MappingKey)>; PREPARE_AHEAD] {
+    let mut prepared = [EgressPrepared::default(); PREPARE_AHEAD];
+    for (p, desc) in prepared.iter_mut().zip(group) {
+        with_frame(&mut io.rings, *desc, |frame| {
+            *p = egress_prepare(ctx, table, now_ms, frame)
+        });
+    }
+    let mut missed = [None; PREPARE_AHEAD];
+    for (k, (desc, p)) in group.iter().zip(prepared).enumerate() {
+        let processed = process(&mut io.rings, *desc, |frame| {
+            egress_prepared(ctx, table, now_ms, p, frame, &mut io.counters)
+        });
+        match processed {
+            Ok((Verdict::Miss(key), out)) => missed[k] = Some((out, key)),
+            _ => io.finish(*desc, processed),
+        }
+    }
+    missed
+}
+
+/// A group of received frames through ingress, prepared as a group like egress.
+#[inline]
+fn ingress_group<R: Rings>(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    io: &mut Io<R>,
+    now_ms: u64,
+    group: &[Desc],
+) {
+    let mut prepared = [IngressPrepared::default(); PREPARE_AHEAD];
+    for (p, desc) in prepared.iter_mut().zip(group) {
+        with_frame(&mut io.rings, *desc, |frame| {
+            *p = ingress_prepare(ctx, table, now_ms, frame)
+        });
+    }
+    for (desc, p) in group.iter().zip(prepared) {
+        let processed = process(&mut io.rings, *desc, |frame| {
+            ingress_prepared(ctx, table, now_ms, p, frame, &mut io.counters)
+        });
+        io.finish(*desc, processed);
     }
 }
 
@@ -804,7 +831,10 @@ mod tests {
         }
         assert_eq!(w.iteration(0), 3);
         assert_eq!(ends.misses(), [key(a), key(b)], "asked once per key");
-        assert_eq!((w.held.len, w.io.rings.tx_pending(Side::Fabric)), (3, 0));
+        assert_eq!(
+            (w.misses.held.len, w.io.rings.tx_pending(Side::Fabric)),
+            (3, 0)
+        );
 
         // The answer for `a` and a new frame to it arrive together: held frames go first.
         ends.updates.send(upsert(&env, a)).expect("worker channel");
@@ -815,7 +845,7 @@ mod tests {
             sent.iter().map(|f| tag_of(f)).collect::<Vec<_>>(),
             [1, 3, 4]
         );
-        assert_eq!(w.held.len, 1, "the frame to b still waits");
+        assert_eq!(w.misses.held.len, 1, "the frame to b still waits");
 
         // Each frame counted received once, missed once, forwarded once.
         let c = &w.io.counters;
@@ -831,10 +861,10 @@ mod tests {
 
         // No answer for `b`: dropped when its hold expires, not before.
         w.iteration(PENDING_MS - 1);
-        assert_eq!(w.held.len, 1);
+        assert_eq!(w.misses.held.len, 1);
         w.iteration(PENDING_MS);
         assert_eq!(
-            (w.held.len, w.io.counters.drops_for(DropReason::Miss)),
+            (w.misses.held.len, w.io.counters.drops_for(DropReason::Miss)),
             (0, 1)
         );
         assert_eq!(w.io.counters.total_drops(), 1);
@@ -856,7 +886,7 @@ mod tests {
         );
         let c = &w.io.counters;
         assert_eq!(c.drops_for(DropReason::MissRateLimited), 2, "22 and 23");
-        assert_eq!((c.misses, c.held_packets, w.held.len), (5, 3, 3));
+        assert_eq!((c.misses, c.held_packets, w.misses.held.len), (5, 3, 3));
         // 22 was never asked: a later frame to it is asked once tokens are back.
         inject(&mut w, Side::Guest, &to(22, 6));
         w.iteration(400);
@@ -864,7 +894,7 @@ mod tests {
         inject(&mut w, Side::Guest, &to(22, 7));
         w.iteration(PENDING_MS);
         assert_eq!(ends.misses(), [key(22)]);
-        assert_eq!(w.held.len, 1, "the others expired");
+        assert_eq!(w.misses.held.len, 1, "the others expired");
         w.stop();
         assert_conserved(&w);
     }
@@ -877,7 +907,7 @@ mod tests {
             inject(&mut w, Side::Guest, &to(30, tag));
         }
         w.iteration(0);
-        assert_eq!(w.held.len, 2);
+        assert_eq!(w.misses.held.len, 2);
         assert_eq!(w.io.counters.drops_for(DropReason::Miss), 1);
         w.stop();
         assert_eq!(w.io.counters.drops_for(DropReason::Miss), 3);

@@ -205,6 +205,18 @@ impl Counters {
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
     }
+
+    /// Add the counters of a pipeline run over a frame these counters have already seen
+    /// received and missed (a held frame retried once its mapping may be there): only its
+    /// outcome counts, not a second receive or miss.
+    pub fn add_rerun(&mut self, rerun: &Counters) {
+        self.add(&Counters {
+            guest_rx_packets: 0,
+            fabric_rx_packets: 0,
+            misses: 0,
+            ..rerun.clone()
+        });
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +235,32 @@ mod tests {
             names.len(),
             DropReason::COUNT,
             "drop reason names must be unique"
+        );
+    }
+
+    #[test]
+    fn a_rerun_adds_its_outcome_only() {
+        let mut total = Counters {
+            guest_rx_packets: 1,
+            misses: 1,
+            ..Counters::default()
+        };
+        let rerun = Counters {
+            guest_rx_packets: 1,
+            egress_packets: 1,
+            egress_bytes: 90,
+            ..Counters::default()
+        };
+        total.add_rerun(&rerun);
+        assert_eq!(
+            total,
+            Counters {
+                guest_rx_packets: 1,
+                misses: 1,
+                egress_packets: 1,
+                egress_bytes: 90,
+                ..Counters::default()
+            }
         );
     }
 

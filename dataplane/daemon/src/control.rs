@@ -69,30 +69,36 @@ pub struct Fanout {
     statuses: Vec<StatusSlot>,
     compiler: Compiler,
     vni: Vni,
+    /// The live mappings every worker's table holds. Locked while an update is sent, so
+    /// the workers get updates in the order they were applied here.
+    shadow: Mutex<MappingTable>,
     /// Counters.
     pub counters: ControlCounters,
 }
 
 impl Fanout {
-    /// A fanout to these workers.
+    /// A fanout to these workers, whose tables all started as `initial` (fixed).
     pub fn new(
         workers: Vec<Sender<TableUpdate>>,
         statuses: Vec<StatusSlot>,
         compiler: Compiler,
         vni: Vni,
+        initial: MappingTable,
     ) -> Self {
         Fanout {
             workers,
             statuses,
             compiler,
             vni,
+            shadow: Mutex::new(initial),
             counters: ControlCounters::default(),
         }
     }
 
-    /// Build a full table from `mappings` (invalid ones skipped, counted and logged).
+    /// Build a full worker table ([`MappingTable::fixed`]) from `mappings` (invalid ones
+    /// skipped, counted and logged).
     pub fn build_table(&self, epoch: u64, mappings: &[Mapping]) -> MappingTable {
-        let mut table = MappingTable::with_capacity(epoch, mappings.len());
+        let mut table = MappingTable::fixed(epoch, mappings.len());
         for mapping in mappings {
             if let Some(entry) = self.compile(mapping) {
                 table.upsert(mapping.key(), entry);
@@ -124,16 +130,16 @@ impl Fanout {
         }
     }
 
-    /// Send each worker its own copy of `table`: clones for all but the last, which gets the
-    /// original (one clone fewer of a table that may hold millions of entries).
-    fn send_table(&self, table: MappingTable) {
-        let Some((last, others)) = self.workers.split_last() else {
-            return;
-        };
-        for worker in others {
+    /// Send each worker its own copy of `table`.
+    fn send_table(&self, table: &MappingTable) {
+        for worker in &self.workers {
             let _ = worker.send(TableUpdate::Replace(Box::new(table.clone())));
         }
-        let _ = last.send(TableUpdate::Replace(Box::new(table)));
+    }
+
+    fn shadow(&self) -> std::sync::MutexGuard<'_, MappingTable> {
+        // A session thread that panicked mid-update left a table that is still whole.
+        self.shadow.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Swap in a full sync.
@@ -144,7 +150,9 @@ impl Fanout {
             mappings = table.mapped_len(),
             "full sync sent to the workers"
         );
-        self.send_table(table);
+        let mut shadow = self.shadow();
+        self.send_table(&table);
+        *shadow = table;
         self.counters.full_syncs.fetch_add(1, Ordering::Relaxed);
         self.counters.epoch.store(epoch, Ordering::Relaxed);
         let now = std::time::SystemTime::now()
@@ -155,17 +163,40 @@ impl Fanout {
             .store(now, Ordering::Relaxed);
     }
 
-    /// Insert or replace one mapping.
+    /// Insert or replace one mapping. A mapping beyond the live capacity of the workers'
+    /// fixed tables comes to them in a table twice as big, built here, which they swap in
+    /// (as after a full sync, their negative and pending entries start afresh): they never
+    /// grow a table themselves.
     pub fn upsert(&self, mapping: &Mapping) {
-        if let Some(entry) = self.compile(mapping) {
-            let key = mapping.key();
+        let Some(entry) = self.compile(mapping) else {
+            return;
+        };
+        let key = mapping.key();
+        let mut shadow = self.shadow();
+        shadow.upsert(key, entry);
+        let capacity = shadow.live_capacity().unwrap_or(usize::MAX);
+        if shadow.mapped_len() > capacity {
+            let mut bigger = MappingTable::fixed(shadow.epoch(), 2 * shadow.mapped_len());
+            for (key, entry) in shadow.mappings() {
+                bigger.upsert(key, *entry);
+            }
+            tracing::info!(
+                mappings = bigger.mapped_len(),
+                capacity = bigger.live_capacity(),
+                "worker tables full: sending bigger ones"
+            );
+            self.send_table(&bigger);
+            *shadow = bigger;
+        } else {
             self.send_all(|| TableUpdate::Upsert(key, entry));
-            self.counters.upserts.fetch_add(1, Ordering::Relaxed);
         }
+        self.counters.upserts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Remove one mapping.
     pub fn delete(&self, key: MappingKey) {
+        let mut shadow = self.shadow();
+        shadow.delete(&key);
         self.send_all(|| TableUpdate::Delete(key));
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
     }
@@ -425,5 +456,57 @@ impl<R, W: Write> Write for ReadWrite<'_, R, W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.1.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xvpc_benches::{mapping, Setup};
+    use xvpc_core::table::MIN_FIXED_CAPACITY;
+
+    use super::*;
+
+    #[test]
+    fn upserts_past_the_workers_capacity_send_a_bigger_table_not_an_upsert() {
+        let env = Setup::new();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let initial = MappingTable::fixed(3, 0);
+        assert_eq!(initial.live_capacity(), Some(MIN_FIXED_CAPACITY));
+        let fanout = Fanout::new(
+            vec![tx],
+            Vec::new(),
+            Compiler::new(env.fabric.clone()),
+            env.guest.vni,
+            initial,
+        );
+        let mut worker = MappingTable::fixed(3, 0);
+        let (mut upserts, mut replaced) = (0, 0);
+        for i in 0..=MIN_FIXED_CAPACITY {
+            fanout.upsert(&mapping(i, false));
+            for update in rx.try_iter() {
+                match &update {
+                    TableUpdate::Upsert(..) => upserts += 1,
+                    TableUpdate::Replace(_) => replaced += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+                // What a worker does, and the worker's table never has to grow.
+                if let Some(old) = worker.apply(update, 0) {
+                    drop(old);
+                }
+                assert_eq!(worker.refused(), 0);
+            }
+        }
+        assert_eq!((upserts, replaced), (MIN_FIXED_CAPACITY, 1));
+        assert_eq!(worker.mapped_len(), MIN_FIXED_CAPACITY + 1);
+        assert_eq!(worker.epoch(), 3);
+        assert!(worker.live_capacity() >= Some(2 * (MIN_FIXED_CAPACITY + 1)));
+        // Deletes reach the copy too: the next upsert fits again.
+        fanout.delete(mapping(0, false).key());
+        fanout.upsert(&mapping(0, false));
+        let kinds: Vec<_> = rx
+            .try_iter()
+            .map(|u| matches!(u, TableUpdate::Upsert(..)))
+            .collect();
+        assert_eq!(kinds, [false, true], "a delete, then an upsert");
     }
 }

@@ -53,6 +53,7 @@ fn worker_json(index: usize, status: &WorkerStatus) -> Value {
         "epoch": status.epoch,
         "busy_ns": status.busy_ns,
         "idle_ns": status.idle_ns,
+        "table_refused": status.table_refused,
         "counters": counters_json(&status.counters),
         "frames": status.accounting.map(|a| json!({
             "frame_count": a.frame_count,

@@ -1,9 +1,13 @@
 //! A poll-mode worker: owns one queue pair, its mapping table and its counters.
 //!
-//! Per iteration: apply pending table updates (between batches, never during one), receive a
-//! batch from each port, run the pipeline on every frame, transmit, recycle completions into
-//! the fill rings. When there is no work it sleeps on its rings (poll with need_wakeup), so
-//! on a shared core it never starves the kernel's receive thread.
+//! Per iteration ([`Worker::iteration`]): apply pending table updates (between batches, never
+//! during one), retry held frames, receive a batch from each port, run the pipeline on every
+//! frame, transmit, recycle completions into the fill rings. When there is no work it sleeps
+//! on its rings (poll with need_wakeup), so on a shared core it never starves the kernel's
+//! receive thread.
+//!
+//! The worker is generic over [`Rings`]: the daemon runs it on a [`QueuePair`], its unit
+//! tests on `MemRings` (in memory, no privileges).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +22,9 @@ use xvpc_core::ingress::{ingress_prepare, ingress_prepared, IngressPrepared};
 use xvpc_core::model::{Fabric, Gateway, Guest, MappingKey};
 use xvpc_core::pipeline::{Context, Verdict, PREPARE_AHEAD};
 use xvpc_core::table::{Lookup, MappingTable, TableUpdate};
-use xvpc_xsk::{Desc, FrameAccounting, FrameMut, QueuePair, Side, XskCounters, XskStats};
+use xvpc_xsk::{Desc, FrameAccounting, FrameMut, QueuePair, Rings, Side, XskCounters, XskStats};
+
+type Processed = Result<(Verdict, Desc), DropReason>;
 
 /// Largest batch a worker takes from one ring at a time.
 pub const MAX_BATCH: usize = 256;
@@ -55,6 +61,12 @@ pub struct WorkerStatus {
     /// The kernel's counters of the guest and the fabric socket (drops at a full RX ring,
     /// empty fill ring, invalid descriptors).
     pub kernel: [Option<XskStats>; 2],
+    /// Negative, pending (or, should the control path fall behind, live) entries the fixed
+    /// table had no room for.
+    pub table_refused: u64,
+    /// Set once the worker has stopped: its frame book matched a full recount
+    /// ([`Rings::audit`]), after it released what it held and let TX drain.
+    pub audit: Option<bool>,
     /// Time spent in loop iterations that moved frames, and in those that found none
     /// (sleeping on the rings included): busy % = busy / (busy + idle).
     pub busy_ns: u64,
@@ -66,14 +78,14 @@ pub struct WorkerStatus {
 pub type StatusSlot = Arc<CachePadded<Mutex<WorkerStatus>>>;
 
 /// Everything a worker needs, built by the daemon before it starts.
-pub struct WorkerSetup {
+pub struct WorkerSetup<R = QueuePair> {
     /// Index of this worker (for logs).
     pub index: usize,
     /// Core to pin to, if any.
     pub core: Option<usize>,
     /// The queue pair it owns.
-    pub queue_pair: QueuePair,
-    /// Its initial table.
+    pub rings: R,
+    /// Its initial table: [`MappingTable::fixed`], so that the worker never grows it.
     pub table: MappingTable,
     /// The guest, gateway and fabric it serves.
     pub guest: Guest,
@@ -111,6 +123,42 @@ struct Held {
     expires_ms: u64,
 }
 
+/// Missed frames in arrival order; they are retried, and leave, in that order.
+struct HoldQueue {
+    frames: [Held; MAX_HOLD],
+    len: usize,
+    limit: usize,
+}
+
+impl HoldQueue {
+    fn new(limit: usize) -> Self {
+        HoldQueue {
+            frames: [Held::default(); MAX_HOLD],
+            len: 0,
+            limit: limit.min(MAX_HOLD),
+        }
+    }
+
+    /// Worth a retry: held frames, and the table changed or one of them expired.
+    fn due(&self, now_ms: u64, table_changed: bool) -> bool {
+        self.len > 0
+            && (table_changed
+                || self.frames[..self.len]
+                    .iter()
+                    .any(|h| h.expires_ms <= now_ms))
+    }
+
+    /// False if the queue is full.
+    fn push(&mut self, held: Held) -> bool {
+        if self.len >= self.limit {
+            return false;
+        }
+        self.frames[self.len] = held;
+        self.len += 1;
+        true
+    }
+}
+
 /// A token bucket refilled once per millisecond tick.
 struct MissLimiter {
     per_sec: u32,
@@ -138,12 +186,12 @@ impl MissLimiter {
 }
 
 /// Run a worker until `stop` is set. Returns its final status.
-pub fn run(setup: WorkerSetup) -> WorkerStatus {
+pub fn run<R: Rings>(setup: WorkerSetup<R>) -> WorkerStatus {
     let WorkerSetup {
         index,
         core,
-        mut queue_pair,
-        mut table,
+        rings,
+        table,
         guest,
         gateway,
         fabric,
@@ -163,220 +211,414 @@ pub fn run(setup: WorkerSetup) -> WorkerStatus {
             tracing::warn!(worker = index, core, "could not pin worker to core");
         }
     }
-    tracing::info!(worker = index, ?core, mode = ?queue_pair.bind_mode(), "worker started");
+    tracing::info!(worker = index, ?core, "worker started");
     let ctx = Context {
         guest: &guest,
         gateway: &gateway,
         fabric: &fabric,
     };
-    let batch_size = batch_size.clamp(1, MAX_BATCH);
-    let mut counters = Counters::default();
-    let mut rx = [Desc::default(); MAX_BATCH];
-    let mut outbox = Outbox::default();
-    let mut held = [Held::default(); MAX_HOLD];
-    let mut n_held = 0usize;
-    let hold_limit = hold_frames.min(MAX_HOLD);
-    let mut limiter = MissLimiter {
-        per_sec: miss_limit_per_sec,
-        tokens: miss_limit_per_sec,
-        last_ms: 0,
-    };
-    let epoch = Instant::now();
-    let mut last_publish = epoch;
+    let asker = MissAsker::new(misses, miss_limit_per_sec, pending_timeout_ms);
+    let mut worker = Worker::new(ctx, rings, table, (updates, garbage), asker, hold_frames);
+    worker.batch_size = batch_size.clamp(1, MAX_BATCH);
+    let clock = Instant::now();
+    let mut last_publish = clock;
     let mut idle = 0u32;
-    let mut times = LoopTimes::default();
-
     while !stop.load(Ordering::Relaxed) {
-        // One clock read per iteration (it was one already): now_ms and busy/idle time.
+        // Two clock reads per iteration, as before: the worker's time and busy/idle time.
         let started = Instant::now();
-        let now_ms = started.duration_since(epoch).as_millis() as u64;
-        let mut applied = 0usize;
-        for update in updates.try_iter().take(UPDATES_PER_ITERATION) {
-            applied += 1;
-            if let Some(old) = table.apply(update, now_ms) {
-                // Freed by the garbage thread; if it is gone we are shutting down anyway.
-                let _ = garbage.send(old);
-            }
-        }
-        table.expire(now_ms, EXPIRE_SLOTS_PER_ITERATION);
-
-        // Held frames whose mapping (or negative answer) may have arrived go out first, in order.
-        if n_held > 0 && (applied > 0 || held[..n_held].iter().any(|h| h.expires_ms <= now_ms)) {
-            let mut kept = 0;
-            for i in 0..n_held {
-                let Held { desc, expires_ms } = held[i];
-                let mut scratch = Counters::default();
-                let outcome = process(&mut queue_pair, desc, |frame| {
-                    egress(&ctx, &table, now_ms, frame, &mut scratch)
-                });
-                match outcome {
-                    Ok((Verdict::Miss(_), _)) if now_ms < expires_ms => {
-                        held[kept] = held[i];
-                        kept += 1;
-                    }
-                    Ok((Verdict::Miss(_), _)) => {
-                        counters.drop(DropReason::Miss);
-                        queue_pair.release(desc.addr);
-                    }
-                    Ok((verdict, out)) => {
-                        // Received and missed once already: count only the outcome.
-                        scratch.guest_rx_packets = 0;
-                        scratch.misses = 0;
-                        counters.add(&scratch);
-                        counters.held_released += 1;
-                        if !outbox.route(verdict, out) {
-                            queue_pair.release(desc.addr);
-                        }
-                    }
-                    Err(reason) => {
-                        counters.drop(reason);
-                        queue_pair.release(desc.addr);
-                    }
-                }
-            }
-            n_held = kept;
-        }
-        // Egress: guest → fabric (or a reply back to the guest). Backpressure: take only what
-        // the fabric TX ring can still take, so when transmit is the bottleneck the excess
-        // is dropped by the kernel at the full RX ring (counted: `kernel.*.rx_ring_full` in
-        // stats) before it costs any work here, not after (`tx_ring_full`).
-        let room = queue_pair
-            .tx_room(Side::Fabric)
-            .saturating_sub(outbox.pending(Side::Fabric));
-        let n = queue_pair.recv(Side::Guest, &mut rx[..batch_size.min(room)]);
-        // Each group of frames is prepared (parsed, looked up) before any is finished, so that
-        // the lookups' cache misses overlap instead of queueing one behind the other.
-        for group in rx[..n].chunks(PREPARE_AHEAD) {
-            let mut prepared = [EgressPrepared::default(); PREPARE_AHEAD];
-            for (p, desc) in prepared.iter_mut().zip(group) {
-                with_frame(&mut queue_pair, *desc, |frame| {
-                    *p = egress_prepare(&ctx, &table, now_ms, frame)
-                });
-            }
-            // Misses are handled after the group: that writes to the table, which the
-            // prepared lookups still point into.
-            let mut missed: [Option<(Desc, MappingKey)>; PREPARE_AHEAD] = [None; PREPARE_AHEAD];
-            for (k, (desc, p)) in group.iter().zip(prepared).enumerate() {
-                let processed = process(&mut queue_pair, *desc, |frame| {
-                    egress_prepared(&ctx, &table, now_ms, p, frame, &mut counters)
-                });
-                match processed {
-                    Ok((Verdict::Miss(key), out)) => missed[k] = Some((out, key)),
-                    Ok((verdict, out)) => {
-                        if !outbox.route(verdict, out) {
-                            queue_pair.release(desc.addr);
-                        }
-                    }
-                    Err(reason) => {
-                        counters.drop(reason);
-                        queue_pair.release(desc.addr);
-                    }
-                }
-            }
-            for &(out, key) in missed.iter().flatten() {
-                // Ask the agent once per key per pending period, within the rate limit.
-                let asked = matches!(table.lookup(&key, now_ms), Lookup::Pending)
-                    || (limiter.allow(now_ms) && misses.try_send(key).is_ok() && {
-                        table.set_pending(key, now_ms + u64::from(pending_timeout_ms));
-                        true
-                    });
-                if !asked {
-                    // Nobody will answer: holding would only delay the drop.
-                    counters.drop(DropReason::MissRateLimited);
-                    queue_pair.release(out.addr);
-                } else if n_held < hold_limit {
-                    held[n_held] = Held {
-                        desc: out,
-                        expires_ms: now_ms + u64::from(pending_timeout_ms),
-                    };
-                    n_held += 1;
-                    counters.held_packets += 1;
-                } else {
-                    counters.drop(DropReason::Miss);
-                    queue_pair.release(out.addr);
-                }
-            }
-        }
-        let mut work = n;
-        // Ingress: fabric → guest, with the same backpressure.
-        let room = queue_pair
-            .tx_room(Side::Guest)
-            .saturating_sub(outbox.pending(Side::Guest));
-        let n = queue_pair.recv(Side::Fabric, &mut rx[..batch_size.min(room)]);
-        for group in rx[..n].chunks(PREPARE_AHEAD) {
-            let mut prepared = [IngressPrepared::default(); PREPARE_AHEAD];
-            for (p, desc) in prepared.iter_mut().zip(group) {
-                with_frame(&mut queue_pair, *desc, |frame| {
-                    *p = ingress_prepare(&ctx, &table, now_ms, frame)
-                });
-            }
-            for (desc, p) in group.iter().zip(prepared) {
-                match process(&mut queue_pair, *desc, |frame| {
-                    ingress_prepared(&ctx, &table, now_ms, p, frame, &mut counters)
-                }) {
-                    Ok((verdict, out)) => {
-                        if !outbox.route(verdict, out) {
-                            queue_pair.release(desc.addr);
-                        }
-                    }
-                    Err(reason) => {
-                        counters.drop(reason);
-                        queue_pair.release(desc.addr);
-                    }
-                }
-            }
-        }
-        work += n;
-
-        outbox.flush(&mut queue_pair, &mut counters);
-        queue_pair.service();
-
-        if work == 0 {
+        let busy = worker.iteration(started.duration_since(clock).as_millis() as u64) > 0;
+        if busy {
+            idle = 0;
+        } else {
             if idle == 0 {
                 // Just went idle: publish now, so stats are current whenever traffic pauses.
                 last_publish = Instant::now();
-                publish(&status, &counters, &table, &queue_pair, &times, false);
+                worker.publish(&status, false);
             }
             idle += 1;
             if idle > IDLE_SPINS {
-                if let Err(e) = queue_pair.wait(IDLE_WAIT) {
-                    tracing::warn!(worker = index, error = %e, "poll on AF_XDP sockets failed");
-                    std::thread::sleep(IDLE_WAIT);
-                }
+                worker.sleep(index);
             }
-        } else {
-            idle = 0;
         }
         let ended = Instant::now();
-        times.add(work > 0, ended.duration_since(started));
+        worker.times.add(busy, ended.duration_since(started));
         if ended.duration_since(last_publish) >= PUBLISH_EVERY {
             last_publish = ended;
-            publish(&status, &counters, &table, &queue_pair, &times, false);
+            worker.publish(&status, false);
             heartbeat.fetch_add(1, Ordering::Relaxed);
         }
     }
-    for h in &held[..n_held] {
-        counters.drop(DropReason::Miss);
-        queue_pair.release(h.desc.addr);
-    }
-    // Drain: let the kernel complete what we queued so the accounting balances.
-    for _ in 0..100 {
-        queue_pair.service();
-        if queue_pair.accounting().in_tx.iter().all(|n| *n == 0) {
-            break;
-        }
-        let _ = queue_pair.wait(Duration::from_millis(1));
-    }
-    publish(&status, &counters, &table, &queue_pair, &times, true);
+    worker.stop();
+    worker.publish(&status, true);
     tracing::info!(worker = index, "worker stopped");
     status.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// Where the loop's time went.
+#[derive(Default)]
+struct LoopTimes {
+    busy_ns: u64,
+    idle_ns: u64,
+}
+
+impl LoopTimes {
+    #[inline]
+    fn add(&mut self, busy: bool, spent: Duration) {
+        let ns = spent.as_nanos() as u64;
+        if busy {
+            self.busy_ns += ns;
+        } else {
+            self.idle_ns += ns;
+        }
+    }
+}
+
+/// Missed frames: held while the agent is asked about their keys, within the rate limit.
+struct Misses {
+    held: HoldQueue,
+    asker: MissAsker,
+}
+
+impl Misses {
+    /// A missed frame: held while the agent is asked about its key, dropped if nobody will
+    /// answer (rate limit: holding would only delay the drop) or the hold queue is full.
+    fn hold_or_drop<R: Rings>(
+        &mut self,
+        table: &mut MappingTable,
+        io: &mut Io<R>,
+        now_ms: u64,
+        (out, key): (Desc, MappingKey),
+    ) {
+        if !self.asker.asked(table, key, now_ms) {
+            io.drop_frame(out, DropReason::MissRateLimited);
+        } else if self.held.push(Held {
+            desc: out,
+            expires_ms: now_ms + u64::from(self.asker.pending_timeout_ms),
+        }) {
+            io.counters.held_packets += 1;
+        } else {
+            io.drop_frame(out, DropReason::Miss);
+        }
+    }
+}
+
+/// Asks the mapping agent about missed keys, within the rate limit.
+struct MissAsker {
+    misses: Sender<MappingKey>,
+    limiter: MissLimiter,
+    pending_timeout_ms: u32,
+}
+
+impl MissAsker {
+    fn new(misses: Sender<MappingKey>, per_sec: u32, pending_timeout_ms: u32) -> Self {
+        MissAsker {
+            misses,
+            limiter: MissLimiter {
+                per_sec,
+                tokens: per_sec,
+                last_ms: 0,
+            },
+            pending_timeout_ms,
+        }
+    }
+
+    /// Whether someone will answer about `key`: asked already (pending), or asked now.
+    fn asked(&mut self, table: &mut MappingTable, key: MappingKey, now_ms: u64) -> bool {
+        if matches!(table.lookup(&key, now_ms), Lookup::Pending) {
+            return true;
+        }
+        if !self.limiter.allow(now_ms) || self.misses.try_send(key).is_err() {
+            return false;
+        }
+        // A fixed table may have no room to remember it (counted): the key may then be
+        // asked again, within the rate limit.
+        let _ = table.set_pending(key, now_ms + u64::from(self.pending_timeout_ms));
+        true
+    }
+}
+
+/// A port pair's rings with what is queued for them and the counters of what happened.
+struct Io<R> {
+    rings: R,
+    outbox: Outbox,
+    counters: Counters,
+}
+
+impl<R: Rings> Io<R> {
+    /// Where every processed frame ends: queued for the port its verdict names, or
+    /// released (a drop the pipeline counted, or one counted here with its reason).
+    #[inline]
+    fn finish(&mut self, desc: Desc, processed: Processed) {
+        match processed {
+            Ok((verdict, out)) if self.outbox.route(verdict, out) => {}
+            Ok(_) => self.rings.release(desc.addr),
+            Err(reason) => self.drop_frame(desc, reason),
+        }
+    }
+
+    /// Count a drop the pipeline did not and free the frame.
+    fn drop_frame(&mut self, desc: Desc, reason: DropReason) {
+        self.counters.drop(reason);
+        self.rings.release(desc.addr);
+    }
+
+    /// Transmit everything queued; what the TX rings refuse is dropped and counted.
+    fn flush(&mut self) {
+        self.outbox.flush(&mut self.rings, &mut self.counters);
+    }
+}
+
+/// One worker's state between iterations; [`run`] drives it, tests call its steps.
+struct Worker<'a, R> {
+    ctx: Context<'a>,
+    table: MappingTable,
+    io: Io<R>,
+    /// The batch being processed (a field, not a local: 4 KiB not cleared per batch).
+    rx: [Desc; MAX_BATCH],
+    batch_size: usize,
+    misses: Misses,
+    updates: Receiver<TableUpdate>,
+    garbage: Sender<Box<MappingTable>>,
+    times: LoopTimes,
+}
+
+impl<'a, R: Rings> Worker<'a, R> {
+    fn new(
+        ctx: Context<'a>,
+        rings: R,
+        table: MappingTable,
+        (updates, garbage): (Receiver<TableUpdate>, Sender<Box<MappingTable>>),
+        asker: MissAsker,
+        hold_frames: usize,
+    ) -> Self {
+        Worker {
+            ctx,
+            table,
+            io: Io {
+                rings,
+                outbox: Outbox::default(),
+                counters: Counters::default(),
+            },
+            rx: [Desc::default(); MAX_BATCH],
+            batch_size: MAX_BATCH,
+            misses: Misses {
+                held: HoldQueue::new(hold_frames),
+                asker,
+            },
+            updates,
+            garbage,
+            times: LoopTimes::default(),
+        }
+    }
+
+    /// One turn of the loop at worker time `now_ms`; returns how many frames it received.
+    fn iteration(&mut self, now_ms: u64) -> usize {
+        let applied = self.apply_updates(now_ms);
+        self.table.expire(now_ms, EXPIRE_SLOTS_PER_ITERATION);
+        // Held frames whose mapping (or negative answer) may have arrived go out first.
+        if self.misses.held.due(now_ms, applied > 0) {
+            self.retry_held(now_ms);
+        }
+        let work = self.egress(now_ms) + self.ingress(now_ms);
+        self.io.flush();
+        self.io.rings.service();
+        work
+    }
+
+    /// Apply what the control thread sent, at most [`UPDATES_PER_ITERATION`]; returns how
+    /// many.
+    fn apply_updates(&mut self, now_ms: u64) -> usize {
+        let mut applied = 0usize;
+        for update in self.updates.try_iter().take(UPDATES_PER_ITERATION) {
+            applied += 1;
+            if let Some(old) = self.table.apply(update, now_ms) {
+                // Freed by the garbage thread; if it is gone we are shutting down anyway.
+                let _ = self.garbage.send(old);
+            }
+        }
+        applied
+    }
+
+    /// Run every held frame through egress again, in order: still missing and not expired,
+    /// it stays (in order); expired, it is dropped; anything else is its outcome.
+    fn retry_held(&mut self, now_ms: u64) {
+        let (ctx, table, io) = (&self.ctx, &self.table, &mut self.io);
+        let queue = &mut self.misses.held;
+        let mut kept = 0;
+        for i in 0..queue.len {
+            let held = queue.frames[i];
+            let mut rerun = Counters::default();
+            let processed = process(&mut io.rings, held.desc, |frame| {
+                egress(ctx, table, now_ms, frame, &mut rerun)
+            });
+            match processed {
+                Ok((Verdict::Miss(_), _)) if now_ms < held.expires_ms => {
+                    queue.frames[kept] = held;
+                    kept += 1;
+                }
+                Ok((Verdict::Miss(_), _)) => io.drop_frame(held.desc, DropReason::Miss),
+                Ok(_) => {
+                    // Received and missed once already: count only the outcome.
+                    io.counters.add_rerun(&rerun);
+                    io.counters.held_released += 1;
+                    io.finish(held.desc, processed);
+                }
+                Err(_) => io.finish(held.desc, processed),
+            }
+        }
+        queue.len = kept;
+    }
+
+    /// Take a batch from `from`, no more than the other port's TX ring can still take:
+    /// when transmit is the bottleneck the excess is dropped by the kernel at the full RX
+    /// ring (counted: `kernel.*.rx_ring_full` in stats) before it costs any work here, not
+    /// after (`tx_ring_full`).
+    #[inline]
+    fn receive(&mut self, from: Side) -> usize {
+        let to = from.other();
+        let room = (self.io.rings.tx_room(to)).saturating_sub(self.io.outbox.pending(to));
+        let want = self.batch_size.min(room);
+        self.io.rings.recv(from, &mut self.rx[..want])
+    }
+
+    /// Egress: guest → fabric (or a reply back to the guest). Returns frames received.
+    fn egress(&mut self, now_ms: u64) -> usize {
+        let n = self.receive(Side::Guest);
+        for group in self.rx[..n].chunks(PREPARE_AHEAD) {
+            let missed = egress_group(&self.ctx, &self.table, &mut self.io, now_ms, group);
+            // After the group: this writes to the table, which its prepared lookups read.
+            for miss in missed.into_iter().flatten() {
+                self.misses
+                    .hold_or_drop(&mut self.table, &mut self.io, now_ms, miss);
+            }
+        }
+        n
+    }
+
+    /// Ingress: fabric → guest, with the same backpressure. Returns frames received.
+    fn ingress(&mut self, now_ms: u64) -> usize {
+        let n = self.receive(Side::Fabric);
+        for group in self.rx[..n].chunks(PREPARE_AHEAD) {
+            ingress_group(&self.ctx, &self.table, &mut self.io, now_ms, group);
+        }
+        n
+    }
+
+    /// Sleep on the rings until traffic or [`IDLE_WAIT`].
+    fn sleep(&mut self, index: usize) {
+        if let Err(e) = self.io.rings.wait(IDLE_WAIT) {
+            tracing::warn!(worker = index, error = %e, "poll on AF_XDP sockets failed");
+            std::thread::sleep(IDLE_WAIT);
+        }
+    }
+
+    /// Drop what is held, then let the kernel complete what was queued so that every frame
+    /// is back where the book can see it (bounded: about 100 ms).
+    fn stop(&mut self) {
+        let held = &mut self.misses.held;
+        for h in &held.frames[..held.len] {
+            self.io.drop_frame(h.desc, DropReason::Miss);
+        }
+        held.len = 0;
+        for _ in 0..100 {
+            self.io.rings.service();
+            if self.io.rings.accounting().in_tx.iter().all(|n| *n == 0) {
+                break;
+            }
+            let _ = self.io.rings.wait(Duration::from_millis(1));
+        }
+    }
+
+    /// Copy counters and table and ring state to `status`: without waiting if the stats
+    /// thread holds it (it is published again soon), waiting and with an audit of every
+    /// frame if `last`.
+    fn publish(&self, status: &StatusSlot, last: bool) {
+        let guard = match last {
+            true => status.lock().ok(),
+            false => status.try_lock().ok(),
+        };
+        let Some(mut s) = guard else {
+            return;
+        };
+        let (rings, table) = (&self.io.rings, &self.table);
+        s.counters.clone_from(&self.io.counters);
+        s.mapped = table.mapped_len() as u64;
+        s.entries = table.len() as u64;
+        s.epoch = table.epoch();
+        s.table_refused = table.refused();
+        s.accounting = Some(rings.accounting());
+        s.xsk = Some(rings.counters());
+        s.kernel = [
+            rings.stats(Side::Guest).ok(),
+            rings.stats(Side::Fabric).ok(),
+        ];
+        s.busy_ns = self.times.busy_ns;
+        s.idle_ns = self.times.idle_ns;
+        if last {
+            s.audit = Some(rings.audit());
+        }
+    }
+}
+
+/// A group of received frames through egress; returns the missed ones (frame, key), for
+/// the caller to hold or drop. Every frame is prepared (parsed, looked up) before any is
+/// finished, so that the lookups' cache misses overlap instead of queueing one behind the
+/// other.
+#[inline]
+fn egress_group<R: Rings>(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    io: &mut Io<R>,
+    now_ms: u64,
+    group: &[Desc],
+) -> [Option<(Desc, MappingKey)>; PREPARE_AHEAD] {
+    let mut prepared = [EgressPrepared::default(); PREPARE_AHEAD];
+    for (p, desc) in prepared.iter_mut().zip(group) {
+        with_frame(&mut io.rings, *desc, |frame| {
+            *p = egress_prepare(ctx, table, now_ms, frame)
+        });
+    }
+    let mut missed = [None; PREPARE_AHEAD];
+    for (k, (desc, p)) in group.iter().zip(prepared).enumerate() {
+        let processed = process(&mut io.rings, *desc, |frame| {
+            egress_prepared(ctx, table, now_ms, p, frame, &mut io.counters)
+        });
+        match processed {
+            Ok((Verdict::Miss(key), out)) => missed[k] = Some((out, key)),
+            _ => io.finish(*desc, processed),
+        }
+    }
+    missed
+}
+
+/// A group of received frames through ingress, prepared as a group like egress.
+#[inline]
+fn ingress_group<R: Rings>(
+    ctx: &Context<'_>,
+    table: &MappingTable,
+    io: &mut Io<R>,
+    now_ms: u64,
+    group: &[Desc],
+) {
+    let mut prepared = [IngressPrepared::default(); PREPARE_AHEAD];
+    for (p, desc) in prepared.iter_mut().zip(group) {
+        with_frame(&mut io.rings, *desc, |frame| {
+            *p = ingress_prepare(ctx, table, now_ms, frame)
+        });
+    }
+    for (desc, p) in group.iter().zip(prepared) {
+        let processed = process(&mut io.rings, *desc, |frame| {
+            ingress_prepared(ctx, table, now_ms, p, frame, &mut io.counters)
+        });
+        io.finish(*desc, processed);
+    }
 }
 
 /// Look at one received frame without changing it (nothing if its descriptor is invalid:
 /// [`process`] then counts the drop).
 #[inline]
-fn with_frame(queue_pair: &mut QueuePair, desc: Desc, look: impl FnOnce(&Frame<'_>)) {
-    if let Ok(mut chunk) = queue_pair.frame(desc) {
+fn with_frame<R: Rings>(rings: &mut R, desc: Desc, look: impl FnOnce(&Frame<'_>)) {
+    if let Ok(mut chunk) = rings.frame(desc) {
         if let Ok(frame) = frame_in(&mut chunk) {
             look(&frame);
         }
@@ -393,13 +635,13 @@ fn frame_in<'a>(chunk: &'a mut FrameMut<'_>) -> Result<Frame<'a>, FrameError> {
 /// Run `pipeline` on one received frame; returns its verdict and the frame's new
 /// descriptor, or why the frame could not be processed at all (not yet counted).
 #[inline]
-fn process(
-    queue_pair: &mut QueuePair,
+fn process<R: Rings>(
+    rings: &mut R,
     desc: Desc,
     pipeline: impl FnOnce(&mut Frame<'_>) -> Verdict,
-) -> Result<(Verdict, Desc), DropReason> {
+) -> Processed {
     // A descriptor outside our UMEM is never touched.
-    let mut chunk = queue_pair
+    let mut chunk = rings
         .frame(desc)
         .map_err(|_| DropReason::InvalidDescriptor)?;
     let mut frame = frame_in(&mut chunk).map_err(|_| DropReason::InvalidDescriptor)?;
@@ -459,84 +701,482 @@ impl Outbox {
         }
     }
 
-    /// Transmit everything queued; what the TX rings refuse is dropped and counted.
-    fn flush(&mut self, queue_pair: &mut QueuePair, counters: &mut Counters) {
-        transmit(
-            queue_pair,
-            Side::Fabric,
-            &self.fabric[..self.n_fabric],
-            counters,
-        );
-        transmit(
-            queue_pair,
-            Side::Guest,
-            &self.guest[..self.n_guest],
-            counters,
-        );
+    /// Transmit everything queued, fabric first; what the TX rings refuse is dropped and
+    /// counted.
+    fn flush<R: Rings>(&mut self, rings: &mut R, counters: &mut Counters) {
+        transmit(rings, Side::Fabric, &self.fabric[..self.n_fabric], counters);
+        transmit(rings, Side::Guest, &self.guest[..self.n_guest], counters);
         self.n_fabric = 0;
         self.n_guest = 0;
     }
 }
 
-fn transmit(queue_pair: &mut QueuePair, side: Side, descs: &[Desc], counters: &mut Counters) {
+fn transmit<R: Rings>(rings: &mut R, side: Side, descs: &[Desc], counters: &mut Counters) {
     if descs.is_empty() {
         return;
     }
-    let sent = queue_pair.send(side, descs);
+    let sent = rings.send(side, descs);
     for desc in &descs[sent..] {
         counters.drop(DropReason::TxRingFull);
-        queue_pair.release(desc.addr);
-    }
-}
-
-/// Where the loop's time went.
-#[derive(Default)]
-struct LoopTimes {
-    busy_ns: u64,
-    idle_ns: u64,
-}
-
-impl LoopTimes {
-    #[inline]
-    fn add(&mut self, busy: bool, spent: Duration) {
-        let ns = spent.as_nanos() as u64;
-        if busy {
-            self.busy_ns += ns;
-        } else {
-            self.idle_ns += ns;
-        }
-    }
-}
-
-fn publish(
-    status: &StatusSlot,
-    counters: &Counters,
-    table: &MappingTable,
-    qp: &QueuePair,
-    times: &LoopTimes,
-    block: bool,
-) {
-    let guard = if block {
-        status.lock().ok()
-    } else {
-        status.try_lock().ok()
-    };
-    if let Some(mut s) = guard {
-        s.counters.clone_from(counters);
-        s.mapped = table.mapped_len() as u64;
-        s.entries = table.len() as u64;
-        s.epoch = table.epoch();
-        s.accounting = Some(qp.accounting());
-        s.xsk = Some(qp.counters());
-        s.kernel = [qp.stats(Side::Guest).ok(), qp.stats(Side::Fabric).ok()];
-        s.busy_ns = times.busy_ns;
-        s.idle_ns = times.idle_ns;
+        rings.release(desc.addr);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    //! The worker's steps over in-memory rings: frames in, frames out, counters and the
+    //! frame book checked after each step.
+
+    use std::net::IpAddr;
+    use std::ops::Range;
+
+    use crossbeam_channel::TryRecvError;
+    use xvpc_benches::{fabric_frame, guest_frame, mapping, Setup};
+    use xvpc_core::table::Compiler;
+    use xvpc_xsk::test_utils::{allocations, CountingAllocator, MemRings};
+    use xvpc_xsk::UmemConfig;
+
     use super::*;
+
+    #[global_allocator]
+    static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+    /// Pending timeout of the test workers.
+    const PENDING_MS: u64 = 500;
+    /// TX and RX rings of the test rings.
+    const RING: usize = 64;
+
+    fn mem_rings() -> MemRings {
+        MemRings::new(UmemConfig {
+            frame_count: 512,
+            ring_size: RING as u32,
+            ..UmemConfig::default()
+        })
+        .expect("valid UMEM config")
+    }
+
+    fn ctx(env: &Setup) -> Context<'_> {
+        Context {
+            guest: &env.guest,
+            gateway: &env.gateway,
+            fabric: &env.fabric,
+        }
+    }
+
+    fn key(i: usize) -> MappingKey {
+        mapping(i, false).key()
+    }
+
+    fn upsert(env: &Setup, i: usize) -> TableUpdate {
+        let entry = Compiler::new(env.fabric.clone())
+            .compile(&mapping(i, false))
+            .expect("benchmark mappings compile");
+        TableUpdate::Upsert(key(i), entry)
+    }
+
+    /// A worker's table holding mappings `range`.
+    fn fixed_table(env: &Setup, range: Range<usize>) -> MappingTable {
+        let mut table = MappingTable::fixed(1, range.len());
+        for i in range {
+            if let TableUpdate::Upsert(k, e) = upsert(env, i) {
+                table.upsert(k, e);
+            }
+        }
+        table
+    }
+
+    /// A 64-byte guest frame to mapping `i`'s address, tagged with UDP source port `tag`.
+    fn to(i: usize, tag: u16) -> Vec<u8> {
+        let IpAddr::V4(dst) = mapping(i, false).overlay_ip else {
+            unreachable!("benchmark overlays are IPv4")
+        };
+        guest_frame(dst, 64, tag)
+    }
+
+    /// The inner UDP source port of a frame the worker encapsulated (IPv4 underlay).
+    fn tag_of(encapsulated: &[u8]) -> u16 {
+        let inner_udp = OUTER_V4 + 14 + 20;
+        u16::from_be_bytes([encapsulated[inner_udp], encapsulated[inner_udp + 1]])
+    }
+    const OUTER_V4: usize = xvpc_core::table::OUTER_V4_LEN;
+
+    /// The other ends of a test worker's channels.
+    struct Ends {
+        updates: Sender<TableUpdate>,
+        misses: Receiver<MappingKey>,
+        garbage: Receiver<Box<MappingTable>>,
+    }
+
+    impl Ends {
+        fn misses(&self) -> Vec<MappingKey> {
+            self.misses.try_iter().collect()
+        }
+    }
+
+    fn worker<'a>(
+        env: &'a Setup,
+        table: MappingTable,
+        misses_per_sec: u32,
+        hold: usize,
+    ) -> (Worker<'a, MemRings>, Ends) {
+        let (updates_tx, updates) = crossbeam_channel::bounded(2 * UPDATES_PER_ITERATION);
+        let (garbage, garbage_rx) = crossbeam_channel::unbounded();
+        let (misses, misses_rx) = crossbeam_channel::bounded(4096);
+        let asker = MissAsker::new(misses, misses_per_sec, PENDING_MS as u32);
+        let worker = Worker::new(
+            ctx(env),
+            mem_rings(),
+            table,
+            (updates, garbage),
+            asker,
+            hold,
+        );
+        let ends = Ends {
+            updates: updates_tx,
+            misses: misses_rx,
+            garbage: garbage_rx,
+        };
+        (worker, ends)
+    }
+
+    fn inject(w: &mut Worker<'_, MemRings>, side: Side, frame: &[u8]) {
+        assert!(
+            w.io.rings.inject(side, frame),
+            "the test rings took the frame"
+        );
+    }
+
+    /// No frame left with the worker, and the book matches a recount.
+    fn assert_conserved(w: &Worker<'_, MemRings>) {
+        let a = w.io.rings.accounting();
+        assert!(w.io.rings.audit(), "frame book vs recount: {a:?}");
+        assert_eq!(a.in_app, 0, "frames left with the worker: {a:?}");
+        assert_eq!(w.io.rings.counters().frames, Default::default());
+    }
+
+    #[test]
+    fn held_frames_leave_in_arrival_order_once_mapped_and_count_once() {
+        let env = Setup::new();
+        let (mut w, ends) = worker(&env, fixed_table(&env, 0..0), 1000, 64);
+        let (a, b) = (10, 11);
+        for (i, tag) in [(a, 1), (b, 2), (a, 3)] {
+            inject(&mut w, Side::Guest, &to(i, tag));
+        }
+        assert_eq!(w.iteration(0), 3);
+        assert_eq!(ends.misses(), [key(a), key(b)], "asked once per key");
+        assert_eq!(
+            (w.misses.held.len, w.io.rings.tx_pending(Side::Fabric)),
+            (3, 0)
+        );
+
+        // The answer for `a` and a new frame to it arrive together: held frames go first.
+        ends.updates.send(upsert(&env, a)).expect("worker channel");
+        inject(&mut w, Side::Guest, &to(a, 4));
+        assert_eq!(w.iteration(1), 1);
+        let sent = w.io.rings.transmitted(Side::Fabric);
+        assert_eq!(
+            sent.iter().map(|f| tag_of(f)).collect::<Vec<_>>(),
+            [1, 3, 4]
+        );
+        assert_eq!(w.misses.held.len, 1, "the frame to b still waits");
+
+        // Each frame counted received once, missed once, forwarded once.
+        let c = &w.io.counters;
+        assert_eq!((c.guest_rx_packets, c.misses), (4, 3));
+        assert_eq!(
+            (c.held_packets, c.held_released, c.egress_packets),
+            (3, 2, 3)
+        );
+        assert_eq!(
+            c.egress_bytes,
+            sent.iter().map(|f| f.len() as u64).sum::<u64>()
+        );
+
+        // No answer for `b`: dropped when its hold expires, not before.
+        w.iteration(PENDING_MS - 1);
+        assert_eq!(w.misses.held.len, 1);
+        w.iteration(PENDING_MS);
+        assert_eq!(
+            (w.misses.held.len, w.io.counters.drops_for(DropReason::Miss)),
+            (0, 1)
+        );
+        assert_eq!(w.io.counters.total_drops(), 1);
+        assert_conserved(&w);
+    }
+
+    #[test]
+    fn misses_are_asked_within_the_rate_limit_and_unasked_ones_dropped() {
+        let env = Setup::new();
+        let (mut w, ends) = worker(&env, fixed_table(&env, 0..0), 2, 64);
+        for (i, tag) in [(20, 1), (21, 2), (22, 3), (23, 4), (20, 5)] {
+            inject(&mut w, Side::Guest, &to(i, tag));
+        }
+        w.iteration(0);
+        assert_eq!(
+            ends.misses(),
+            [key(20), key(21)],
+            "a burst of two per second"
+        );
+        let c = &w.io.counters;
+        assert_eq!(c.drops_for(DropReason::MissRateLimited), 2, "22 and 23");
+        assert_eq!((c.misses, c.held_packets, w.misses.held.len), (5, 3, 3));
+        // 22 was never asked: a later frame to it is asked once tokens are back.
+        inject(&mut w, Side::Guest, &to(22, 6));
+        w.iteration(400);
+        assert_eq!(ends.misses(), [], "400 ms at 2/s: no token yet");
+        inject(&mut w, Side::Guest, &to(22, 7));
+        w.iteration(PENDING_MS);
+        assert_eq!(ends.misses(), [key(22)]);
+        assert_eq!(w.misses.held.len, 1, "the others expired");
+        w.stop();
+        assert_conserved(&w);
+    }
+
+    #[test]
+    fn a_full_hold_queue_drops_the_miss() {
+        let env = Setup::new();
+        let (mut w, _ends) = worker(&env, fixed_table(&env, 0..0), 1000, 2);
+        for tag in 0..3 {
+            inject(&mut w, Side::Guest, &to(30, tag));
+        }
+        w.iteration(0);
+        assert_eq!(w.misses.held.len, 2);
+        assert_eq!(w.io.counters.drops_for(DropReason::Miss), 1);
+        w.stop();
+        assert_eq!(w.io.counters.drops_for(DropReason::Miss), 3);
+        assert_conserved(&w);
+    }
+
+    #[test]
+    fn a_full_tx_ring_leaves_frames_in_the_rx_ring_not_dropped() {
+        let env = Setup::new();
+        let (mut w, _ends) = worker(&env, fixed_table(&env, 0..100), 1000, 64);
+        for tag in 0..RING as u16 {
+            inject(&mut w, Side::Guest, &to(usize::from(tag % 50) + 1, tag));
+        }
+        assert_eq!(w.iteration(0), RING);
+        assert_eq!(w.io.rings.tx_room(Side::Fabric), 0, "nothing completes");
+        for tag in 0..10 {
+            inject(&mut w, Side::Guest, &to(1, tag));
+            inject(&mut w, Side::Fabric, &fabric_frame(&env, 2, 64, false));
+        }
+        // Egress takes nothing while the fabric TX ring is full; ingress is not held up.
+        assert_eq!(w.iteration(1), 10);
+        assert_eq!(w.io.rings.rx_pending(Side::Guest), 10);
+        assert_eq!(w.io.rings.tx_pending(Side::Guest), 10);
+        assert_eq!(w.io.rings.complete(Side::Fabric, 4), 4);
+        assert_eq!(w.iteration(2), 4, "as much as TX has room for");
+        assert_eq!(w.io.rings.rx_pending(Side::Guest), 6);
+        assert_eq!(w.io.counters.total_drops(), 0, "{:?}", w.io.counters);
+        assert_eq!(w.io.counters.egress_packets, RING as u64 + 4);
+    }
+
+    #[test]
+    fn table_updates_apply_before_the_batch_and_at_most_a_bounded_number() {
+        let env = Setup::new();
+        let (mut w, ends) = worker(&env, fixed_table(&env, 0..0), 1000, 64);
+        inject(&mut w, Side::Guest, &to(40, 1));
+        ends.updates.send(upsert(&env, 40)).expect("worker channel");
+        w.iteration(0);
+        assert_eq!((w.io.counters.egress_packets, w.io.counters.misses), (1, 0));
+
+        for _ in 0..UPDATES_PER_ITERATION + 1 {
+            ends.updates.send(upsert(&env, 41)).expect("worker channel");
+        }
+        w.iteration(1);
+        assert_eq!(w.updates.len(), 1, "one left for the next iteration");
+        w.iteration(2);
+        assert!(w.updates.is_empty());
+
+        // A full sync: swapped in whole, the old table handed back to be freed.
+        ends.updates
+            .send(TableUpdate::Replace(Box::new(fixed_table(&env, 50..51))))
+            .expect("worker channel");
+        inject(&mut w, Side::Guest, &to(50, 2));
+        w.iteration(3);
+        let old = ends.garbage.try_recv().expect("the old table");
+        assert_eq!(old.mapped_len(), 2, "40 and 41");
+        assert_eq!(w.table.mapped_len(), 1);
+        assert_eq!(w.io.counters.egress_packets, 2);
+        assert_eq!(ends.garbage.try_recv().err(), Some(TryRecvError::Empty));
+    }
+
+    /// Every frame received leaves by exactly one door: sent, or dropped with a reason.
+    #[test]
+    fn every_frame_is_sent_or_counted_as_dropped_and_none_is_kept() {
+        let env = Setup::new();
+        let (mut w, ends) = worker(&env, fixed_table(&env, 0..100), 3, 8);
+        let mut injected = 0u64;
+        let mut sent = 0u64;
+        let mut feed = |w: &mut Worker<'_, MemRings>, side, frame: &[u8]| {
+            inject(w, side, frame);
+            injected += 1;
+        };
+        // Hits both ways, misses held and rate-limited, malformed frames, spoofed ingress.
+        for tag in 0..40u16 {
+            feed(&mut w, Side::Guest, &to(usize::from(tag) % 90 + 1, tag));
+        }
+        for i in 200..210 {
+            feed(&mut w, Side::Guest, &to(i, 0));
+        }
+        feed(&mut w, Side::Guest, &[0xff; 20]);
+        feed(&mut w, Side::Fabric, &fabric_frame(&env, 3, 64, false));
+        feed(&mut w, Side::Fabric, &fabric_frame(&env, 300, 64, false));
+        w.iteration(0);
+        // The fabric TX ring fills up; then the held frames are answered at once and find
+        // no room (dropped: tx_ring_full).
+        for tag in 0..RING as u16 {
+            feed(&mut w, Side::Guest, &to(5, tag));
+        }
+        w.iteration(1);
+        sent += w.io.rings.complete(Side::Guest, usize::MAX) as u64;
+        for i in 200..203 {
+            ends.updates.send(upsert(&env, i)).expect("worker channel");
+        }
+        w.iteration(2);
+        let c = &w.io.counters;
+        assert!(c.drops_for(DropReason::TxRingFull) > 0, "{c:?}");
+        assert!(c.drops_for(DropReason::MissRateLimited) > 0, "{c:?}");
+        assert!(c.drops_for(DropReason::UnknownSource) > 0, "{c:?}");
+        // Let TX drain until the worker has taken every frame the "kernel" received.
+        for now in PENDING_MS..PENDING_MS + 10 {
+            for side in Side::ALL {
+                sent += w.io.rings.complete(side, usize::MAX) as u64;
+            }
+            w.iteration(now);
+        }
+        assert_eq!(w.io.rings.accounting().in_fill, [0, 0], "all received");
+        w.stop();
+        for side in Side::ALL {
+            sent += w.io.rings.complete(side, usize::MAX) as u64;
+        }
+        assert_eq!(
+            sent + w.io.counters.total_drops(),
+            injected,
+            "{:?}",
+            w.io.counters
+        );
+        assert_conserved(&w);
+        assert_eq!(w.io.rings.accounting().free, 512);
+    }
+
+    /// The counting allocator sees allocations: otherwise the test below proves nothing.
+    #[test]
+    fn the_counting_allocator_counts() {
+        let before = allocations();
+        let v = std::hint::black_box(vec![1u8; 100]);
+        assert!(allocations() > before, "{} bytes not counted", v.len());
+    }
+
+    /// The whole iteration allocates nothing: hits both ways, misses to ever new keys (the
+    /// table fills with pending entries and never grows), held frames released and
+    /// expired, updates of every incremental kind.
+    #[test]
+    fn the_loop_allocates_nothing_per_frame() {
+        const ROUNDS: usize = 1000;
+        let env = Setup::new();
+        let (mut w, ends) = worker(&env, fixed_table(&env, 0..1000), 1_000_000, 64);
+        // Everything that allocates is built before counting.
+        let hits: Vec<_> = (0..32).map(|i| to(i * 7 % 990 + 1, i as u16)).collect();
+        let ingress: Vec<_> = (0..16)
+            .map(|i| fabric_frame(&env, i * 13 % 990 + 1, 64, false))
+            .collect();
+        let missed: Vec<_> = (0..ROUNDS * 20).map(|i| to(2000 + i, 0)).collect();
+        let updates: Vec<_> = (0..ROUNDS * 4).map(|i| upsert(&env, 2000 + i)).collect();
+        let mut updates = updates.into_iter();
+        let mut round = |w: &mut Worker<'_, MemRings>, r: usize| {
+            for f in &hits {
+                inject(w, Side::Guest, f);
+            }
+            for f in &missed[r * 20..r * 20 + 20] {
+                inject(w, Side::Guest, f);
+            }
+            for f in &ingress {
+                inject(w, Side::Fabric, f);
+            }
+            for u in updates.by_ref().take(2) {
+                ends.updates.try_send(u).expect("room");
+            }
+            let k = key(2000 + 2 * r);
+            ends.updates.try_send(TableUpdate::Delete(k)).expect("room");
+            let nf = TableUpdate::NotFound {
+                key: key(900_000 + r),
+                ttl_ms: 5000,
+            };
+            ends.updates.try_send(nf).expect("room");
+            w.iteration(r as u64);
+            for side in Side::ALL {
+                w.io.rings.complete(side, usize::MAX);
+            }
+            while ends.misses.try_recv().is_ok() {}
+        };
+        for r in 0..10 {
+            round(&mut w, r);
+        }
+        let before = allocations();
+        for r in 10..ROUNDS {
+            round(&mut w, r);
+        }
+        let allocated = allocations() - before;
+        let c = &w.io.counters;
+        assert!(
+            c.held_released > 0 && c.drops_for(DropReason::Miss) > 0,
+            "{c:?}"
+        );
+        assert!(w.table.len() > 2 * 1000, "pending entries piled up");
+        assert_eq!(allocated, 0, "allocations in {} rounds: {c:?}", ROUNDS - 10);
+        assert!(c.egress_packets > 30 * ROUNDS as u64 && c.ingress_packets > 0);
+    }
+
+    /// `run` keeps beating while idle and reports an audited book when stopped.
+    #[test]
+    fn run_beats_while_idle_and_audits_on_the_way_out() {
+        let env = Setup::new();
+        let (_updates_tx, updates) = crossbeam_channel::bounded(16);
+        let (garbage, _garbage_rx) = crossbeam_channel::unbounded();
+        let (misses, _misses_rx) = crossbeam_channel::bounded(16);
+        let mut rings = mem_rings();
+        rings.inject(Side::Guest, &to(1, 1));
+        let (heartbeat, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let setup = WorkerSetup {
+            index: 0,
+            core: None,
+            rings,
+            table: fixed_table(&env, 0..10),
+            guest: env.guest.clone(),
+            gateway: env.gateway.clone(),
+            fabric: env.fabric.clone(),
+            batch_size: 64,
+            updates,
+            garbage,
+            misses,
+            miss_limit_per_sec: 1000,
+            pending_timeout_ms: 500,
+            hold_frames: 64,
+            heartbeat: heartbeat.clone(),
+            status: StatusSlot::default(),
+            stop: stop.clone(),
+        };
+        let worker = std::thread::spawn(move || run(setup));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while heartbeat.load(Ordering::Relaxed) < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            heartbeat.load(Ordering::Relaxed) >= 3,
+            "the heartbeat stalled"
+        );
+        stop.store(true, Ordering::Relaxed);
+        let status = worker.join().expect("worker ran");
+        assert_eq!(status.counters.egress_packets, 1);
+        assert_eq!(status.audit, Some(true));
+        let a = status.accounting.expect("accounting");
+        // The frame sent stays on the TX ring: MemRings completes only when told to.
+        assert_eq!((a.in_app, a.in_tx), (0, [0, 1]));
+    }
 
     #[test]
     fn miss_limiter_caps_the_rate() {
@@ -549,5 +1189,79 @@ mod tests {
         assert_eq!(allowed, 10, "a burst is capped by the bucket size");
         let allowed = (0..100).filter(|_| limiter.allow(100)).count();
         assert_eq!(allowed, 1, "100 ms at 10/s refills one token");
+    }
+
+    /// The worker's whole loop over in-memory rings that always have traffic: 64-byte
+    /// egress and ingress frames of 1,000 mappings, for `XVPC_BENCH_SECS` (2) seconds of
+    /// wall time; prints the worker thread's CPU time per forwarded frame. A benchmark, not a
+    /// test: `cargo test --release -p xvpc-dataplane --bin xvpc -- --ignored --nocapture
+    /// worker_loop_cost`.
+    #[test]
+    #[ignore]
+    fn worker_loop_cost() {
+        use xvpc_benches::{destinations, fabric_frame, guest_frame, mapping};
+        let env = xvpc_benches::Setup::new();
+        let mappings = 1000;
+        let dsts = destinations(&env, mappings, 4096, 7);
+        let guest = dsts
+            .iter()
+            .map(|&i| match mapping(i, false).overlay_ip {
+                std::net::IpAddr::V4(dst) => guest_frame(dst, 64, i as u16),
+                std::net::IpAddr::V6(_) => unreachable!("benchmark overlays are IPv4"),
+            })
+            .collect();
+        let fabric = dsts
+            .iter()
+            .map(|&i| fabric_frame(&env, i, 64, false))
+            .collect();
+        let mut rings = xvpc_xsk::test_utils::MemRings::new(xvpc_xsk::UmemConfig::default())
+            .expect("default UMEM");
+        rings.set_source(Side::Guest, guest);
+        rings.set_source(Side::Fabric, fabric);
+        rings.service();
+        let (_updates_tx, updates) = crossbeam_channel::bounded(16);
+        let (garbage, _garbage_rx) = crossbeam_channel::unbounded();
+        let (misses, _misses_rx) = crossbeam_channel::bounded(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let setup = WorkerSetup {
+            index: 0,
+            core: None,
+            rings,
+            table: fixed_table(&env, 0..mappings),
+            guest: env.guest.clone(),
+            gateway: env.gateway.clone(),
+            fabric: env.fabric.clone(),
+            batch_size: 64,
+            updates,
+            garbage,
+            misses,
+            miss_limit_per_sec: 1000,
+            pending_timeout_ms: 500,
+            hold_frames: 64,
+            heartbeat: Arc::new(AtomicU64::new(0)),
+            status: StatusSlot::default(),
+            stop: stop.clone(),
+        };
+        let worker = std::thread::spawn(move || {
+            let cpu = cpu_time::ThreadTime::now();
+            let status = run(setup);
+            (status, cpu.elapsed())
+        });
+        let secs = std::env::var("XVPC_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2.0);
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        stop.store(true, Ordering::Relaxed);
+        let (status, cpu) = worker.join().expect("worker ran");
+        let c = &status.counters;
+        let frames = c.egress_packets + c.ingress_packets;
+        assert_eq!(c.total_drops(), 0, "{c:?}");
+        assert!(frames > 0);
+        println!(
+            "worker loop: {:.1} ns of worker CPU per frame ({frames} frames, {:.2} s CPU)",
+            cpu.as_nanos() as f64 / frames as f64,
+            cpu.as_secs_f64()
+        );
     }
 }

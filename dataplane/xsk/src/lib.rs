@@ -2,10 +2,12 @@
 //!
 //! [`QueuePair`] binds one queue of a guest port and of a fabric port to two AF_XDP sockets
 //! sharing one UMEM, so a frame received on one port is transmitted on the other without a
-//! copy. [`Port`] is the single-socket variant (generators, sinks). Unsafe code lives only
-//! in `sys` (syscalls, mmap), `ring` (shared ring memory), `umem` (frame slices) and
-//! `testrun` (BPF_PROG_TEST_RUN); every
-//! other module forbids it. See `docs/AF_XDP.md`.
+//! copy. [`Port`] is the single-socket variant (generators, sinks). [`Rings`] is what a
+//! worker needs of a queue pair; with feature `test-utils`, `MemRings` implements it over
+//! plain memory for tests. Unsafe code lives only in `sys` (syscalls, mmap), `ring` (shared
+//! ring memory), `umem` (frame slices), `testrun` (BPF_PROG_TEST_RUN) and, for tests only,
+//! `counting` (a counting global allocator); every other module forbids it. See
+//! `docs/AF_XDP.md`.
 
 mod config;
 mod engine;
@@ -15,10 +17,22 @@ mod frames;
 mod port;
 mod queue_pair;
 mod ring;
+mod rings;
 mod sys;
 mod umem;
 
 pub mod testrun;
+
+/// In-memory rings and an allocation counter for tests and benchmarks.
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils {
+    pub use crate::counting::{allocations, CountingAllocator};
+    pub use crate::mem::MemRings;
+}
+#[cfg(any(test, feature = "test-utils"))]
+mod counting;
+#[cfg(any(test, feature = "test-utils"))]
+mod mem;
 
 pub use config::{
     BindMode, BusyPoll, Side, SocketOptions, UmemConfig, MIN_DATA_ROOM, MIN_HEADROOM,
@@ -30,6 +44,7 @@ pub use frame::{Desc, FrameMut};
 pub use frames::{FrameAccounting, FrameErrors};
 pub use port::Port;
 pub use queue_pair::QueuePair;
+pub use rings::Rings;
 
 #[cfg(test)]
 mod tests {

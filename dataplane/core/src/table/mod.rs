@@ -6,6 +6,12 @@
 //! a [`TableUpdate`], and applied by the worker between batches. A full sync arrives as a whole
 //! new table that the worker swaps in at once; the old one goes back to be freed off the fast
 //! path.
+//!
+//! A worker's table never grows: growing allocates and rehashes the whole table, a pause on
+//! the fast path. Workers get [`MappingTable::fixed`] tables, with room for a number of live
+//! mappings (which the control path keeps them under, sending a bigger table when it must)
+//! and a reserve for the negative and pending entries that misses add, which are refused
+//! (and counted) once it is used up.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -349,12 +355,20 @@ pub enum TableUpdate {
     Replace(Box<MappingTable>),
 }
 
+/// The fewest live mappings a [`MappingTable::fixed`] table has room for: 65,536 slots
+/// (4 MiB), whose reserve takes at least 16,384 negative or pending entries.
+pub const MIN_FIXED_CAPACITY: usize = 1 << 15;
+
 /// One worker's mapping table.
 #[derive(Clone, Debug, Default)]
 pub struct MappingTable {
     slots: SlotTable,
     mapped: usize,
     epoch: u64,
+    /// Live mappings a fixed table has room for; `None`: it grows as needed.
+    live_capacity: Option<usize>,
+    /// Inserts a fixed table refused for want of room.
+    refused: u64,
 }
 
 impl MappingTable {
@@ -363,13 +377,42 @@ impl MappingTable {
         Self::with_capacity(epoch, 0)
     }
 
-    /// An empty table with room for `capacity` mappings.
+    /// An empty table with room for `capacity` mappings, which grows (allocates and
+    /// rehashes) when it needs more: for the control path, never for a worker.
     pub fn with_capacity(epoch: u64, capacity: usize) -> Self {
         MappingTable {
             slots: SlotTable::with_capacity(capacity),
             mapped: 0,
             epoch,
+            live_capacity: None,
+            refused: 0,
         }
+    }
+
+    /// An empty table that never grows, with room for `mappings` live mappings (at least
+    /// [`MIN_FIXED_CAPACITY`]) at a load of one half, the rest of three quarters kept for
+    /// negative and pending entries. Inserts beyond that are refused and counted
+    /// ([`Self::refused`]); the live room is [`Self::live_capacity`].
+    pub fn fixed(epoch: u64, mappings: usize) -> Self {
+        let slots = SlotTable::with_capacity(mappings.max(MIN_FIXED_CAPACITY));
+        let live = slots.full_at() / 3 * 2;
+        MappingTable {
+            slots,
+            live_capacity: Some(live),
+            ..Self::with_capacity(epoch, 0)
+        }
+    }
+
+    /// Live mappings a fixed table has room for (`None`: the table grows).
+    pub fn live_capacity(&self) -> Option<usize> {
+        self.live_capacity
+    }
+
+    /// Inserts refused by a fixed table for want of room: a live mapping beyond
+    /// [`Self::live_capacity`] when the reserve is full too, or a negative or pending entry
+    /// beyond the reserve.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// The full-sync epoch this table was built from.
@@ -428,30 +471,52 @@ impl MappingTable {
         }
     }
 
+    /// The most slots an insert may leave used: unbounded for a growing table; for a fixed
+    /// one, all it holds for a live mapping, and for anything else all but the room still
+    /// kept for live mappings up to the live capacity.
+    fn max_used(&self, live: bool) -> usize {
+        let Some(capacity) = self.live_capacity else {
+            return usize::MAX;
+        };
+        let full = self.slots.full_at();
+        match live {
+            true => full,
+            false => (full + self.mapped).saturating_sub(capacity.max(self.mapped)),
+        }
+    }
+
     /// Store `entry` under `key`, unless `keep` says the entry already there stays. Returns
-    /// the entry that was there (if any).
+    /// what was there (`Ok(None)`: nothing), or `Err` if a fixed table had no room.
     fn store(
         &mut self,
         key: &MappingKey,
         entry: Entry,
         keep: impl Fn(&Entry) -> bool,
-    ) -> Option<Entry> {
-        let (slot, existed) = self.slots.find_or_insert(SlotKey::new(key), entry);
+    ) -> Result<Option<Entry>, ()> {
+        let max_used = self.max_used(matches!(entry, Entry::Mapped(_)));
+        let Some((slot, existed)) = self
+            .slots
+            .find_or_insert(SlotKey::new(key), entry, max_used)
+        else {
+            self.refused += 1;
+            return Err(());
+        };
         if !existed {
-            return None;
+            return Ok(None);
         }
         let old = *slot;
         if !keep(&old) {
             *slot = entry;
         }
-        Some(old)
+        Ok(Some(old))
     }
 
-    /// Insert or replace a mapping.
+    /// Insert or replace a mapping (refused and counted by a full fixed table).
     pub fn upsert(&mut self, key: MappingKey, entry: CompiledEntry) {
-        let old = self.store(&key, Entry::Mapped(entry), |_| false);
-        if !matches!(old, Some(Entry::Mapped(_))) {
-            self.mapped += 1;
+        if let Ok(old) = self.store(&key, Entry::Mapped(entry), |_| false) {
+            if !matches!(old, Some(Entry::Mapped(_))) {
+                self.mapped += 1;
+            }
         }
     }
 
@@ -467,14 +532,17 @@ impl MappingTable {
         was_mapped
     }
 
-    /// Remember that `key` does not exist until `expires_at_ms` (never over a live mapping).
+    /// Remember that `key` does not exist until `expires_at_ms` (never over a live mapping;
+    /// refused and counted by a fixed table whose reserve is full).
     pub fn set_negative(&mut self, key: MappingKey, expires_at_ms: u64) {
-        self.store(&key, Entry::Negative { expires_at_ms }, is_mapped);
+        let _ = self.store(&key, Entry::Negative { expires_at_ms }, is_mapped);
     }
 
-    /// Remember that `key` was asked for (never over a live mapping).
-    pub fn set_pending(&mut self, key: MappingKey, expires_at_ms: u64) {
-        self.store(&key, Entry::Pending { expires_at_ms }, is_mapped);
+    /// Remember that `key` was asked for (never over a live mapping). False if a fixed table
+    /// had no room for it (counted): nothing will then stop the key being asked again.
+    pub fn set_pending(&mut self, key: MappingKey, expires_at_ms: u64) -> bool {
+        self.store(&key, Entry::Pending { expires_at_ms }, is_mapped)
+            .is_ok()
     }
 
     /// Apply an update at worker time `now_ms`. A replaced table is returned so that the
@@ -610,6 +678,52 @@ mod tests {
         assert!(table.delete(&v4));
         assert_eq!(table.mapped_len(), 0);
         assert_eq!(table.mappings().count(), 0);
+    }
+
+    #[test]
+    fn a_fixed_table_keeps_room_for_its_mappings_and_never_grows() {
+        let compiler = Compiler::new(ipv4_fabric());
+        let mut table = MappingTable::fixed(1, 0);
+        let live = table.live_capacity().expect("fixed");
+        assert_eq!(live, MIN_FIXED_CAPACITY);
+        let ip = |i: usize| format!("198.18.{}.{}", i / 250, i % 250 + 1);
+        let k = |i: usize| key(5 + (i / 50_000) as u32, &ip(i % 50_000));
+        // Misses fill the reserve: half the live room, then refused.
+        let mut stored = 0;
+        for i in 0..live {
+            stored += usize::from(table.set_pending(k(i), 10));
+        }
+        assert_eq!(stored, live / 2, "the reserve is a quarter of the slots");
+        assert_eq!(table.refused(), (live - live / 2) as u64);
+        table.set_negative(k(live), 10);
+        assert_eq!(table.refused(), (live - live / 2 + 1) as u64);
+        // The live room is still all there.
+        let mapping = |i: usize| Mapping {
+            vni: k(i).vni,
+            overlay_ip: k(i).overlay_ip,
+            underlay_ip: "198.18.0.1".parse().expect("ip"),
+            overlay_mac: MacAddr([2, 0, 0, 0, 2, 2]),
+        };
+        let entry = compiler.compile(&mapping(0)).expect("compiles");
+        for i in live..2 * live {
+            table.upsert(k(i), entry);
+        }
+        assert_eq!(table.mapped_len(), live);
+        assert_eq!(table.len(), live + live / 2, "three quarters full");
+        // Full: a live mapping beyond the capacity has no slot left either.
+        table.upsert(k(2 * live), entry);
+        assert_eq!(table.mapped_len(), live);
+        assert!(!matches!(table.lookup(&k(2 * live), 0), Lookup::Hit(_)));
+        // An entry already there is updated in place, never refused.
+        assert!(table.set_pending(k(0), 20));
+        table.upsert(k(0), entry);
+        assert_eq!(table.mapped_len(), live + 1);
+        // A growing table of the same start takes them all.
+        let mut growing = MappingTable::with_capacity(1, 0);
+        for i in 0..2 * live {
+            growing.set_pending(k(i), 10);
+        }
+        assert_eq!((growing.len(), growing.refused()), (2 * live, 0));
     }
 
     #[test]

@@ -195,12 +195,25 @@ impl SlotTable {
         self.probe(key).ok().map(|i| &self.slots[i].entry)
     }
 
-    /// `key`'s entry, inserting `entry` first if the key is absent (growing the table if it
-    /// would pass three quarters full). Returns the entry and whether it was already there.
-    pub(super) fn find_or_insert(&mut self, key: SlotKey, entry: Entry) -> (&mut Entry, bool) {
+    /// The most keys the slots hold before the table must grow: three quarters of them.
+    pub(super) fn full_at(&self) -> usize {
+        self.slots.len() / 4 * 3
+    }
+
+    /// `key`'s entry, inserting `entry` first if the key is absent, unless that would make
+    /// more than `max_used` keys (`None`). An insert that would pass [`Self::full_at`] grows
+    /// the table (allocates and rehashes): a caller that must not grow passes at most that.
+    /// Returns the entry and whether it was already there.
+    pub(super) fn find_or_insert(
+        &mut self,
+        key: SlotKey,
+        entry: Entry,
+        max_used: usize,
+    ) -> Option<(&mut Entry, bool)> {
         let i = match self.probe(&key) {
-            Ok(i) => return (&mut self.slots[i].entry, true),
-            Err(i) if (self.used + 1) * 4 <= self.slots.len() * 3 => i,
+            Ok(i) => return Some((&mut self.slots[i].entry, true)),
+            Err(_) if self.used >= max_used => return None,
+            Err(i) if self.used < self.full_at() => i,
             Err(_) => {
                 self.grow();
                 match self.probe(&key) {
@@ -210,7 +223,7 @@ impl SlotTable {
         };
         self.slots[i] = Slot { key, entry };
         self.used += 1;
-        (&mut self.slots[i].entry, false)
+        Some((&mut self.slots[i].entry, false))
     }
 
     /// Remove `key`'s entry, returning it.
@@ -360,7 +373,9 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Insert(k, tag) => {
-                        let (e, existed) = table.find_or_insert(k, entry(tag));
+                        let Some((e, existed)) = table.find_or_insert(k, entry(tag), usize::MAX) else {
+                            return Err(TestCaseError::fail("an unbounded insert was refused"));
+                        };
                         prop_assert_eq!(existed, model.contains_key(&k));
                         *e = entry(tag);
                         model.insert(k, tag);
@@ -389,7 +404,7 @@ mod tests {
     fn full_sweeps_reach_every_slot_from_any_start() {
         let mut table = SlotTable::with_capacity(100);
         for host in 0..100 {
-            table.find_or_insert(key(1, host, host % 2 == 0), entry(u64::from(host)));
+            table.find_or_insert(key(1, host, host % 2 == 0), entry(u64::from(host)), 100);
         }
         // Sweep in uneven steps: however the calls fall, one lap removes every expired entry.
         let mut swept = 0;
@@ -405,6 +420,32 @@ mod tests {
         assert!(table
             .iter()
             .all(|s| matches!(s.entry, Entry::Pending { expires_at_ms } if expires_at_ms >= 60)));
+    }
+
+    #[test]
+    fn a_bounded_insert_never_grows_the_table() {
+        let mut table = SlotTable::with_capacity(8);
+        let slots = table.slots.len();
+        let full = table.full_at();
+        for host in 0..full as u8 {
+            assert!(table
+                .find_or_insert(key(1, host, false), entry(0), full)
+                .is_some());
+        }
+        assert!(table
+            .find_or_insert(key(1, 200, false), entry(0), full)
+            .is_none());
+        // A key already there is found, not inserted.
+        assert_eq!(
+            table.find_or_insert(key(1, 0, false), entry(0), full),
+            Some((&mut entry(0), true))
+        );
+        assert_eq!((table.slots.len(), table.len()), (slots, full));
+        // Unbounded, the same insert grows it.
+        assert!(table
+            .find_or_insert(key(1, 200, false), entry(0), usize::MAX)
+            .is_some());
+        assert_eq!(table.slots.len(), 2 * slots);
     }
 
     #[test]

@@ -516,10 +516,14 @@ fn systemd_notify_ready_after_attach_and_watchdog_pings() {
     assert!(last.starts_with("STOPPING=1"), "last message: {last:?}");
 }
 
-/// The exit summary: every frame accounted for, and the kernel dropped nothing at a full RX
-/// ring of either socket.
+/// The exit summary: every worker's frame book matched a full recount and no worker kept a
+/// frame, and the kernel dropped nothing at a full RX ring of either socket.
 fn assert_clean_exit_summary(last: &serde_json::Value) {
-    assert_eq!(last["frames_balanced"], true, "final accounting: {last}");
+    assert_eq!(last["frames_audit"], true, "final frame audit: {last}");
+    assert_eq!(
+        last["frames_held_at_exit"], 0,
+        "frames kept by workers: {last}"
+    );
     assert_eq!(
         last["kernel_rx_ring_full"],
         serde_json::json!({"guest": 0, "fabric": 0}),

@@ -15,6 +15,7 @@
 //! program (tests and tools). See `docs/XDP.md`.
 #![forbid(unsafe_code)]
 
+mod fast;
 mod pins;
 
 use std::fmt;
@@ -22,17 +23,21 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 
-use aya::maps::{MapData, MapError, PerCpuArray, XskMap};
+use aya::maps::{Map, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::links::FdLink;
 use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::util::KernelVersion;
 use aya::{Ebpf, EbpfError, EbpfLoader};
 
+pub use fast::{FastCounters, FastMaps, FastPathProgram, FastPathSpec, GuestFastPath};
 pub use pins::{detach_pinned, pinned_state, Detached, PinDir, PinnedState};
 
 /// The `xvpc_guest` object file, compiled from `ebpf/guest.bpf.c`.
 static GUEST_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guest.bpf.o"));
+/// The `xvpc_guest_fast` object file, compiled from `ebpf/guest_fast.bpf.c`.
+static GUEST_FAST_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guest_fast.bpf.o"));
 /// The `xvpc_fabric` object file, compiled from `ebpf/fabric.bpf.c`.
 static FABRIC_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fabric.bpf.o"));
 
@@ -137,6 +142,19 @@ pub enum XdpError {
     /// The fabric filter cannot match anything.
     #[error("invalid fabric filter: {0}")]
     InvalidFilter(&'static str),
+    /// The XDP fast path cannot serve this configuration.
+    #[error("the XDP fast path cannot serve this configuration: {0}")]
+    InvalidFastPath(String),
+    /// The fabric port could not be set as the fast path's redirect target.
+    #[error("{ifname}: the fabric port (ifindex {ifindex}) cannot be a redirect target: {reason}")]
+    FabricPort {
+        /// The guest interface.
+        ifname: String,
+        /// The fabric port's interface index.
+        ifindex: u32,
+        /// What failed.
+        reason: String,
+    },
     /// bpffs is not mounted where the pins go and could not be mounted there.
     #[error("bpffs at {path}: {reason} (the XDP programs must be pinned to outlive the daemon; mount it with `mount -t bpf bpf {path}` or set dataplane.pin_dir)")]
     BpfFs {
@@ -242,6 +260,9 @@ struct Attached {
     ifname: String,
     mode: AttachMode,
     adoption: Adoption,
+    /// The program's own maps beyond the two every program has ([`ProgramSpec::extra_maps`]),
+    /// in that order.
+    extra: Vec<Map>,
     // Keeps the program and the rest of the object alive (none when reused from the pins).
     _ebpf: Option<Ebpf>,
 }
@@ -281,6 +302,7 @@ impl Attached {
             obj,
             program,
             config,
+            extra_maps,
         } = spec;
         match KernelVersion::current() {
             Ok(v) if v >= BPF_LINK_XDP => {}
@@ -311,6 +333,10 @@ impl Attached {
             if current.version == version {
                 if let Some(link) = pinned_link {
                     let (xsks, counters) = port.open_maps()?;
+                    let extra = extra_maps
+                        .iter()
+                        .map(|(name, kind)| port.open_map(name).map(kind))
+                        .collect::<Result<_, _>>()?;
                     tracing::info!(%ifname, program, %version, mode = %current.mode,
                         "pinned XDP program of this version already attached: reused");
                     return Ok(Attached {
@@ -320,6 +346,7 @@ impl Attached {
                         ifname: ifname.to_string(),
                         mode: current.mode,
                         adoption: Adoption::Reused { version },
+                        extra,
                         _ebpf: None,
                     });
                 }
@@ -333,6 +360,9 @@ impl Attached {
             loader
                 .map_pin_path("xsks_map", port.path().join("xsks_map"))
                 .map_pin_path("counters", port.path().join("counters"));
+            for (name, _) in extra_maps {
+                loader.map_pin_path(name, port.path().join(name));
+            }
         }
         let mut ebpf = loader.load(obj).map_err(|source| XdpError::Load {
             ifname: ifname.to_string(),
@@ -361,6 +391,10 @@ impl Attached {
             .ok_or_else(|| missing("map", "counters"))?
             .try_into()
             .map_err(map_err("counters is not a per-CPU array"))?;
+        let extra = extra_maps
+            .iter()
+            .map(|(name, _)| ebpf.take_map(name).ok_or_else(|| missing("map", name)))
+            .collect::<Result<Vec<_>, _>>()?;
         let prog: &mut Xdp = ebpf
             .program_mut(program)
             .ok_or_else(|| missing("program", program))?
@@ -410,6 +444,7 @@ impl Attached {
                         ifname: ifname.to_string(),
                         mode: used,
                         adoption: Adoption::Upgraded { from, to: version },
+                        extra,
                         _ebpf: Some(ebpf),
                     });
                 }
@@ -451,6 +486,7 @@ impl Attached {
             ifname: ifname.to_string(),
             mode: used,
             adoption,
+            extra,
             _ebpf: Some(ebpf),
         })
     }
@@ -515,12 +551,19 @@ fn take_fd_link(
     })
 }
 
+/// A map a program has beyond `xsks_map` and `counters`: its name, and the [`Map`] kind that
+/// wraps it when it is reopened from its pin.
+type ExtraMap = (&'static str, fn(MapData) -> Map);
+
 /// An embedded program: its object, its name in the object, and the configuration it is
 /// loaded with (part of its version).
 struct ProgramSpec<'a> {
     obj: &'a [u8],
     program: &'static str,
     config: &'a [u8],
+    /// Maps beyond `xsks_map` and `counters`, pinned beside them, each with the kind that
+    /// wraps it when it is reopened from its pin.
+    extra_maps: &'static [ExtraMap],
 }
 
 impl fmt::Debug for Attached {
@@ -547,6 +590,7 @@ impl GuestSteering {
             obj: GUEST_OBJ,
             program: "xvpc_guest",
             config: &[],
+            extra_maps: &[],
         };
         let inner = Attached::load(spec, ifname, mode, pins, |_| {})?;
         Ok(GuestSteering { inner })
@@ -641,6 +685,7 @@ impl FabricSteering {
             obj: FABRIC_OBJ,
             program: "xvpc_fabric",
             config: &config,
+            extra_maps: &[],
         };
         let inner = Attached::load(spec, ifname, mode, pins, |loader| {
             loader

@@ -128,7 +128,7 @@ fn on_bpffs(path: &Path) -> bool {
 }
 
 /// An error and its sources on one line: aya's errors keep the errno in their source.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -240,6 +240,12 @@ impl PortPins {
             self.pin_error("counters", format!("not a per-CPU array: {}", chain(&e)))
         })?;
         Ok((xsks, counters))
+    }
+
+    /// One more pinned map, for a program reused as it is.
+    pub(crate) fn open_map(&self, name: &str) -> Result<MapData, XdpError> {
+        MapData::from_pin(self.path.join(name))
+            .map_err(|e| self.pin_error(name, format!("cannot open: {}", chain(&e))))
     }
 
     /// Pins `prog` as the attached program and removes the pins of older versions.

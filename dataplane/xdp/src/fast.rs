@@ -1,0 +1,528 @@
+//! The XDP fast path of the guest port (`dataplane.fast_path = "xdp"`): `xvpc_guest_fast`
+//! (`ebpf/guest_fast.bpf.c`) encapsulates the common case in the kernel and hands the rest to
+//! the AF_XDP socket as `xvpc_guest` does. See `docs/XDP.md`, "The XDP fast path".
+//!
+//! Its configuration (guest, gateway, fabric) is one read-only global: another configuration
+//! is another program version, swapped in atomically like any other. Its maps (`mappings`,
+//! `drops`, `fast_counters`, `tx_port`) are pinned beside `xsks_map` and `counters`, which it
+//! shares with `xvpc_guest` (same layout), so the counters survive a change of tier.
+
+use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use aya::maps::{DevMap, HashMap, Map, MapData, PerCpuArray};
+use aya::programs::Xdp;
+use aya::{Ebpf, EbpfLoader};
+use xvpc_core::counters::DropReason;
+use xvpc_core::model::{Mapping, MappingKey};
+use xvpc_core::pipeline::Context;
+
+use crate::{AttachMode, Attached, GuestCounters, PinDir, ProgramSpec, XdpError, GUEST_FAST_OBJ};
+
+/// `XVPC_FAST_MAX_V4` / `XVPC_FAST_MAX_V6` in `ebpf/xvpc_xdp.h`.
+pub(crate) const MAX_V4: usize = 8;
+pub(crate) const MAX_V6: usize = 8;
+/// `XVPC_FAST_CFG_SIZE`, `XVPC_MAP_KEY_SIZE`, `XVPC_MAP_VAL_SIZE`.
+pub(crate) const CFG_SIZE: usize = 240;
+pub(crate) const KEY_SIZE: usize = 24;
+pub(crate) const VAL_SIZE: usize = 24;
+
+/// Bits of `struct xvpc_fast_cfg`'s flags (`XVPC_FAST_*`).
+pub(crate) mod flag {
+    pub const GW_V4: u32 = 1 << 0;
+    pub const GW_V6: u32 = 1 << 1;
+    pub const SRC_V4: u32 = 1 << 2;
+    pub const SRC_V6: u32 = 1 << 3;
+    pub const UDP6_ZERO: u32 = 1 << 4;
+}
+
+/// Indices of `fast_counters` (`enum xvpc_fast_counter`).
+pub(crate) mod fast_idx {
+    pub const ENCAPSULATED: u32 = 0;
+    pub const ABORTED: u32 = 1;
+}
+
+const PROGRAM: &str = "xvpc_guest_fast";
+const EXTRA_MAPS: &[crate::ExtraMap] = &[
+    ("mappings", Map::HashMap),
+    ("drops", Map::PerCpuArray),
+    ("fast_counters", Map::PerCpuArray),
+    ("tx_port", Map::DevMap),
+];
+
+/// What the fast path is built for.
+#[derive(Clone, Copy, Debug)]
+pub struct FastPathSpec<'a> {
+    /// The guest, its gateway and the fabric: what the workers run against too.
+    pub ctx: Context<'a>,
+    /// Live mappings the BPF map holds (its `max_entries`, preallocated). Fixed for a
+    /// pinned map's lifetime: a larger capacity needs a detach.
+    pub capacity: u32,
+}
+
+/// `struct xvpc_fast_cfg` as the program reads it.
+fn config_bytes(spec: &FastPathSpec<'_>) -> Result<Vec<u8>, XdpError> {
+    let (guest, gateway, fabric) = (spec.ctx.guest, spec.ctx.gateway, spec.ctx.fabric);
+    if guest.ipv4.len() > MAX_V4 || guest.ipv6.len() > MAX_V6 {
+        return Err(XdpError::InvalidFastPath(format!(
+            "the guest has {} IPv4 and {} IPv6 addresses; the XDP program knows at most \
+             {MAX_V4} of each (use dataplane.fast_path = \"afxdp\")",
+            guest.ipv4.len(),
+            guest.ipv6.len()
+        )));
+    }
+    if spec.capacity == 0 {
+        return Err(XdpError::InvalidFastPath(
+            "a mapping map of capacity 0".into(),
+        ));
+    }
+    let mut flags = 0;
+    let mut b = vec![0u8; CFG_SIZE];
+    let mut put = |at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
+    put(4, &guest.vni.get().to_ne_bytes());
+    put(8, &(guest.ipv4.len() as u32).to_ne_bytes());
+    put(12, &(guest.ipv6.len() as u32).to_ne_bytes());
+    for (i, a) in guest.ipv4.iter().enumerate() {
+        put(16 + 4 * i, &a.octets());
+    }
+    for (i, a) in guest.ipv6.iter().enumerate() {
+        put(48 + 16 * i, &a.octets());
+    }
+    if let Some(a) = gateway.ipv4 {
+        flags |= flag::GW_V4;
+        put(176, &a.octets());
+    }
+    if let Some(a) = gateway.ipv6 {
+        flags |= flag::GW_V6;
+        put(180, &a.octets());
+    }
+    if let Some(a) = fabric.underlay_ipv4 {
+        flags |= flag::SRC_V4;
+        put(196, &a.octets());
+    }
+    if let Some(a) = fabric.underlay_ipv6 {
+        flags |= flag::SRC_V6;
+        put(200, &a.octets());
+    }
+    if fabric.udp6_zero_checksum_tx {
+        flags |= flag::UDP6_ZERO;
+    }
+    put(216, &guest.mac.0);
+    put(222, &fabric.local_mac.0);
+    put(228, &fabric.next_hop_mac.0);
+    put(234, &fabric.vxlan_port.to_be_bytes());
+    put(236, &fabric.mtu.to_ne_bytes());
+    put(0, &flags.to_ne_bytes());
+    Ok(b)
+}
+
+/// `struct xvpc_map_key` of a mapping key.
+fn map_key(key: &MappingKey) -> [u8; KEY_SIZE] {
+    let mut k = [0u8; KEY_SIZE];
+    k[..4].copy_from_slice(&key.vni.get().to_ne_bytes());
+    let (family, addr) = family_and_octets(key.overlay_ip);
+    k[4..8].copy_from_slice(&family.to_ne_bytes());
+    k[8..24].copy_from_slice(&addr);
+    k
+}
+
+fn family_and_octets(ip: IpAddr) -> (u32, [u8; 16]) {
+    let mut out = [0u8; 16];
+    match ip {
+        IpAddr::V4(a) => {
+            out[..4].copy_from_slice(&a.octets());
+            (4, out)
+        }
+        IpAddr::V6(a) => (6, a.octets()),
+    }
+}
+
+/// `struct xvpc_map_val` of a live mapping.
+fn map_value(m: &Mapping) -> [u8; VAL_SIZE] {
+    let mut v = [0u8; VAL_SIZE];
+    v[..6].copy_from_slice(&m.overlay_mac.0);
+    let (family, addr) = family_and_octets(m.underlay_ip);
+    v[6..8].copy_from_slice(&(family as u16).to_ne_bytes());
+    v[8..24].copy_from_slice(&addr);
+    v
+}
+
+/// Counters of the fast path itself, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FastCounters {
+    /// Encapsulated in XDP and redirected to the fabric port.
+    pub encapsulated: u64,
+    /// Rewritten, then the fabric port could not take it: dropped.
+    pub aborted: u64,
+}
+
+/// The fast path's own maps: the mapping table, the drop reasons, its counters and the
+/// fabric port.
+pub struct FastMaps {
+    ifname: String,
+    mappings: HashMap<MapData, [u8; KEY_SIZE], [u8; VAL_SIZE]>,
+    drops: PerCpuArray<MapData, u64>,
+    fast: PerCpuArray<MapData, u64>,
+    tx_port: DevMap<MapData>,
+}
+
+impl std::fmt::Debug for FastMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastMaps")
+            .field("ifname", &self.ifname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FastMaps {
+    /// From the maps in [`EXTRA_MAPS`] order.
+    fn new(ifname: &str, maps: Vec<Map>) -> Result<Self, XdpError> {
+        let err = |what| {
+            move |source| XdpError::Map {
+                ifname: ifname.to_string(),
+                what,
+                source: Box::new(source),
+            }
+        };
+        let mut it = maps.into_iter();
+        let mut next = |name| {
+            it.next().ok_or_else(|| XdpError::Missing {
+                ifname: ifname.to_string(),
+                kind: "map",
+                name,
+            })
+        };
+        Ok(FastMaps {
+            ifname: ifname.to_string(),
+            mappings: HashMap::try_from(next("mappings")?)
+                .map_err(err("mappings is not a hash map of 24-byte keys and values"))?,
+            drops: PerCpuArray::try_from(next("drops")?)
+                .map_err(err("drops is not a per-CPU array"))?,
+            fast: PerCpuArray::try_from(next("fast_counters")?)
+                .map_err(err("fast_counters is not a per-CPU array"))?,
+            tx_port: DevMap::try_from(next("tx_port")?).map_err(err("tx_port is not a DEVMAP"))?,
+        })
+    }
+
+    fn map_error(&self, what: &'static str) -> impl FnOnce(aya::maps::MapError) -> XdpError + '_ {
+        move |source| XdpError::Map {
+            ifname: self.ifname.clone(),
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    /// Sends encapsulated frames to the interface `ifindex` (the fabric port).
+    pub fn set_fabric_port(&mut self, ifindex: u32) -> Result<(), XdpError> {
+        self.tx_port
+            .set(0, ifindex, None, 0)
+            .map_err(|e| XdpError::FabricPort {
+                ifname: self.ifname.clone(),
+                ifindex,
+                reason: crate::pins::chain(&e),
+            })
+    }
+
+    /// Inserts or replaces a live mapping. Only the control path calls this.
+    pub fn upsert(&mut self, mapping: &Mapping) -> Result<(), XdpError> {
+        let r = self
+            .mappings
+            .insert(map_key(&mapping.key()), map_value(mapping), 0);
+        r.map_err(self.map_error("inserting into mappings"))
+    }
+
+    /// Removes a mapping (absent is fine).
+    pub fn remove(&mut self, key: &MappingKey) -> Result<(), XdpError> {
+        match self.mappings.remove(&map_key(key)) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(self.map_error("removing from mappings")(e)),
+        }
+    }
+
+    /// The fast path's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<FastCounters, XdpError> {
+        Ok(FastCounters {
+            encapsulated: sum(&self.fast, fast_idx::ENCAPSULATED, self)?,
+            aborted: sum(&self.fast, fast_idx::ABORTED, self)?,
+        })
+    }
+
+    /// Frames dropped in XDP, per reason (summed over CPUs), in [`DropReason::ALL`] order.
+    pub fn drops(&self) -> Result<[u64; DropReason::COUNT], XdpError> {
+        let mut out = [0u64; DropReason::COUNT];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = sum(&self.drops, i as u32, self)?;
+        }
+        Ok(out)
+    }
+}
+
+fn sum(arr: &PerCpuArray<MapData, u64>, idx: u32, maps: &FastMaps) -> Result<u64, XdpError> {
+    let values = arr
+        .get(&idx, 0)
+        .map_err(maps.map_error("reading counters"))?;
+    Ok(values.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+}
+
+fn spec_of<'a>(config: &'a [u8]) -> ProgramSpec<'a> {
+    ProgramSpec {
+        obj: GUEST_FAST_OBJ,
+        program: PROGRAM,
+        config,
+        extra_maps: EXTRA_MAPS,
+    }
+}
+
+/// Sets the configuration and the table's capacity on a loader.
+fn configure<'a>(loader: &mut EbpfLoader<'a>, config: &'a [u8], capacity: u32) {
+    loader
+        .override_global("cfg", config, true)
+        .map_max_entries("mappings", capacity);
+}
+
+/// `xvpc_guest_fast` loaded but attached nowhere: for `BPF_PROG_TEST_RUN` (the oracle tests,
+/// benchmarks). Dropping it unloads it.
+pub struct FastPathProgram {
+    ebpf: Ebpf,
+    maps: FastMaps,
+}
+
+impl std::fmt::Debug for FastPathProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastPathProgram").finish_non_exhaustive()
+    }
+}
+
+impl FastPathProgram {
+    /// Loads the program for `spec` (verifier included) without attaching it.
+    pub fn load(spec: &FastPathSpec<'_>) -> Result<Self, XdpError> {
+        let ifname = "(unattached)";
+        let config = config_bytes(spec)?;
+        let mut loader = EbpfLoader::new();
+        configure(&mut loader, &config, spec.capacity);
+        let mut ebpf = loader
+            .load(GUEST_FAST_OBJ)
+            .map_err(|source| XdpError::Load {
+                ifname: ifname.into(),
+                program: PROGRAM,
+                source: Box::new(source),
+            })?;
+        let verify = |source| XdpError::Verify {
+            ifname: ifname.into(),
+            program: PROGRAM,
+            source: Box::new(source),
+        };
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(XdpError::Missing {
+                ifname: ifname.into(),
+                kind: "program",
+                name: PROGRAM,
+            })?
+            .try_into()
+            .map_err(verify)?;
+        prog.load().map_err(verify)?;
+        let maps = EXTRA_MAPS
+            .iter()
+            .map(|(name, _)| {
+                ebpf.take_map(name).ok_or(XdpError::Missing {
+                    ifname: ifname.into(),
+                    kind: "map",
+                    name,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let maps = FastMaps::new(ifname, maps)?;
+        Ok(FastPathProgram { ebpf, maps })
+    }
+
+    /// The program, for `BPF_PROG_TEST_RUN`.
+    pub fn program_fd(&self) -> Result<BorrowedFd<'_>, XdpError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(XdpError::Missing {
+                ifname: "(unattached)".into(),
+                kind: "program",
+                name: PROGRAM,
+            })?
+            .try_into()
+            .map_err(|source| XdpError::Verify {
+                ifname: "(unattached)".into(),
+                program: PROGRAM,
+                source: Box::new(source),
+            })?;
+        let fd = prog.fd().map_err(|source| XdpError::Verify {
+            ifname: "(unattached)".into(),
+            program: PROGRAM,
+            source: Box::new(source),
+        })?;
+        Ok(fd.as_fd())
+    }
+
+    /// Its maps.
+    pub fn maps(&mut self) -> &mut FastMaps {
+        &mut self.maps
+    }
+
+    /// Its maps, to read.
+    pub fn maps_ref(&self) -> &FastMaps {
+        &self.maps
+    }
+
+    /// The counters it shares with `xvpc_guest` (`counters`).
+    pub fn guest_counters(&self) -> Result<GuestCounters, XdpError> {
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map("counters").ok_or(XdpError::Missing {
+                ifname: "(unattached)".into(),
+                kind: "map",
+                name: "counters",
+            })?)
+            .map_err(self.maps.map_error("counters is not a per-CPU array"))?;
+        let get = |idx: u32| -> Result<u64, XdpError> {
+            let v = arr
+                .get(&idx, 0)
+                .map_err(self.maps.map_error("reading counters"))?;
+            Ok(v.iter().fold(0u64, |a, x| a.wrapping_add(*x)))
+        };
+        Ok(GuestCounters {
+            redirected: get(crate::guest_idx::REDIRECTED)?,
+            dropped_no_socket: get(crate::guest_idx::DROPPED_NO_SOCKET)?,
+        })
+    }
+}
+
+/// `xvpc_guest_fast` attached to the guest-facing port, the tier `dataplane.fast_path = "xdp"`
+/// selects: [`crate::GuestSteering`] plus the fast path. Pinned like it, and a switch between
+/// the two is an atomic program upgrade of the same link.
+#[derive(Debug)]
+pub struct GuestFastPath {
+    inner: Attached,
+    maps: FastMaps,
+}
+
+impl GuestFastPath {
+    /// Loads `xvpc_guest_fast` for `spec` and attaches it to `ifname` (see
+    /// [`crate::GuestSteering::attach`]); encapsulated frames go to `fabric_ifindex`.
+    pub fn attach(
+        ifname: &str,
+        mode: AttachMode,
+        spec: &FastPathSpec<'_>,
+        fabric_ifindex: u32,
+        pins: Option<&PinDir>,
+    ) -> Result<Self, XdpError> {
+        let config = config_bytes(spec)?;
+        let capacity = spec.capacity;
+        // The version covers the capacity too; the program reads only the first CFG_SIZE.
+        let mut version_input = config.clone();
+        version_input.extend_from_slice(&capacity.to_ne_bytes());
+        let mut inner = Attached::load(spec_of(&version_input), ifname, mode, pins, |loader| {
+            configure(loader, &config, capacity)
+        })?;
+        let mut maps = FastMaps::new(ifname, std::mem::take(&mut inner.extra))?;
+        maps.set_fabric_port(fabric_ifindex)?;
+        Ok(GuestFastPath { inner, maps })
+    }
+
+    /// How the program came to be attached.
+    pub fn adoption(&self) -> &crate::Adoption {
+        &self.inner.adoption
+    }
+
+    /// See [`crate::GuestSteering::register_socket`].
+    pub fn register_socket(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
+        self.inner.register(queue, fd)
+    }
+
+    /// See [`crate::GuestSteering::unregister_socket`].
+    pub fn unregister_socket(&mut self, queue: u32) -> Result<(), XdpError> {
+        self.inner.unregister(queue)
+    }
+
+    /// What went to the workers' sockets (or was dropped for want of one).
+    pub fn counters(&self) -> Result<GuestCounters, XdpError> {
+        Ok(GuestCounters {
+            redirected: self.inner.counter(crate::guest_idx::REDIRECTED)?,
+            dropped_no_socket: self.inner.counter(crate::guest_idx::DROPPED_NO_SOCKET)?,
+        })
+    }
+
+    /// The mapping table, the drop reasons and the fast path's counters.
+    pub fn maps(&mut self) -> &mut FastMaps {
+        &mut self.maps
+    }
+
+    /// The mode actually used.
+    pub fn mode(&self) -> AttachMode {
+        self.inner.mode
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = include_str!("../../../ebpf/xvpc_xdp.h");
+
+    /// The number after `NAME = ` or `#define NAME ` in the header.
+    fn c_number(name: &str) -> Option<u64> {
+        HEADER.lines().find_map(|line| {
+            let line = line.trim();
+            let rest = line
+                .strip_prefix(name)
+                .and_then(|r| r.trim_start().strip_prefix('='))
+                .or_else(|| line.strip_prefix(&format!("#define {name} ")))?;
+            let rest = rest.trim();
+            if let Some(shift) = rest.strip_prefix("(1u << ") {
+                let n: u32 = shift.split(')').next()?.parse().ok()?;
+                return Some(1 << n);
+            }
+            rest.split_whitespace()
+                .next()?
+                .trim_end_matches(',')
+                .parse()
+                .ok()
+        })
+    }
+
+    #[test]
+    fn drop_reasons_match_the_c_header() {
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            let name = format!("XVPC_DROP_{}", reason.name().to_uppercase());
+            assert_eq!(
+                c_number(&name),
+                Some(i as u64),
+                "{name} must be {i} in ebpf/xvpc_xdp.h (DropReason order)"
+            );
+        }
+        assert_eq!(c_number("XVPC_DROP_MAX"), Some(DropReason::COUNT as u64));
+        // No reason in C that Rust does not have.
+        let c_reasons = HEADER
+            .lines()
+            .filter(|l| l.trim_start().starts_with("XVPC_DROP_"))
+            .count();
+        assert_eq!(
+            c_reasons,
+            DropReason::COUNT + 1,
+            "reasons plus XVPC_DROP_MAX"
+        );
+    }
+
+    #[test]
+    fn fast_path_constants_match_the_c_header() {
+        let n = |name| c_number(name).unwrap_or_else(|| panic!("{name} in ebpf/xvpc_xdp.h"));
+        assert_eq!(n("XVPC_FAST_MAX_V4"), MAX_V4 as u64);
+        assert_eq!(n("XVPC_FAST_MAX_V6"), MAX_V6 as u64);
+        assert_eq!(n("XVPC_FAST_CFG_SIZE"), CFG_SIZE as u64);
+        assert_eq!(n("XVPC_MAP_KEY_SIZE"), KEY_SIZE as u64);
+        assert_eq!(n("XVPC_MAP_VAL_SIZE"), VAL_SIZE as u64);
+        assert_eq!(n("XVPC_FAST_GW_V4"), u64::from(flag::GW_V4));
+        assert_eq!(n("XVPC_FAST_GW_V6"), u64::from(flag::GW_V6));
+        assert_eq!(n("XVPC_FAST_SRC_V4"), u64::from(flag::SRC_V4));
+        assert_eq!(n("XVPC_FAST_SRC_V6"), u64::from(flag::SRC_V6));
+        assert_eq!(n("XVPC_FAST_UDP6_ZERO"), u64::from(flag::UDP6_ZERO));
+        assert_eq!(n("FAST_ENCAPSULATED"), u64::from(fast_idx::ENCAPSULATED));
+        assert_eq!(n("FAST_ABORTED"), u64::from(fast_idx::ABORTED));
+    }
+}

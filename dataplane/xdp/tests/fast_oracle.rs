@@ -1,0 +1,275 @@
+//! The oracle of the XDP fast path: every egress fixture of the Rust pipeline
+//! (`dataplane/core/tests/fixtures/pipeline.json`) through `xvpc_guest_fast` with plain
+//! `BPF_PROG_TEST_RUN`, against the Rust pipeline run on the same frame. Where XDP
+//! encapsulates, the bytes must be the Rust pipeline's; where it drops, the reason must be
+//! the Rust pipeline's; everything else must reach the workers unchanged. Privileged (root).
+
+#[path = "../../core/tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::fd::BorrowedFd;
+
+use common::{Case, Direction, Env};
+use xvpc_core::counters::{Counters, DropReason};
+use xvpc_core::frame::Frame;
+use xvpc_core::model::Mapping;
+use xvpc_core::pipeline::Verdict;
+use xvpc_testbed::require_root;
+use xvpc_xdp::{FastPathProgram, FastPathSpec};
+
+/// `XDP_PACKET_HEADROOM`: what the kernel leaves in front of every frame, test runs included.
+const XDP_HEADROOM: usize = 256;
+const XDP_DROP: u32 = 1;
+const XDP_REDIRECT: u32 = 4;
+/// The loopback device: a devmap target that exists in every namespace. A plain test run
+/// returns the verdict without redirecting anything.
+const LO_IFINDEX: u32 = 1;
+
+/// The one place this test runs a program (the wrapper may move to another crate).
+fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + XDP_HEADROOM];
+    let (verdict, n) = xvpc_xsk::testrun::xdp_test_run(prog, frame, 0, &mut out)
+        .expect("BPF_PROG_TEST_RUN of xvpc_guest_fast");
+    out.truncate(n);
+    (verdict, out)
+}
+
+/// The fixture mappings as the control path would mirror them into the BPF map.
+fn mappings(env: &Env) -> Vec<Mapping> {
+    common::fixtures()
+        .context
+        .mappings
+        .iter()
+        .map(|m| Mapping {
+            vni: env.guest.vni,
+            overlay_ip: m.overlay_ip,
+            underlay_ip: m.underlay_ip,
+            overlay_mac: m.overlay_mac,
+        })
+        .collect()
+}
+
+fn load(env: &Env) -> FastPathProgram {
+    let spec = FastPathSpec {
+        ctx: env.ctx(),
+        capacity: 64,
+    };
+    let mut prog = FastPathProgram::load(&spec).expect("xvpc_guest_fast loads and verifies");
+    prog.maps()
+        .set_fabric_port(LO_IFINDEX)
+        .expect("lo as the fabric port");
+    for m in mappings(env) {
+        prog.maps().upsert(&m).expect("mapping into the BPF map");
+    }
+    prog
+}
+
+/// What XDP did with one frame, told by the one counter that moved.
+#[derive(Debug, PartialEq, Eq)]
+enum XdpOutcome {
+    Encapsulated(Vec<u8>),
+    ToWorkers,
+    Dropped(DropReason),
+}
+
+fn run_xdp(prog: &FastPathProgram, frame: &[u8]) -> XdpOutcome {
+    let snapshot = |p: &FastPathProgram| {
+        let m = p.maps_ref();
+        (
+            m.counters().expect("fast counters"),
+            m.drops().expect("drop counters"),
+            p.guest_counters().expect("guest counters"),
+        )
+    };
+    let (fast0, drops0, guest0) = snapshot(prog);
+    let (verdict, out) = test_run(prog.program_fd().expect("program fd"), frame);
+    let (fast1, drops1, guest1) = snapshot(prog);
+    let moved_drops: Vec<DropReason> = DropReason::ALL
+        .into_iter()
+        .zip(drops0.iter().zip(drops1.iter()))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(r, _)| r)
+        .collect();
+    let encapsulated = fast1.encapsulated - fast0.encapsulated;
+    let to_socket = (guest1.redirected + guest1.dropped_no_socket)
+        - (guest0.redirected + guest0.dropped_no_socket);
+    assert_eq!(fast1.aborted, fast0.aborted, "aborted moved");
+    assert_eq!(
+        encapsulated + to_socket + moved_drops.len() as u64,
+        1,
+        "exactly one counter moves per frame (verdict {verdict})"
+    );
+    if encapsulated == 1 {
+        assert_eq!(
+            verdict, XDP_REDIRECT,
+            "encapsulated frames go to the devmap"
+        );
+        return XdpOutcome::Encapsulated(out);
+    }
+    // No AF_XDP socket is registered: a frame for the workers is dropped as `no socket`.
+    assert_eq!(verdict, XDP_DROP);
+    if to_socket == 1 {
+        assert_eq!(guest1.dropped_no_socket - guest0.dropped_no_socket, 1);
+        assert_eq!(out, frame, "a frame for the workers reaches them unchanged");
+        return XdpOutcome::ToWorkers;
+    }
+    XdpOutcome::Dropped(moved_drops[0])
+}
+
+/// The Rust pipeline on the same frame, with the headroom XDP has.
+fn run_rust(env: &Env, case: &Case) -> (Verdict, Vec<u8>) {
+    let input = case.input_bytes();
+    let tailroom = case.tailroom.unwrap_or(common::TAILROOM);
+    let mut buf = common::buffer_with(&input, XDP_HEADROOM, tailroom);
+    let mut frame = Frame::new(&mut buf, XDP_HEADROOM, input.len()).expect("frame fits");
+    let mut counters = Counters::default();
+    let verdict = env.run(Direction::Egress, &mut frame, &mut counters);
+    (verdict, frame.data().to_vec())
+}
+
+/// Fixtures the XDP fast path must finish itself: TCP and UDP to mapped destinations, no
+/// IPv4 options, fragments or IPv6 extension headers. `no_headroom_encap` is among them: the
+/// worker's buffer in that fixture has no headroom, XDP always has 256 bytes.
+const MUST_BE_FAST: &[&str] = &[
+    "egress_udp4_over_v4",
+    "egress_tcp4_over_v4",
+    "egress_udp4_over_v6",
+    "egress_tcp4_over_v6",
+    "egress_udp6_over_v4",
+    "egress_tcp6_over_v4",
+    "egress_udp6_over_v6",
+    "egress_tcp6_over_v6",
+    "egress_udp4_over_v6_zero_csum",
+    "egress_tcp4_over_v6_zero_csum",
+    "egress_udp6_over_v6_zero_csum",
+    "egress_tcp6_over_v6_zero_csum",
+    "egress_udp4_over_v4_zero_csum_mode",
+    "egress_padded_runt",
+    "egress_exactly_fabric_mtu",
+    "no_headroom_encap",
+];
+
+/// Fixtures XDP must drop itself, as spoofed.
+const MUST_DROP_SPOOFED: &[&str] = &["spoofed_mac", "spoofed_ip_v4", "spoofed_ip_v6"];
+
+#[test]
+fn every_egress_fixture_agrees_with_the_rust_pipeline() {
+    require_root();
+    let (_, cases) = common::shared();
+    let plain = load(common::shared_env(false));
+    let zero = load(common::shared_env(true));
+    let mut fast = BTreeSet::new();
+    let mut dropped = BTreeSet::new();
+    let mut errors = Vec::new();
+    let mut egress = 0;
+    let mut runts = Vec::new();
+    for case in cases.iter().filter(|c| c.direction == Direction::Egress) {
+        egress += 1;
+        // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header; the kernel's
+        // receive path does not hand such runts to XDP either.
+        if case.input_bytes().len() < xvpc_xsk::testrun::MIN_FRAME {
+            runts.push(case.name.as_str());
+            continue;
+        }
+        let env = common::env_for(case);
+        let prog = if case.udp6_zero_checksum {
+            &zero
+        } else {
+            &plain
+        };
+        let (rust_verdict, rust_out) = run_rust(env, case);
+        match run_xdp(prog, &case.input_bytes()) {
+            XdpOutcome::Encapsulated(out) => {
+                fast.insert(case.name.clone());
+                if rust_verdict != Verdict::ToFabric {
+                    errors.push(format!(
+                        "{}: XDP encapsulated, Rust says {}",
+                        case.name,
+                        common::verdict_name(&rust_verdict)
+                    ));
+                } else if out != rust_out {
+                    errors.push(format!(
+                        "{}: bytes differ (got XDP, want Rust):\n{}",
+                        case.name,
+                        common::hex_diff(&out, &rust_out)
+                    ));
+                }
+            }
+            XdpOutcome::Dropped(reason) => {
+                dropped.insert(case.name.clone());
+                if rust_verdict != Verdict::Drop(reason) {
+                    errors.push(format!(
+                        "{}: XDP dropped as {}, Rust says {}",
+                        case.name,
+                        reason.name(),
+                        common::verdict_name(&rust_verdict)
+                    ));
+                }
+            }
+            XdpOutcome::ToWorkers => {}
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert_eq!(runts, ["truncated_ethernet"]);
+    assert!(egress >= 90, "only {egress} egress fixtures");
+    let want: BTreeSet<String> = MUST_BE_FAST.iter().map(|s| s.to_string()).collect();
+    assert_eq!(fast, want, "fixtures XDP encapsulated");
+    let want: BTreeSet<String> = MUST_DROP_SPOOFED.iter().map(|s| s.to_string()).collect();
+    assert!(
+        want.is_subset(&dropped),
+        "XDP dropped {dropped:?}, must drop {want:?}"
+    );
+}
+
+/// A dead fast path (everything handed to the workers) would satisfy the oracle above but
+/// for its list; this checks one fixture end to end on its own.
+#[test]
+fn a_udp_fixture_takes_the_fast_path_and_matches_the_fixture_bytes() {
+    require_root();
+    let (_, cases) = common::shared();
+    let case = cases
+        .iter()
+        .find(|c| c.name == "egress_udp4_over_v6")
+        .expect("fixture egress_udp4_over_v6");
+    let prog = load(common::env_for(case));
+    let fd = prog.program_fd().expect("program fd");
+    let (verdict, out) = test_run(fd, &case.input_bytes());
+    assert_eq!(verdict, XDP_REDIRECT, "redirected to the fabric devmap");
+    let want = case.output_bytes().expect("fixture has output bytes");
+    assert_eq!(out, want, "{}", common::hex_diff(&out, &want));
+    let c = prog.maps_ref().counters().expect("fast counters");
+    assert_eq!(c.encapsulated, 1);
+}
+
+/// Without a fabric port in the devmap, the fast path hands frames to the workers instead of
+/// losing them.
+#[test]
+fn without_a_fabric_port_fast_path_frames_go_to_the_workers() {
+    require_root();
+    let (_, cases) = common::shared();
+    let case = cases
+        .iter()
+        .find(|c| c.name == "egress_udp4_over_v4")
+        .expect("fixture egress_udp4_over_v4");
+    let env = common::env_for(case);
+    let spec = FastPathSpec {
+        ctx: env.ctx(),
+        capacity: 64,
+    };
+    let mut prog = FastPathProgram::load(&spec).expect("loads");
+    for m in mappings(env) {
+        prog.maps().upsert(&m).expect("mapping");
+    }
+    assert_eq!(run_xdp(&prog, &case.input_bytes()), XdpOutcome::ToWorkers);
+    // And a removed mapping is a miss for the workers again.
+    prog.maps().set_fabric_port(LO_IFINDEX).expect("lo");
+    assert!(matches!(
+        run_xdp(&prog, &case.input_bytes()),
+        XdpOutcome::Encapsulated(_)
+    ));
+    for m in mappings(env) {
+        prog.maps().remove(&m.key()).expect("remove");
+    }
+    assert_eq!(run_xdp(&prog, &case.input_bytes()), XdpOutcome::ToWorkers);
+}

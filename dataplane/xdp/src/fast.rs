@@ -240,6 +240,15 @@ impl FastMaps {
         }
     }
 
+    /// Does the map hold a live mapping for `key`?
+    pub fn contains(&self, key: &MappingKey) -> Result<bool, XdpError> {
+        match self.mappings.get(&map_key(key), 0) {
+            Ok(_) => Ok(true),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(e) => Err(self.map_error("looking up mappings")(e)),
+        }
+    }
+
     /// The fast path's counters, summed over CPUs.
     pub fn counters(&self) -> Result<FastCounters, XdpError> {
         Ok(FastCounters {

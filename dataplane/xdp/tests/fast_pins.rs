@@ -1,0 +1,72 @@
+//! Privileged test: the fast-path tier keeps the pinned lifecycle. Switching the guest port
+//! from `xvpc_guest` to `xvpc_guest_fast` is an atomic upgrade of the same link, a restart
+//! reuses it with its pinned mapping table, and `detach_pinned` removes its maps too.
+
+#[path = "../../core/tests/common/mod.rs"]
+mod common;
+
+use std::net::IpAddr;
+
+use xvpc_core::model::{MacAddr, Mapping};
+use xvpc_testbed::{require_root, veth_pair, Netns};
+use xvpc_xdp::{
+    detach_pinned, Adoption, AttachMode, FastPathSpec, GuestFastPath, GuestSteering, PinDir,
+};
+
+#[test]
+fn the_fast_tier_is_an_upgrade_of_the_pinned_guest_program() {
+    require_root();
+    let ns = Netns::new("fpin").expect("ns");
+    veth_pair((&ns, "fpg0"), (&ns, "fpg1")).expect("veth");
+    let root = std::env::temp_dir().join(format!("xvpc-fast-pins-{}", std::process::id()));
+    let pins = PinDir::prepare(&root).expect("bpffs pin dir");
+    let env = common::shared_env(false);
+    let spec = FastPathSpec {
+        ctx: env.ctx(),
+        capacity: 128,
+    };
+    let mapping = Mapping {
+        vni: env.guest.vni,
+        overlay_ip: "198.18.10.3".parse::<IpAddr>().expect("ip"),
+        underlay_ip: "198.18.0.1".parse::<IpAddr>().expect("ip"),
+        overlay_mac: MacAddr([2, 0, 0, 0, 2, 2]),
+    };
+    let result = ns.run_in(|| {
+        let guest =
+            GuestSteering::attach("fpg0", AttachMode::Driver, Some(&pins)).expect("guest program");
+        assert_eq!(guest.adoption(), &Adoption::Fresh);
+        drop(guest);
+        // lo (ifindex 1 in every namespace) stands in for the fabric port.
+        let mut fast = GuestFastPath::attach("fpg0", AttachMode::Driver, &spec, 1, Some(&pins))
+            .expect("fast-path program");
+        assert!(
+            matches!(fast.adoption(), Adoption::Upgraded { .. }),
+            "{:?}",
+            fast.adoption()
+        );
+        fast.maps().upsert(&mapping).expect("upsert");
+        drop(fast);
+        let mut again = GuestFastPath::attach("fpg0", AttachMode::Driver, &spec, 1, Some(&pins))
+            .expect("restart");
+        assert!(
+            matches!(again.adoption(), Adoption::Reused { .. }),
+            "{:?}",
+            again.adoption()
+        );
+        assert!(
+            again.maps().contains(&mapping.key()).expect("lookup"),
+            "the pinned mapping table outlives the process that filled it"
+        );
+        drop(again);
+        detach_pinned(pins.root(), "fpg0").expect("detach")
+    });
+    let removed = result.removed;
+    for pin in ["link", "mappings", "drops", "fast_counters", "tx_port"] {
+        assert!(
+            removed.iter().any(|r| r == pin),
+            "{pin} not removed: {removed:?}"
+        );
+    }
+    nix::mount::umount(&root).expect("unmount the test's bpffs");
+    std::fs::remove_dir(&root).expect("remove the pin dir");
+}

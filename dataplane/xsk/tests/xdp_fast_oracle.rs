@@ -3,6 +3,10 @@
 //! `BPF_PROG_TEST_RUN`, against the Rust pipeline run on the same frame. Where XDP
 //! encapsulates, the bytes must be the Rust pipeline's; where it drops, the reason must be
 //! the Rust pipeline's; everything else must reach the workers unchanged. Privileged (root).
+//!
+//! It lives with xvpc-xsk's tests, like `steered.rs`, because the plain test run
+//! (`xvpc_xsk::testrun`, a syscall: unsafe code stays in this crate) is here and xvpc-xdp
+//! may not dev-depend on xvpc-xsk, which dev-depends on it.
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;

@@ -7,13 +7,20 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use xvpc_xsk::testrun::monotonic_ns;
 use xvpc_xsk::{BindMode, Desc, Port, SocketOptions, UmemConfig};
 
 use crate::args::GenSpec;
 use crate::bpf::{BenchError, GenReport, StopReason};
 use crate::frame::Template;
 use crate::pace::Pacer;
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns()` reads, so a timestamp
+/// written here compares with one taken in the sink's XDP program (the latency).
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |ts| {
+        (ts.tv_sec() as u64).saturating_mul(1_000_000_000) + ts.tv_nsec() as u64
+    })
+}
 
 /// Frames written and queued per round at full speed.
 const BATCH: usize = 64;

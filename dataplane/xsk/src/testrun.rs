@@ -262,22 +262,6 @@ pub fn xdp_test_run(
     Ok((attr.retval, produced))
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns()` reads, so a timestamp
-/// written from user space compares with one taken in an XDP program (the sink's latency).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
-    // CLOCK_MONOTONIC is always supported on Linux, so the call only writes `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,13 +33,20 @@ pub const MAX_HOLD: usize = 256;
 /// Updates applied between two batches at most, so a flood of updates cannot stall traffic.
 const UPDATES_PER_ITERATION: usize = 1024;
 /// Table slots checked for expired negative/pending entries per iteration: 1 KB, a few
-/// hundred ns when the table holds any; a 2M-slot table is swept in seconds when busy, about
-/// two minutes when idle (one iteration per `IDLE_WAIT`).
+/// hundred ns when the table holds any; a 2M-slot table is swept in seconds when busy, in
+/// about 16 minutes when idle (one iteration per `IDLE_WAIT_MAX`).
 const EXPIRE_SLOTS_PER_ITERATION: usize = 16;
 /// Idle iterations before sleeping on the rings.
 const IDLE_SPINS: u32 = 32;
-/// How long one sleep on the rings lasts at most (bounds update and shutdown latency).
+/// How long one sleep on the rings lasts when the worker has just gone idle, or holds frames
+/// waiting for their mappings (bounds update, held-frame and shutdown latency).
 const IDLE_WAIT: Duration = Duration::from_millis(1);
+/// How long it lasts once the worker has been idle for about a second: traffic still wakes
+/// it at once, a table update may wait this long. An idle worker then wakes 125 times a
+/// second instead of 1000 (measured: ~2 % of a core at 1 ms, release build, no traffic).
+const IDLE_WAIT_MAX: Duration = Duration::from_millis(8);
+/// Sleeps on the rings at one length before the next doubling.
+const IDLE_SLEEPS_PER_STEP: u32 = 256;
 /// How often the worker publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
 
@@ -235,9 +242,9 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> WorkerStatus {
                 last_publish = Instant::now();
                 worker.publish(&status, false);
             }
-            idle += 1;
+            idle = idle.saturating_add(1);
             if idle > IDLE_SPINS {
-                worker.sleep(index);
+                worker.sleep(index, idle - IDLE_SPINS);
             }
         }
         let ended = Instant::now();
@@ -252,6 +259,17 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> WorkerStatus {
     worker.publish(&status, true);
     tracing::info!(worker = index, "worker stopped");
     status.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// The sleep after `sleeps` consecutive idle sleeps: [`IDLE_WAIT`], doubling every
+/// [`IDLE_SLEEPS_PER_STEP`] up to [`IDLE_WAIT_MAX`]; always [`IDLE_WAIT`] while frames are
+/// held (their mappings arrive as table updates, which do not wake the poll).
+fn idle_wait(sleeps: u32, holding: bool) -> Duration {
+    if holding {
+        return IDLE_WAIT;
+    }
+    let wait = IDLE_WAIT * (1u32 << (sleeps / IDLE_SLEEPS_PER_STEP).min(3));
+    wait.min(IDLE_WAIT_MAX)
 }
 
 /// Where the loop's time went.
@@ -504,11 +522,12 @@ impl<'a, R: Rings> Worker<'a, R> {
         n
     }
 
-    /// Sleep on the rings until traffic or [`IDLE_WAIT`].
-    fn sleep(&mut self, index: usize) {
-        if let Err(e) = self.io.rings.wait(IDLE_WAIT) {
+    /// Sleep on the rings until traffic or [`idle_wait`] after `sleeps` idle sleeps.
+    fn sleep(&mut self, index: usize, sleeps: u32) {
+        let wait = idle_wait(sleeps, self.misses.held.len > 0);
+        if let Err(e) = self.io.rings.wait(wait) {
             tracing::warn!(worker = index, error = %e, "poll on AF_XDP sockets failed");
-            std::thread::sleep(IDLE_WAIT);
+            std::thread::sleep(wait);
         }
     }
 
@@ -737,6 +756,22 @@ mod tests {
     use xvpc_xsk::UmemConfig;
 
     use super::*;
+
+    #[test]
+    fn idle_sleeps_back_off_to_their_cap_but_not_while_frames_are_held() {
+        let ms = |d: Duration| d.as_millis();
+        assert_eq!(ms(idle_wait(0, false)), 1);
+        assert_eq!(ms(idle_wait(IDLE_SLEEPS_PER_STEP - 1, false)), 1);
+        assert_eq!(ms(idle_wait(IDLE_SLEEPS_PER_STEP, false)), 2);
+        assert_eq!(ms(idle_wait(2 * IDLE_SLEEPS_PER_STEP, false)), 4);
+        assert_eq!(ms(idle_wait(3 * IDLE_SLEEPS_PER_STEP, false)), 8);
+        assert_eq!(ms(idle_wait(u32::MAX, false)), 8, "capped");
+        assert_eq!(
+            ms(idle_wait(u32::MAX, true)),
+            1,
+            "held frames wait for updates"
+        );
+    }
 
     #[global_allocator]
     static ALLOCATOR: CountingAllocator = CountingAllocator;

@@ -474,6 +474,10 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
     let mut last_ping = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Ok((stream, _)) = takeover_listener.accept() {
+            if !takeover::is_request(&stream) {
+                tracing::warn!("a peer on the takeover socket did not ask for a takeover: ignored");
+                continue;
+            }
             tracing::info!("a new xvpc takes over: stopping the workers at a batch boundary");
             handover.store(true, Ordering::Release);
             stop.store(true, Ordering::Relaxed);

@@ -5,7 +5,8 @@
 //! adopts them, starts its workers and confirms; only then does the old one close its
 //! copies and exit. The kernel keeps receiving into the RX rings meanwhile.
 //!
-//! Wire format: messages of an 8-byte little-endian length, carried with the message's
+//! Wire format: the new process opens with [`REQUEST`] (anything else connecting, such as a
+//! liveness probe, is ignored); then messages of an 8-byte little-endian length, carried with the message's
 //! descriptors, then that many bytes of JSON. First a [`Header`] (no descriptors), then one
 //! [`QueueHandover`] per queue with its three descriptors (UMEM, guest, fabric). The new
 //! process answers one byte, [`READY`], once its workers run.
@@ -21,6 +22,10 @@ use xvpc_core::model::Mapping;
 use xvpc_xsk::handover::{recv_fds, send_fds};
 use xvpc_xsk::{QueuePair, QueueState, XskError};
 
+/// What the new process says first; the old one stops nothing for any other peer.
+const REQUEST: &[u8; 16] = b"XVPC-TAKEOVER-1\n";
+/// How long the old process waits for [`REQUEST`] from a peer that connected.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
 /// The new process's answer once its workers run.
 const READY: u8 = b'R';
 /// Largest JSON message accepted (a header with about a million mappings).
@@ -107,6 +112,16 @@ fn recv<T: DeserializeOwned>(s: &UnixStream) -> Result<(T, Vec<OwnedFd>), Takeov
     Ok((serde_json::from_slice(&json)?, fds))
 }
 
+/// Old side: whether the peer that connected asks for a takeover (within
+/// [`REQUEST_TIMEOUT`]).
+pub fn is_request(s: &UnixStream) -> bool {
+    let mut got = [0u8; REQUEST.len()];
+    s.set_nonblocking(false).is_ok()
+        && s.set_read_timeout(Some(REQUEST_TIMEOUT)).is_ok()
+        && (&*s).read_exact(&mut got).is_ok()
+        && &got == REQUEST
+}
+
 /// Old side: send the header and every quiesced queue pair, then wait for the new process
 /// to run. The caller drops the pairs (closing its copies) after this returns.
 pub fn hand_over(
@@ -166,6 +181,7 @@ pub fn take_over(path: &Path) -> Result<Received, TakeoverError> {
         source,
     })?;
     stream.set_read_timeout(Some(STEP_TIMEOUT))?;
+    (&stream).write_all(REQUEST)?;
     let (header, fds): (Header, _) = recv(&stream)?;
     if !fds.is_empty() {
         return Err(TakeoverError::Protocol("descriptors with the header"));
@@ -196,4 +212,52 @@ pub fn take_over(path: &Path) -> Result<Received, TakeoverError> {
 pub fn confirm(stream: &UnixStream) -> Result<(), TakeoverError> {
     (&*stream).write_all(&[READY])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a peer that asks stops the running daemon's workers.
+    #[test]
+    fn only_a_takeover_request_is_a_takeover() {
+        let (a, b) = UnixStream::pair().expect("socket pair");
+        (&a).write_all(REQUEST).expect("write");
+        assert!(is_request(&b));
+        let (a, b) = UnixStream::pair().expect("socket pair");
+        (&a).write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+        assert!(!is_request(&b), "another protocol");
+        let (_a, b) = UnixStream::pair().expect("socket pair");
+        let t = std::time::Instant::now();
+        assert!(!is_request(&b), "a silent peer (a liveness probe)");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let (a, b) = UnixStream::pair().expect("socket pair");
+        drop(a);
+        assert!(!is_request(&b), "a peer that hung up");
+    }
+
+    /// The framing: a message and its descriptors arrive together; a header never carries
+    /// descriptors.
+    #[test]
+    fn messages_carry_their_descriptors() {
+        let (a, b) = UnixStream::pair().expect("socket pair");
+        let header = Header {
+            queues: 2,
+            epoch: 7,
+            mappings: Vec::new(),
+        };
+        send(&a, &header, &[]).expect("send header");
+        let (got, fds): (Header, _) = recv(&b).expect("receive header");
+        assert_eq!((got.queues, got.epoch, fds.len()), (2, 7, 0));
+        use std::os::fd::AsFd;
+        send(&a, &header, &[a.as_fd(), b.as_fd(), a.as_fd()]).expect("send with fds");
+        let (_, fds): (Header, _) = recv(&b).expect("receive with fds");
+        assert_eq!(fds.len(), 3);
+        // A length beyond the limit is refused before anything is allocated.
+        send_fds(&a, &(MAX_MESSAGE + 1).to_le_bytes(), &[]).expect("send");
+        assert!(matches!(
+            recv::<Header>(&b),
+            Err(TakeoverError::Protocol("message too long"))
+        ));
+    }
 }

@@ -105,6 +105,8 @@ struct RawDataplane {
     ring_size: u32,
     control_socket: PathBuf,
     stats_socket: PathBuf,
+    /// Default: `takeover.sock` next to `stats_socket`.
+    takeover_socket: Option<PathBuf>,
     pin_dir: PathBuf,
     miss_limit_per_sec: u32,
     pending_timeout_ms: u32,
@@ -127,6 +129,7 @@ impl Default for RawDataplane {
             ring_size: 2048,
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             stats_socket: PathBuf::from("/run/xvpc/stats.sock"),
+            takeover_socket: None,
             pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
             miss_limit_per_sec: 1000,
             pending_timeout_ms: 500,
@@ -178,6 +181,8 @@ pub struct DataplaneSettings {
     pub control_socket: PathBuf,
     /// Where `xvpc stats` connects.
     pub stats_socket: PathBuf,
+    /// Where `xvpc run --takeover` connects to take this daemon's queues over.
+    pub takeover_socket: PathBuf,
     /// bpffs directory where the XDP programs, links and maps are pinned (one directory per
     /// interface below it), so they outlive the daemon.
     pub pin_dir: PathBuf,
@@ -545,6 +550,9 @@ impl RawDataplane {
             frame_size: d.frame_size,
             ring_size: d.ring_size,
             control_socket: d.control_socket,
+            takeover_socket: d
+                .takeover_socket
+                .unwrap_or_else(|| d.stats_socket.with_file_name("takeover.sock")),
             stats_socket: d.stats_socket,
             pin_dir: d.pin_dir,
             miss_limit_per_sec: d.miss_limit_per_sec,
@@ -621,6 +629,23 @@ mod tests {
         assert_eq!(
             config.dataplane.control_socket,
             PathBuf::from(DEFAULT_CONTROL_SOCKET)
+        );
+        // The takeover socket defaults to the stats socket's directory, or is named.
+        assert_eq!(
+            config.dataplane.takeover_socket,
+            config
+                .dataplane
+                .stats_socket
+                .with_file_name("takeover.sock")
+        );
+        let named = with(
+            "control_socket = \"/run/xvpc/control.sock\"\n",
+            "control_socket = \"/run/xvpc/control.sock\"\ntakeover_socket = \"/tmp/t.sock\"\n",
+        );
+        let config = Config::parse(&named).expect("takeover_socket parses");
+        assert_eq!(
+            config.dataplane.takeover_socket,
+            PathBuf::from("/tmp/t.sock")
         );
         // RFC 8200: IPv6 underlay checksums stay on unless asked otherwise.
         assert!(!config.fabric.udp6_zero_checksum_tx && !config.fabric.udp6_zero_checksum_rx);

@@ -201,6 +201,22 @@ impl Fanout {
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The live mappings every worker's table holds (static and from the agent), and the
+    /// epoch of the last full sync: what a process taking this one over starts with.
+    pub fn live_mappings(&self) -> (u64, Vec<Mapping>) {
+        let shadow = self.shadow();
+        let mappings = shadow
+            .mappings()
+            .map(|(key, entry)| Mapping {
+                vni: key.vni,
+                overlay_ip: key.overlay_ip,
+                underlay_ip: entry.underlay_ip,
+                overlay_mac: entry.overlay_mac,
+            })
+            .collect();
+        (shadow.epoch(), mappings)
+    }
+
     /// Remember that a key does not exist.
     pub fn not_found(&self, key: MappingKey, ttl_ms: u32) {
         self.send_all(|| TableUpdate::NotFound { key, ttl_ms });

@@ -3,6 +3,8 @@
 //! - `xvpc run --config FILE`: attach (or adopt) the pinned XDP programs, open the AF_XDP
 //!   queue pairs, run the workers until SIGINT/SIGTERM, then print the final counters. The
 //!   programs stay attached after it exits, for any reason: the ports fail closed.
+//! - `xvpc run --takeover --config FILE`: take the queues, frames and mappings of the `xvpc
+//!   run` serving the same ports over, without losing a frame, and let it exit (an upgrade).
 //! - `xvpc detach`: remove the programs and their pins: the only way to open the ports.
 //! - `xvpc status`: what is attached and pinned, and whether a dataplane runs.
 //! - `xvpc check-config FILE`: validate a config file and exit.
@@ -21,6 +23,7 @@ mod metrics;
 mod notify;
 mod stats;
 mod stats_table;
+mod takeover;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +69,11 @@ enum Command {
         /// The TOML config file (see docs/CONFIGURATION.md).
         #[arg(long)]
         config: PathBuf,
+        /// Take over from the daemon running on the same ports (`dataplane.takeover_socket`):
+        /// its AF_XDP sockets, UMEM and mappings, with no frame lost; it exits once this one
+        /// forwards.
+        #[arg(long)]
+        takeover: bool,
     },
     /// Validate a config file and exit.
     CheckConfig {
@@ -100,7 +108,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     xvpc_control::logging::init(cli.log_format);
     let result = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, takeover } => run(&config, takeover),
         Command::CheckConfig { file } => check_config(&file),
         Command::Stats {
             socket,
@@ -225,7 +233,7 @@ fn resolve_host(config: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: &Path) -> anyhow::Result<()> {
+fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
     let mut config = Config::load(path)?;
     resolve_host(&mut config)?;
     let settings = config.dataplane.clone();
@@ -258,15 +266,31 @@ fn run(path: &Path) -> anyhow::Result<()> {
         "XDP programs attached and pinned"
     );
 
+    // Taking over: the running daemon quiesces its workers when we connect, so connect
+    // only now that everything slow is done.
+    let mut adopted = match takeover {
+        true => Some(
+            takeover::take_over(&settings.takeover_socket)
+                .context("taking over from the running daemon")?,
+        ),
+        false => None,
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
+    let handover = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
 
     let compiler = config.compiler();
-    // Fixed: a worker never grows its table (the control path sends bigger ones).
-    let mut initial = MappingTable::fixed(0, config.mappings.len());
-    for mapping in &config.mappings {
+    // Fixed: a worker never grows its table (the control path sends bigger ones). Taking
+    // over, the old daemon's live mappings (static and the agent's) replace the static ones.
+    let (epoch, mappings) = match &mut adopted {
+        Some(a) => (a.epoch, std::mem::take(&mut a.mappings)),
+        None => (0, config.mappings.clone()),
+    };
+    let mut initial = MappingTable::fixed(epoch, mappings.len());
+    for mapping in &mappings {
         initial.upsert(mapping.key(), compiler.compile(mapping)?);
     }
     let (miss_tx, miss_rx) = crossbeam_channel::bounded(4096);
@@ -298,18 +322,30 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let mut heartbeats = Vec::new();
     let mut workers = Vec::new();
     for (index, (queue, core)) in settings.queues.iter().copied().enumerate() {
-        // A restart right after a crash may find the kernel still releasing the old sockets.
-        let mut queue_pair = lifecycle::retry_busy("binding AF_XDP sockets", || {
-            QueuePair::new(
-                &config.guest_interface,
-                &config.fabric_interface,
-                queue,
-                umem,
-                bind_mode,
-                &options,
-            )
-        })
-        .with_context(|| format!("opening AF_XDP sockets on queue {queue}"))?;
+        let handed = adopted.as_mut().and_then(|a| {
+            let at = a.pairs.iter().position(|(i, _)| *i == index)?;
+            Some(a.pairs.swap_remove(at).1)
+        });
+        let mut queue_pair = match (handed, &adopted) {
+            (Some(qp), _) => qp,
+            (None, Some(_)) => bail!(
+                "the running daemon handed over no queue pair for queue {queue} (worker \
+                 {index}): dataplane.queues must be the same as the running daemon's"
+            ),
+            // A restart right after a crash may find the kernel still releasing the old
+            // sockets.
+            (None, None) => lifecycle::retry_busy("binding AF_XDP sockets", || {
+                QueuePair::new(
+                    &config.guest_interface,
+                    &config.fabric_interface,
+                    queue,
+                    umem,
+                    bind_mode,
+                    &options,
+                )
+            })
+            .with_context(|| format!("opening AF_XDP sockets on queue {queue}"))?,
+        };
         if settings.tx_budget > 0 {
             for side in [Side::Guest, Side::Fabric] {
                 if let Err(e) = queue_pair.set_tx_budget(side, settings.tx_budget) {
@@ -342,6 +378,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
             status: status.clone(),
             heartbeat: heartbeat.clone(),
             stop: stop.clone(),
+            handover: handover.clone(),
         };
         workers.push(
             std::thread::Builder::new()
@@ -353,6 +390,15 @@ fn run(path: &Path) -> anyhow::Result<()> {
         heartbeats.push(heartbeat);
     }
     drop((miss_tx, garbage_tx));
+    if let Some(a) = &adopted {
+        if !a.pairs.is_empty() {
+            stop.store(true, Ordering::Relaxed);
+            bail!(
+                "the running daemon handed over {} more queue pair(s) than dataplane.queues names",
+                a.pairs.len()
+            );
+        }
+    }
 
     let fanout = Arc::new(control::Fanout::new(
         update_senders,
@@ -368,6 +414,8 @@ fn run(path: &Path) -> anyhow::Result<()> {
         stop.clone(),
     )?;
     let stats_listener = control::bind(&settings.stats_socket)?;
+    let takeover_listener = control::bind(&settings.takeover_socket)?;
+    let takeover_fanout = fanout.clone();
     let guest_prog = Arc::new(guest_prog);
     let fabric_prog = Arc::new(fabric_prog);
     let sources = stats::StatsSources {
@@ -414,10 +462,28 @@ fn run(path: &Path) -> anyhow::Result<()> {
             workers.len()
         ));
     }
+    if let Some(a) = &adopted {
+        takeover::confirm(&a.stream).context("telling the old daemon to exit")?;
+        tracing::info!("took over from the running daemon: it exits now");
+    }
+    drop(adopted);
+    // A new `xvpc run --takeover` connected: hand over to it once stopped.
+    let mut successor: Option<std::os::unix::net::UnixStream> = None;
     let ping_every = notifier.as_ref().and_then(notify::Notifier::ping_every);
     let mut beats = notify::Heartbeats::default();
     let mut last_ping = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if let Ok((stream, _)) = takeover_listener.accept() {
+            if !takeover::is_request(&stream) {
+                tracing::warn!("a peer on the takeover socket did not ask for a takeover: ignored");
+                continue;
+            }
+            tracing::info!("a new xvpc takes over: stopping the workers at a batch boundary");
+            handover.store(true, Ordering::Release);
+            stop.store(true, Ordering::Relaxed);
+            successor = Some(stream);
+            break;
+        }
         if workers.iter().any(|w| w.is_finished()) {
             stop.store(true, Ordering::Relaxed);
             bail!("a worker thread exited unexpectedly");
@@ -448,10 +514,14 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let mut held_at_exit = 0u64;
     // Drops the kernel counted at our sockets' full RX rings (backpressure), per port.
     let mut kernel_rx_ring_full = [0u64; 2];
-    for worker in workers {
-        let status = worker
+    let mut handed = Vec::new();
+    for (index, worker) in workers.into_iter().enumerate() {
+        let (status, queue_pair) = worker
             .join()
             .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
+        if successor.is_some() {
+            handed.push((index, settings.queues[index].0, queue_pair));
+        }
         total.add(&status.counters);
         audited &= status.audit == Some(true);
         held_at_exit += status.accounting.map_or(0, |a| u64::from(a.in_app));
@@ -467,9 +537,27 @@ fn run(path: &Path) -> anyhow::Result<()> {
         let _ = t.join();
     }
     let _ = garbage.join();
-    for path in [&settings.control_socket, &settings.stats_socket] {
+    drop(takeover_listener);
+    for path in [
+        &settings.control_socket,
+        &settings.stats_socket,
+        &settings.takeover_socket,
+    ] {
         let _ = std::fs::remove_file(path);
     }
+    // The endpoints are free for the successor; our descriptors stay open until it has
+    // adopted its copies and says it forwards.
+    let handed_over = match &successor {
+        Some(stream) => {
+            let (epoch, mappings) = takeover_fanout.live_mappings();
+            takeover::hand_over(stream, &handed, epoch, mappings)
+                .context("handing the queues over to the new xvpc")?;
+            tracing::info!(queues = handed.len(), "handed over: exiting");
+            true
+        }
+        None => false,
+    };
+    drop(handed);
     drop(guest_prog);
     drop(fabric_prog);
     tracing::info!(
@@ -479,6 +567,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let mut summary = stats::counters_json(&total);
     summary["frames_audit"] = serde_json::json!(audited);
     summary["frames_held_at_exit"] = serde_json::json!(held_at_exit);
+    summary["handed_over"] = serde_json::json!(handed_over);
     summary["kernel_rx_ring_full"] = serde_json::json!({
         "guest": kernel_rx_ring_full[0],
         "fabric": kernel_rx_ring_full[1],

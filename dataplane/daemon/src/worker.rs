@@ -121,6 +121,9 @@ pub struct WorkerSetup<R = QueuePair> {
     pub status: StatusSlot,
     /// Set to stop.
     pub stop: Arc<AtomicBool>,
+    /// Set (before `stop`) to stop for a takeover: the worker stops at a batch boundary
+    /// without draining TX, so the new process picks the rings up as they are.
+    pub handover: Arc<AtomicBool>,
 }
 
 /// A missed frame waiting for its mapping.
@@ -192,8 +195,9 @@ impl MissLimiter {
     }
 }
 
-/// Run a worker until `stop` is set. Returns its final status.
-pub fn run<R: Rings>(setup: WorkerSetup<R>) -> WorkerStatus {
+/// Run a worker until `stop` is set. Returns its final status and its rings, holding no
+/// frame: drained for an exit, or quiesced for a takeover (`handover`).
+pub fn run<R: Rings>(setup: WorkerSetup<R>) -> (WorkerStatus, R) {
     let WorkerSetup {
         index,
         core,
@@ -212,6 +216,7 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> WorkerStatus {
         status,
         heartbeat,
         stop,
+        handover,
     } = setup;
     if let Some(core) = core {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
@@ -255,10 +260,16 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> WorkerStatus {
             heartbeat.fetch_add(1, Ordering::Relaxed);
         }
     }
-    worker.stop();
+    let handing_over = handover.load(Ordering::Acquire);
+    if handing_over {
+        worker.quiesce();
+    } else {
+        worker.stop();
+    }
     worker.publish(&status, true);
-    tracing::info!(worker = index, "worker stopped");
-    status.lock().map(|s| s.clone()).unwrap_or_default()
+    tracing::info!(worker = index, handing_over, "worker stopped");
+    let last = status.lock().map(|s| s.clone()).unwrap_or_default();
+    (last, worker.io.rings)
 }
 
 /// The sleep after `sleeps` consecutive idle sleeps: [`IDLE_WAIT`], doubling every
@@ -531,14 +542,20 @@ impl<'a, R: Rings> Worker<'a, R> {
         }
     }
 
-    /// Drop what is held, then let the kernel complete what was queued so that every frame
-    /// is back where the book can see it (bounded: about 100 ms).
-    fn stop(&mut self) {
+    /// Drop the missed frames held (counted), so the worker holds no frame: every iteration
+    /// has sent or released the rest of its batch. What is on the rings stays there.
+    fn quiesce(&mut self) {
         let held = &mut self.misses.held;
         for h in &held.frames[..held.len] {
             self.io.drop_frame(h.desc, DropReason::Miss);
         }
         held.len = 0;
+    }
+
+    /// Drop what is held, then let the kernel complete what was queued so that every frame
+    /// is back where the book can see it (bounded: about 100 ms).
+    fn stop(&mut self) {
+        self.quiesce();
         for _ in 0..100 {
             self.io.rings.service();
             if self.io.rings.accounting().in_tx.iter().all(|n| *n == 0) {
@@ -1194,6 +1211,7 @@ mod tests {
             heartbeat: heartbeat.clone(),
             status: StatusSlot::default(),
             stop: stop.clone(),
+            handover: Arc::default(),
         };
         let worker = std::thread::spawn(move || run(setup));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1205,12 +1223,71 @@ mod tests {
             "the heartbeat stalled"
         );
         stop.store(true, Ordering::Relaxed);
-        let status = worker.join().expect("worker ran");
+        let (status, _) = worker.join().expect("worker ran");
         assert_eq!(status.counters.egress_packets, 1);
         assert_eq!(status.audit, Some(true));
         let a = status.accounting.expect("accounting");
         // The frame sent stays on the TX ring: MemRings completes only when told to.
         assert_eq!((a.in_app, a.in_tx), (0, [0, 1]));
+    }
+
+    /// Stopped for a takeover, `run` hands back rings with no frame held (a held miss is
+    /// dropped and counted) and the sent frame still on the TX ring, for the new owner.
+    #[test]
+    fn run_stopped_for_a_takeover_hands_back_quiesced_rings() {
+        let env = Setup::new();
+        let (_updates_tx, updates) = crossbeam_channel::bounded(16);
+        let (garbage, _garbage_rx) = crossbeam_channel::unbounded();
+        let (misses, _misses_rx) = crossbeam_channel::bounded(16);
+        let mut rings = mem_rings();
+        // One mapped destination (sent), one missed (held).
+        rings.inject(Side::Guest, &to(1, 1));
+        rings.inject(Side::Guest, &to(50, 1));
+        let (heartbeat, stop, handover) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let status = StatusSlot::default();
+        let setup = WorkerSetup {
+            index: 0,
+            core: None,
+            rings,
+            table: fixed_table(&env, 0..10),
+            guest: env.guest.clone(),
+            gateway: env.gateway.clone(),
+            fabric: env.fabric.clone(),
+            batch_size: 64,
+            updates,
+            garbage,
+            misses,
+            miss_limit_per_sec: 1000,
+            pending_timeout_ms: 60_000,
+            hold_frames: 64,
+            heartbeat: heartbeat.clone(),
+            status: status.clone(),
+            stop: stop.clone(),
+            handover: handover.clone(),
+        };
+        let worker = std::thread::spawn(move || run(setup));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status.lock().map_or(0, |s| s.counters.held_packets) < 1 && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        handover.store(true, Ordering::Release);
+        stop.store(true, Ordering::Relaxed);
+        let (status, rings) = worker.join().expect("worker ran");
+        assert_eq!(status.counters.held_packets, 1, "{:?}", status.counters);
+        assert_eq!(
+            status.counters.drops_for(DropReason::Miss),
+            1,
+            "the held frame is dropped, counted"
+        );
+        let a = rings.accounting();
+        assert_eq!((a.in_app, a.in_tx), (0, [0, 1]), "{a:?}");
+        assert!(rings.audit());
+        assert_eq!(status.audit, Some(true));
     }
 
     #[test]
@@ -1276,10 +1353,11 @@ mod tests {
             heartbeat: Arc::new(AtomicU64::new(0)),
             status: StatusSlot::default(),
             stop: stop.clone(),
+            handover: Arc::default(),
         };
         let worker = std::thread::spawn(move || {
             let cpu = cpu_time::ThreadTime::now();
-            let status = run(setup);
+            let (status, _) = run(setup);
             (status, cpu.elapsed())
         });
         let secs = std::env::var("XVPC_BENCH_SECS")

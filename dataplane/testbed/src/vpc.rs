@@ -402,6 +402,30 @@ pin_dir = "{work}/bpf/xvpc"
         })
     }
 
+    /// Starts `xvpc run --takeover` with `config` in the dataplane namespace, its stdout to
+    /// `xvpc-takeover.out` and its log appended to the daemon's; does not wait (the old
+    /// daemon's stats socket answers until it hands over).
+    pub fn start_takeover(&self, xvpc: &Path, config: &str) -> Result<ChildGuard, TestbedError> {
+        let path = self.work.join("xvpc-takeover.toml");
+        std::fs::write(&path, config).map_err(|source| TestbedError::Spawn {
+            cmd: format!("write {}", path.display()),
+            source,
+        })?;
+        let script = format!(
+            "exec {} run --takeover --config {} >{} 2>>{}",
+            xvpc.display(),
+            path.display(),
+            self.work.join("xvpc-takeover.out").display(),
+            self.work.join("xvpc.log").display()
+        );
+        self.dataplane.spawn(&["sh", "-c", &script])
+    }
+
+    /// What `xvpc run --takeover` printed on stdout (its final counters, once stopped).
+    pub fn takeover_output(&self) -> String {
+        std::fs::read_to_string(self.work.join("xvpc-takeover.out")).unwrap_or_default()
+    }
+
     /// What `xvpc run` printed on stdout (its final counters, once it has stopped).
     pub fn dataplane_output(&self) -> String {
         std::fs::read_to_string(self.work.join("xvpc.out")).unwrap_or_default()

@@ -16,7 +16,7 @@ pub const MIN_DATA_ROOM: u32 = 1518;
 pub const MIN_HEADROOM: u32 = 128;
 
 /// Size and layout of one UMEM and of its rings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UmemConfig {
     /// Number of frames (chunks) in the UMEM.
     pub frame_count: u32,

@@ -7,12 +7,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::config::{BindMode, SocketOptions, UmemConfig};
-use crate::error::{DescError, XskError};
+use crate::error::{DescError, HandoverError, XskError};
 use crate::frame::{Desc, FrameMut};
 use crate::frames::{rx_data_addr, FrameAccounting, FrameErrors, Layout};
 use crate::ring::{End, Ring};
 use crate::sys;
-use crate::umem::Umem;
+use crate::umem::{Umem, UmemAdoptError};
 
 /// How long a bind waits for the kernel to release a socket just closed on the same queue.
 const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -23,7 +23,7 @@ const REFILL_CHUNK: u32 = 64;
 const MAX_DRAIN_KICKS: usize = 4;
 
 /// Kernel counters of one socket (`getsockopt(XDP_STATISTICS)`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct XskStats {
     /// Frames dropped for reasons other than invalid descriptors (e.g. too big for a chunk).
     pub rx_dropped: u64,
@@ -147,50 +147,7 @@ fn open_socket(
         .map_err(ctx.sys("setsockopt(XDP_RX_RING)"))?;
     sys::setsockopt(f, libc::SOL_XDP, libc::XDP_TX_RING, &size)
         .map_err(ctx.sys("setsockopt(XDP_TX_RING)"))?;
-    let (off, len) =
-        sys::getsockopt::<libc::xdp_mmap_offsets>(f, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS)
-            .map_err(ctx.sys("getsockopt(XDP_MMAP_OFFSETS)"))?;
-    if len != std::mem::size_of::<libc::xdp_mmap_offsets>() {
-        // Kernels before 5.4 return offsets without the flags word (no need_wakeup).
-        return Err(XskError::Sys {
-            op: "getsockopt(XDP_MMAP_OFFSETS): kernel without need_wakeup support",
-            ifname: ifname.to_owned(),
-            queue,
-            source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
-        });
-    }
-    let rx = Ring::map(
-        f,
-        &off.rx,
-        size,
-        libc::XDP_PGOFF_RX_RING as u64,
-        End::Consumer,
-    )
-    .map_err(ctx.mmap("RX ring"))?;
-    let tx = Ring::map(
-        f,
-        &off.tx,
-        size,
-        libc::XDP_PGOFF_TX_RING as u64,
-        End::Producer,
-    )
-    .map_err(ctx.mmap("TX ring"))?;
-    let fill = Ring::map(
-        f,
-        &off.fr,
-        size,
-        libc::XDP_UMEM_PGOFF_FILL_RING,
-        End::Producer,
-    )
-    .map_err(ctx.mmap("fill ring"))?;
-    let comp = Ring::map(
-        f,
-        &off.cr,
-        size,
-        libc::XDP_UMEM_PGOFF_COMPLETION_RING,
-        End::Consumer,
-    )
-    .map_err(ctx.mmap("completion ring"))?;
+    let (rx, tx, fill, comp) = map_rings(f, size, &ctx)?;
 
     if let Some(bp) = opts.busy_poll {
         let prefer: libc::c_int = bp.prefer.into();
@@ -250,6 +207,87 @@ fn open_socket(
     })
 }
 
+/// Maps the four rings (`size` entries each) of a socket whose rings are configured.
+#[allow(clippy::type_complexity)]
+fn map_rings(
+    f: BorrowedFd<'_>,
+    size: u32,
+    ctx: &Ctx<'_>,
+) -> Result<
+    (
+        Ring<libc::xdp_desc>,
+        Ring<libc::xdp_desc>,
+        Ring<u64>,
+        Ring<u64>,
+    ),
+    XskError,
+> {
+    let (off, len) =
+        sys::getsockopt::<libc::xdp_mmap_offsets>(f, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS)
+            .map_err(ctx.sys("getsockopt(XDP_MMAP_OFFSETS)"))?;
+    if len != std::mem::size_of::<libc::xdp_mmap_offsets>() {
+        // Kernels before 5.4 return offsets without the flags word (no need_wakeup).
+        return Err(XskError::Sys {
+            op: "getsockopt(XDP_MMAP_OFFSETS): kernel without need_wakeup support",
+            ifname: ctx.ifname.to_owned(),
+            queue: ctx.queue,
+            source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        });
+    }
+    // A ring mapped again (a takeover) starts its cached indices from the shared words.
+    let rx = Ring::map(
+        f,
+        &off.rx,
+        size,
+        libc::XDP_PGOFF_RX_RING as u64,
+        End::Consumer,
+    )
+    .map_err(ctx.mmap("RX ring"))?;
+    let tx = Ring::map(
+        f,
+        &off.tx,
+        size,
+        libc::XDP_PGOFF_TX_RING as u64,
+        End::Producer,
+    )
+    .map_err(ctx.mmap("TX ring"))?;
+    let fill = Ring::map(
+        f,
+        &off.fr,
+        size,
+        libc::XDP_UMEM_PGOFF_FILL_RING,
+        End::Producer,
+    )
+    .map_err(ctx.mmap("fill ring"))?;
+    let comp = Ring::map(
+        f,
+        &off.cr,
+        size,
+        libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+        End::Consumer,
+    )
+    .map_err(ctx.mmap("completion ring"))?;
+    Ok((rx, tx, fill, comp))
+}
+
+/// Whether the kernel bound socket `f` in zero-copy mode (`XDP_OPTIONS`).
+fn is_zero_copy(f: BorrowedFd<'_>, ctx: &Ctx<'_>) -> Result<bool, XskError> {
+    let (o, _) = sys::getsockopt::<libc::xdp_options>(f, libc::SOL_XDP, libc::XDP_OPTIONS)
+        .map_err(ctx.sys("getsockopt(XDP_OPTIONS)"))?;
+    Ok(o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
+}
+
+/// What a quiesced [`Engine`] hands to the process that takes it over, besides its file
+/// descriptors (see [`crate::QueueState`]).
+pub(crate) struct EngineState<const N: usize> {
+    pub(crate) ifnames: [String; N],
+    pub(crate) queue: u32,
+    pub(crate) cfg: UmemConfig,
+    pub(crate) zero_copy: bool,
+    /// [`crate::frames::FrameBook::export`]'s table.
+    pub(crate) owners: Vec<u8>,
+}
+
 /// `N` sockets on `N` interfaces (same queue id) sharing one UMEM.
 pub(crate) struct Engine<const N: usize> {
     // Sockets are declared before the UMEM so they are closed before it is unmapped.
@@ -260,6 +298,8 @@ pub(crate) struct Engine<const N: usize> {
     umem: Umem,
     fill_target: u32,
     zero_copy: bool,
+    /// UMEM headroom registered with the kernel (handed over with the UMEM).
+    headroom: u32,
     counters: XskCounters,
 }
 
@@ -311,20 +351,13 @@ impl<const N: usize> Engine<N> {
             .map_err(|_| XskError::Config("socket count mismatch".into()))?;
         // Ask the kernel which mode it actually gave us.
         let zero_copy = match socks.first() {
-            Some(s) => {
-                let (o, _) = sys::getsockopt::<libc::xdp_options>(
-                    s.fd.as_fd(),
-                    libc::SOL_XDP,
-                    libc::XDP_OPTIONS,
-                )
-                .map_err(|source| XskError::Sys {
-                    op: "getsockopt(XDP_OPTIONS)",
-                    ifname: ifnames[0].to_owned(),
+            Some(s) => is_zero_copy(
+                s.fd.as_fd(),
+                &Ctx {
+                    ifname: &s.ifname,
                     queue,
-                    source,
-                })?;
-                o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
-            }
+                },
+            )?,
             None => zero_copy,
         };
         let mut e = Self {
@@ -332,10 +365,102 @@ impl<const N: usize> Engine<N> {
             umem,
             fill_target: cfg.fill_target(N as u32),
             zero_copy,
+            headroom: cfg.headroom,
             counters: XskCounters::default(),
         };
         e.service();
         Ok(e)
+    }
+
+    /// The state and descriptors (UMEM file, then the sockets in order) another process
+    /// needs to take this engine over. Refused while the application holds frames: the
+    /// caller sends or releases them first. Ring batches cannot outlive a call, so between
+    /// calls every ring's shared words are its whole state.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn export(
+        &self,
+    ) -> Result<(EngineState<N>, BorrowedFd<'_>, [BorrowedFd<'_>; N]), XskError> {
+        let owners = self
+            .umem
+            .book
+            .export()
+            .map_err(|held| XskError::Handover(HandoverError::FramesHeld(held)))?;
+        let s0 = &self.socks[0];
+        let l = self.umem.book.layout();
+        let state = EngineState {
+            ifnames: std::array::from_fn(|i| self.socks[i].ifname.clone()),
+            queue: s0.queue,
+            cfg: UmemConfig {
+                frame_count: l.frame_count(),
+                frame_size: l.frame_size(),
+                headroom: self.headroom,
+                ring_size: s0.rx.size(),
+            },
+            zero_copy: self.zero_copy,
+            owners,
+        };
+        let socks = std::array::from_fn(|i| self.socks[i].fd.as_fd());
+        Ok((state, self.umem.file(), socks))
+    }
+
+    /// Takes over the bound sockets `socks` and the UMEM file `umem` of an engine another
+    /// process exported as `state`: maps the UMEM and every ring again and rebuilds the frame
+    /// book, binding nothing. The kernel kept receiving into the rings meanwhile; those
+    /// frames are in the book as given to the fill ring and are received as usual.
+    pub(crate) fn adopt(
+        state: &EngineState<N>,
+        umem: OwnedFd,
+        socks: [OwnedFd; N],
+    ) -> Result<Self, XskError> {
+        let cfg = state.cfg;
+        cfg.validate(N as u32)?;
+        let layout = Layout::new(cfg.frame_count, cfg.frame_size);
+        let book = crate::frames::FrameBook::import(layout, &state.owners)
+            .ok_or(XskError::Handover(HandoverError::FrameTable))?;
+        let umem = Umem::adopt(umem, book).map_err(|e| match e {
+            UmemAdoptError::Io(source) => XskError::Mmap {
+                what: "handed-over UMEM area",
+                ifname: state.ifnames[0].clone(),
+                queue: state.queue,
+                source,
+            },
+            UmemAdoptError::Size { expected, actual } => {
+                XskError::Handover(HandoverError::UmemSize { expected, actual })
+            }
+        })?;
+        let mut out: Vec<Socket> = Vec::with_capacity(N);
+        for (fd, ifname) in socks.into_iter().zip(&state.ifnames) {
+            let ctx = Ctx {
+                ifname,
+                queue: state.queue,
+            };
+            if is_zero_copy(fd.as_fd(), &ctx)? != state.zero_copy {
+                return Err(XskError::Handover(HandoverError::Mode {
+                    ifname: ifname.clone(),
+                }));
+            }
+            let (rx, tx, fill, comp) = map_rings(fd.as_fd(), cfg.ring_size, &ctx)?;
+            out.push(Socket {
+                rx,
+                tx,
+                fill,
+                comp,
+                fd,
+                ifname: ifname.clone(),
+                queue: state.queue,
+            });
+        }
+        let socks: [Socket; N] = out
+            .try_into()
+            .map_err(|_| XskError::Config("socket count mismatch".into()))?;
+        Ok(Self {
+            socks,
+            umem,
+            fill_target: cfg.fill_target(N as u32),
+            zero_copy: state.zero_copy,
+            headroom: cfg.headroom,
+            counters: XskCounters::default(),
+        })
     }
 
     pub(crate) fn bind_mode(&self) -> BindMode {

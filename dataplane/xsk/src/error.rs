@@ -69,6 +69,9 @@ pub enum XskError {
         /// The errno.
         source: io::Error,
     },
+    /// A queue pair cannot be handed over or taken over.
+    #[error("AF_XDP takeover: {0}")]
+    Handover(HandoverError),
     /// poll(2) on the sockets failed.
     #[error("poll on AF_XDP sockets: {0}")]
     Poll(io::Error),
@@ -87,4 +90,29 @@ pub enum DescError {
     /// The chunk is not held by the application (it is free, in a fill ring or in flight).
     #[error("descriptor refers to a frame the application does not own")]
     NotOwned,
+}
+
+/// Why a queue pair cannot be exported to, or adopted by, another process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandoverError {
+    /// The application still holds frames; send or release them before exporting.
+    #[error("the application holds {0} frames (send or release them before the handover)")]
+    FramesHeld(u32),
+    /// The frame table does not have one valid entry per frame of the UMEM layout.
+    #[error("the handed-over frame table does not match the UMEM layout")]
+    FrameTable,
+    /// The handed-over UMEM file is not as long as the layout needs.
+    #[error("the handed-over UMEM file has {actual} bytes, the layout needs {expected}")]
+    UmemSize {
+        /// Bytes the layout needs.
+        expected: u64,
+        /// Bytes the file has.
+        actual: u64,
+    },
+    /// The kernel bound a handed-over socket in another mode than the state says.
+    #[error("the handed-over socket for {ifname} is not in the recorded bind mode")]
+    Mode {
+        /// Interface of the socket.
+        ifname: String,
+    },
 }

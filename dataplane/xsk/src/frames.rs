@@ -20,7 +20,7 @@ enum Owner {
 }
 
 /// Where every frame is. The fields always sum to `frame_count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FrameAccounting {
     /// Number of frames in the UMEM.
     pub frame_count: u32,
@@ -55,7 +55,7 @@ impl FrameAccounting {
 
 /// Operations refused by the book because the frame was not where the caller claimed.
 /// None of them should happen; each is counted rather than trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FrameErrors {
     /// RX descriptors whose frame was not given to that side's fill ring (skipped).
     pub rx_unexpected: u64,
@@ -230,6 +230,54 @@ impl FrameBook {
             }
         }
         acc
+    }
+
+    /// The owner of every frame, one byte each (0 free, 1/2 in the guest/fabric fill ring,
+    /// 3/4 on the guest/fabric TX ring), for a takeover; `Err(held)` when the application
+    /// holds frames, which a quiesced owner must have sent or released first.
+    pub(crate) fn export(&self) -> Result<Vec<u8>, u32> {
+        if self.acc.in_app > 0 {
+            return Err(self.acc.in_app);
+        }
+        Ok(self
+            .owner
+            .iter()
+            .map(|o| match *o {
+                Owner::Free | Owner::App => 0,
+                Owner::Fill(s) => 1 + (s & 1),
+                Owner::Tx(s) => 3 + (s & 1),
+            })
+            .collect())
+    }
+
+    /// The book [`FrameBook::export`] described: `None` unless `owners` has one valid byte
+    /// per frame of `layout`. Error counters start at zero.
+    pub(crate) fn import(layout: Layout, owners: &[u8]) -> Option<Self> {
+        if owners.len() != layout.frame_count() as usize {
+            return None;
+        }
+        let mut book = Self::new(layout);
+        book.free.clear();
+        book.acc.free = 0;
+        for (i, code) in owners.iter().enumerate().rev() {
+            let o = match code {
+                0 => Owner::Free,
+                1 | 2 => Owner::Fill(code - 1),
+                3 | 4 => Owner::Tx(code - 3),
+                _ => return None,
+            };
+            match o {
+                Owner::Free => {
+                    book.free.push(layout.chunk_base(i as u32));
+                    book.acc.free += 1;
+                }
+                Owner::Fill(s) => book.acc.in_fill[usize::from(s)] += 1,
+                Owner::Tx(s) => book.acc.in_tx[usize::from(s)] += 1,
+                Owner::App => {}
+            }
+            book.owner[i] = o;
+        }
+        Some(book)
     }
 
     /// Takes a free frame for the fill ring of `side`.
@@ -437,6 +485,35 @@ mod tests {
         assert!(!b.release(a));
         assert_eq!(b.accounting(), b.recount());
         assert_eq!(b.free_len(), 4);
+    }
+
+    #[test]
+    fn exported_book_imports_with_every_frame_where_it_was() {
+        let layout = Layout::new(8, 2048);
+        let mut b = FrameBook::new(layout);
+        let f0 = b.give_to_fill(0).expect("free frame");
+        let f1 = b.give_to_fill(1).expect("free frame");
+        let t = b.give_to_fill(0).expect("free frame");
+        assert!(b.received(0, t + 384));
+        assert_eq!(b.export(), Err(1), "a held frame blocks the export");
+        b.sent(1, t + 384);
+        let codes = b.export().expect("quiesced book");
+        let mut n = FrameBook::import(layout, &codes).expect("valid table");
+        assert_eq!(n.accounting(), b.accounting());
+        assert_eq!(n.accounting(), n.recount());
+        // Free frames come off the free list in the same order.
+        let a = n.alloc();
+        assert_eq!(a, b.alloc());
+        assert!(n.release(a.expect("free frame")));
+        // The kernel's frames come back to the new owner as they would have to the old one.
+        assert!(n.received(0, f0 + 384));
+        assert!(n.received(1, f1 + 384));
+        assert!(n.completed(1, t));
+        assert!(!n.received(1, f0 + 384), "not in the fabric fill ring");
+        assert_eq!(FrameBook::import(layout, &codes[1..]).map(|_| ()), None);
+        let mut bad = codes.clone();
+        bad[7] = 5;
+        assert_eq!(FrameBook::import(layout, &bad).map(|_| ()), None);
     }
 
     #[test]

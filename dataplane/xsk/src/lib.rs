@@ -4,7 +4,8 @@
 //! sharing one UMEM, so a frame received on one port is transmitted on the other without a
 //! copy. [`Port`] is the single-socket variant (generators, sinks). [`Rings`] is what a
 //! worker needs of a queue pair; with feature `test-utils`, `MemRings` implements it over
-//! plain memory for tests. Unsafe code lives only in `sys` (syscalls, mmap), `ring` (shared
+//! plain memory for tests; [`QueuePair::export`], [`QueuePair::adopt`] and [`handover`] move a
+//! live queue pair to another process. Unsafe code lives only in `sys` (syscalls, mmap, SCM_RIGHTS), `ring` (shared
 //! ring memory), `umem` (frame slices), `testrun` (BPF_PROG_TEST_RUN) and, for tests only,
 //! `counting` (a counting global allocator); every other module forbids it. See
 //! `docs/AF_XDP.md`.
@@ -21,6 +22,7 @@ mod rings;
 mod sys;
 mod umem;
 
+pub mod handover;
 pub mod testrun;
 
 /// In-memory rings and an allocation counter for tests and benchmarks.
@@ -39,11 +41,11 @@ pub use config::{
     XDP_PACKET_HEADROOM,
 };
 pub use engine::{XskCounters, XskStats};
-pub use error::{DescError, XskError};
+pub use error::{DescError, HandoverError, XskError};
 pub use frame::{Desc, FrameMut};
 pub use frames::{FrameAccounting, FrameErrors};
 pub use port::Port;
-pub use queue_pair::QueuePair;
+pub use queue_pair::{HandoverFds, QueuePair, QueueState};
 pub use rings::Rings;
 
 #[cfg(test)]

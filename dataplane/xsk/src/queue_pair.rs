@@ -2,14 +2,54 @@
 //! transmitted on the other without a copy.
 #![forbid(unsafe_code)]
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{BindMode, Side, SocketOptions, UmemConfig};
-use crate::engine::{Engine, XskCounters, XskStats};
+use crate::engine::{Engine, EngineState, XskCounters, XskStats};
 use crate::error::{DescError, XskError};
 use crate::frame::{Desc, FrameMut};
 use crate::frames::FrameAccounting;
+
+/// What a process taking over a [`QueuePair`] needs besides its descriptors
+/// ([`HandoverFds`]): plain data, to send next to them over a Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueState {
+    /// Guest interface (for messages; the socket is already bound).
+    pub guest_if: String,
+    /// Fabric interface (for messages).
+    pub fabric_if: String,
+    /// Queue id both sockets are bound to.
+    pub queue: u32,
+    /// Layout of the UMEM and size of every ring.
+    pub umem: UmemConfig,
+    /// Bound in zero-copy mode (checked against the kernel on adoption).
+    pub zero_copy: bool,
+    /// Where each frame is, one byte per frame: 0 free, 1/2 given to the guest/fabric fill
+    /// ring, 3/4 on the guest/fabric TX ring.
+    pub frames: Vec<u8>,
+}
+
+/// The descriptors of an exported [`QueuePair`], borrowed from it: send them (SCM_RIGHTS
+/// duplicates them), then drop the pair once the new owner has adopted them.
+#[derive(Debug, Clone, Copy)]
+pub struct HandoverFds<'a> {
+    /// The UMEM's memory file (memfd).
+    pub umem: BorrowedFd<'a>,
+    /// The guest socket (owner of the UMEM registration).
+    pub guest: BorrowedFd<'a>,
+    /// The fabric socket.
+    pub fabric: BorrowedFd<'a>,
+}
+
+impl<'a> HandoverFds<'a> {
+    /// In the order [`QueuePair::adopt`] takes them: UMEM, guest, fabric.
+    pub fn to_array(self) -> [BorrowedFd<'a>; 3] {
+        [self.umem, self.guest, self.fabric]
+    }
+}
 
 /// One queue id on the guest and the fabric interface, two AF_XDP sockets, one UMEM.
 ///
@@ -33,6 +73,53 @@ impl QueuePair {
     ) -> Result<Self, XskError> {
         Ok(Self {
             engine: Engine::new([guest_if, fabric_if], queue, umem, mode, opts)?,
+        })
+    }
+
+    /// Exports this pair for a takeover by another process (upgrade without loss): its
+    /// state and its descriptors. Call between batches, with no frame held (sent or
+    /// released): `HandoverError::FramesHeld` otherwise. The kernel goes on receiving into
+    /// the RX rings and completing TX until the new owner picks them up; stop using this
+    /// pair after exporting it (the new owner's book would disagree).
+    pub fn export(&self) -> Result<(QueueState, HandoverFds<'_>), XskError> {
+        let (st, umem, [guest, fabric]) = self.engine.export()?;
+        let [guest_if, fabric_if] = st.ifnames;
+        Ok((
+            QueueState {
+                guest_if,
+                fabric_if,
+                queue: st.queue,
+                umem: st.cfg,
+                zero_copy: st.zero_copy,
+                frames: st.owners,
+            },
+            HandoverFds {
+                umem,
+                guest,
+                fabric,
+            },
+        ))
+    }
+
+    /// Takes over a pair another process exported as `state`, from the descriptors it sent
+    /// (UMEM file, guest socket, fabric socket): maps the UMEM and the rings again, binds
+    /// nothing, and goes on where the old owner stopped. The XDP programs' socket maps
+    /// still point at these sockets.
+    pub fn adopt(
+        state: &QueueState,
+        umem: OwnedFd,
+        guest: OwnedFd,
+        fabric: OwnedFd,
+    ) -> Result<Self, XskError> {
+        let st = EngineState {
+            ifnames: [state.guest_if.clone(), state.fabric_if.clone()],
+            queue: state.queue,
+            cfg: state.umem,
+            zero_copy: state.zero_copy,
+            owners: state.frames.clone(),
+        };
+        Ok(Self {
+            engine: Engine::adopt(&st, umem, [guest, fabric])?,
         })
     }
 

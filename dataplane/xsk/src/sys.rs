@@ -193,6 +193,25 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Res
     Ok(ret as usize)
 }
 
+/// An anonymous memory file of `len` bytes (`memfd_create` + `ftruncate`): UMEM memory that
+/// can be handed to another process over a Unix socket.
+pub(crate) fn memfd(name: &std::ffi::CStr, len: usize) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by memfd_create, is valid and owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let file = std::fs::File::from(fd);
+    file.set_len(len as u64)?;
+    Ok(file.into())
+}
+
+/// Size in bytes of the file behind `fd` (`fstat`).
+pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(std::fs::File::from(fd.try_clone_to_owned()?)
+        .metadata()?
+        .len())
+}
+
 /// An owned memory mapping, unmapped on drop.
 #[derive(Debug)]
 pub(crate) struct Mmap {
@@ -205,7 +224,8 @@ pub(crate) struct Mmap {
 unsafe impl Send for Mmap {}
 
 impl Mmap {
-    /// Private anonymous, pre-faulted memory for a UMEM area.
+    /// Private anonymous, pre-faulted memory (rings of the unit tests).
+    #[cfg(test)]
     pub(crate) fn anonymous(len: usize) -> io::Result<Self> {
         // SAFETY: anonymous mapping with a null hint; no existing memory is affected.
         let ptr = unsafe {
@@ -215,6 +235,25 @@ impl Mmap {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
                 -1,
+                0,
+            )
+        };
+        Self::from_raw(ptr, len)
+    }
+
+    /// Shared, pre-faulted mapping of the first `len` bytes of a memory file (a UMEM area
+    /// made by [`memfd`]); another process maps the same pages from the same file.
+    pub(crate) fn shared_file(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        // SAFETY: maps a file at a fresh address; no existing memory is affected. The file is
+        // a memfd this crate created (or was handed with a QueuePair), never truncated
+        // after creation, so the pages stay valid while mapped.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
                 0,
             )
         };
@@ -266,4 +305,107 @@ impl Drop for Mmap {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
     }
+}
+
+/// Most descriptors one [`send_fds`]/[`recv_fds`] message carries.
+pub(crate) const MAX_FDS: usize = 8;
+/// Control buffer for `MAX_FDS` descriptors, aligned for `cmsghdr`.
+type CmsgBuf = [u64; 16];
+const _: () = assert!(
+    mem::size_of::<libc::cmsghdr>() + MAX_FDS * mem::size_of::<libc::c_int>()
+        <= mem::size_of::<CmsgBuf>()
+);
+
+/// `sendmsg` of `data` with `fds` attached (`SCM_RIGHTS`, at most [`MAX_FDS`]); the
+/// receiver gets duplicates, so the caller may close its own afterwards.
+pub(crate) fn send_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS || data.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut cbuf: CmsgBuf = [0; 16];
+    let payload = (fds.len() * mem::size_of::<libc::c_int>()) as u32;
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a size.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(payload) } as usize;
+        // SAFETY: `msg_control` points to `cbuf`, which holds at least `msg_controllen`
+        // bytes (static assertion above) and is aligned for cmsghdr (u64 array), so the
+        // first header and its data lie inside it; we write exactly `payload` bytes of data.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(payload) as usize;
+            let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+            for (i, fd) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(fd.as_raw_fd());
+            }
+        }
+    }
+    // SAFETY: `msg` points to a live iovec over `data` (only read by the kernel) and to a
+    // control buffer initialised above; both outlive the call.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// `recvmsg` into `buf`, taking ownership of the descriptors attached (`SCM_RIGHTS`,
+/// close-on-exec). A message with more than [`MAX_FDS`] is refused (EMSGSIZE) after the
+/// ones that arrived are closed.
+pub(crate) fn recv_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut cbuf: CmsgBuf = [0; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = mem::size_of::<CmsgBuf>();
+    // SAFETY: `msg` points to a live iovec over `buf` and to `cbuf`, both writable for the
+    // lengths given and outliving the call.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `msg_control`/`msg_controllen` with well-formed headers
+    // inside `cbuf`; CMSG_FIRSTHDR/NXTHDR stay within `msg_controllen`. Every descriptor in
+    // an SCM_RIGHTS message was installed in this process for us and is owned by nobody
+    // else, so wrapping it in an OwnedFd is sound (and closes it if we refuse the message).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                let header = libc::CMSG_LEN(0) as usize;
+                let count =
+                    ((*c).cmsg_len as usize).saturating_sub(header) / mem::size_of::<libc::c_int>();
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    Ok((n as usize, fds))
 }

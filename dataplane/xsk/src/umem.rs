@@ -1,13 +1,14 @@
-//! The UMEM area: one anonymous mapping holding the chunks of a [`Layout`], the
+//! The UMEM area: one shared mapping of a memory file (memfd), holding the chunks of a [`Layout`], the
 //! [`FrameBook`] that says who owns each chunk, and safe access to the chunk of a frame the
 //! book says the application holds.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::DescError;
 use crate::frame::{Desc, FrameMut};
 use crate::frames::{FrameBook, Layout};
-use crate::sys::Mmap;
+use crate::sys::{self, Mmap};
 
 /// The UMEM memory and its ownership ledger.
 ///
@@ -23,6 +24,9 @@ use crate::sys::Mmap;
 /// kernel does not access it.
 pub(crate) struct Umem {
     map: Mmap,
+    /// The memory file behind `map`: what a takeover hands to the next process, which maps
+    /// the same pages (anonymous memory could not be handed over).
+    file: OwnedFd,
     /// Who owns each chunk of `map`; built from the same [`Layout`].
     pub(crate) book: FrameBook,
 }
@@ -30,14 +34,43 @@ pub(crate) struct Umem {
 impl Umem {
     /// Allocates the bytes `layout` needs; every frame starts on the free list.
     pub(crate) fn new(layout: Layout) -> io::Result<Self> {
-        let len = layout
-            .umem_len()
-            .filter(|l| *l > 0)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let len = Self::len(layout)?;
+        let file = sys::memfd(c"xvpc-umem", len)?;
         Ok(Self {
-            map: Mmap::anonymous(len)?,
+            map: Mmap::shared_file(file.as_fd(), len)?,
+            file,
             book: FrameBook::new(layout),
         })
+    }
+
+    /// Maps a UMEM handed over by another process: `file` must be exactly as long as
+    /// `book`'s layout needs, and `book` says where each of its frames is.
+    pub(crate) fn adopt(file: OwnedFd, book: FrameBook) -> Result<Self, UmemAdoptError> {
+        let len = Self::len(book.layout()).map_err(UmemAdoptError::Io)?;
+        let actual = sys::file_len(file.as_fd()).map_err(UmemAdoptError::Io)?;
+        if actual != len as u64 {
+            return Err(UmemAdoptError::Size {
+                expected: len as u64,
+                actual,
+            });
+        }
+        Ok(Self {
+            map: Mmap::shared_file(file.as_fd(), len).map_err(UmemAdoptError::Io)?,
+            file,
+            book,
+        })
+    }
+
+    fn len(layout: Layout) -> io::Result<usize> {
+        layout
+            .umem_len()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// The memory file (to hand over).
+    pub(crate) fn file(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 
     /// The `XDP_UMEM_REG` argument for this area: unaligned-chunk mode for a coloured layout.
@@ -82,12 +115,21 @@ impl Umem {
     }
 }
 
+/// Why a handed-over UMEM file cannot be adopted.
+#[derive(Debug)]
+pub(crate) enum UmemAdoptError {
+    /// fstat or mmap failed.
+    Io(io::Error),
+    /// The file's size is not what the layout needs.
+    Size { expected: u64, actual: u64 },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn umem() -> Umem {
-        Umem::new(Layout::new(4, 2048)).expect("anonymous UMEM")
+        Umem::new(Layout::new(4, 2048)).expect("memfd UMEM")
     }
 
     #[test]
@@ -105,6 +147,37 @@ mod tests {
         // Sent on TX: the kernel's again.
         u.book.sent(1, d.addr);
         assert_eq!(u.frame_mut(d).err(), Some(DescError::NotOwned));
+    }
+
+    #[test]
+    fn an_adopted_umem_maps_the_same_memory_with_the_same_book() {
+        let mut u = umem();
+        let base = u.book.alloc().expect("free frame");
+        u.frame_mut(Desc::from_chunk(base, 0, 4))
+            .expect("held frame")
+            .data_mut()
+            .copy_from_slice(b"xvpc");
+        u.book.sent(0, base);
+        let file = u.file().try_clone_to_owned().expect("dup");
+        let owners = u.book.export().expect("nothing held");
+        let book = FrameBook::import(u.book.layout(), &owners).expect("table");
+        let mut v = Umem::adopt(file, book).expect("adopt");
+        drop(u);
+        assert!(v.book.completed(0, base));
+        assert_eq!(v.book.alloc(), Some(base));
+        let f = v
+            .frame_mut(Desc::from_chunk(base, 0, 4))
+            .expect("held frame");
+        assert_eq!(f.data(), b"xvpc", "same pages");
+        let small = sys::memfd(c"xvpc-test", 4096).expect("memory file");
+        let book = FrameBook::new(Layout::new(4, 2048));
+        assert!(matches!(
+            Umem::adopt(small, book),
+            Err(UmemAdoptError::Size {
+                expected: 16384,
+                actual: 4096
+            })
+        ));
     }
 
     #[test]

@@ -1180,24 +1180,21 @@ mod tests {
         assert!(c.egress_packets > 30 * ROUNDS as u64 && c.ingress_packets > 0);
     }
 
-    /// `run` keeps beating while idle and reports an audited book when stopped.
-    #[test]
-    fn run_beats_while_idle_and_audits_on_the_way_out() {
-        let env = Setup::new();
-        let (_updates_tx, updates) = crossbeam_channel::bounded(16);
-        let (garbage, _garbage_rx) = crossbeam_channel::unbounded();
-        let (misses, _misses_rx) = crossbeam_channel::bounded(16);
-        let mut rings = mem_rings();
-        rings.inject(Side::Guest, &to(1, 1));
-        let (heartbeat, stop) = (
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
+    /// A `run` setup over `rings` with `table`, the benchmark guest and fabric, and defaults
+    /// that the tests change by field; the channels' other ends stay open in `Ends`.
+    fn test_setup(
+        env: &Setup,
+        rings: MemRings,
+        table: MappingTable,
+    ) -> (WorkerSetup<MemRings>, Ends) {
+        let (updates_tx, updates) = crossbeam_channel::bounded(16);
+        let (garbage, garbage_rx) = crossbeam_channel::unbounded();
+        let (misses, misses_rx) = crossbeam_channel::bounded(16);
         let setup = WorkerSetup {
             index: 0,
             core: None,
             rings,
-            table: fixed_table(&env, 0..10),
+            table,
             guest: env.guest.clone(),
             gateway: env.gateway.clone(),
             fabric: env.fabric.clone(),
@@ -1208,11 +1205,27 @@ mod tests {
             miss_limit_per_sec: 1000,
             pending_timeout_ms: 500,
             hold_frames: 64,
-            heartbeat: heartbeat.clone(),
+            heartbeat: Arc::new(AtomicU64::new(0)),
             status: StatusSlot::default(),
-            stop: stop.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
             handover: Arc::default(),
         };
+        let ends = Ends {
+            updates: updates_tx,
+            misses: misses_rx,
+            garbage: garbage_rx,
+        };
+        (setup, ends)
+    }
+
+    /// `run` keeps beating while idle and reports an audited book when stopped.
+    #[test]
+    fn run_beats_while_idle_and_audits_on_the_way_out() {
+        let env = Setup::new();
+        let mut rings = mem_rings();
+        rings.inject(Side::Guest, &to(1, 1));
+        let (setup, _ends) = test_setup(&env, rings, fixed_table(&env, 0..10));
+        let (heartbeat, stop) = (setup.heartbeat.clone(), setup.stop.clone());
         let worker = std::thread::spawn(move || run(setup));
         let deadline = Instant::now() + Duration::from_secs(10);
         while heartbeat.load(Ordering::Relaxed) < 3 && Instant::now() < deadline {
@@ -1236,39 +1249,17 @@ mod tests {
     #[test]
     fn run_stopped_for_a_takeover_hands_back_quiesced_rings() {
         let env = Setup::new();
-        let (_updates_tx, updates) = crossbeam_channel::bounded(16);
-        let (garbage, _garbage_rx) = crossbeam_channel::unbounded();
-        let (misses, _misses_rx) = crossbeam_channel::bounded(16);
         let mut rings = mem_rings();
         // One mapped destination (sent), one missed (held).
         rings.inject(Side::Guest, &to(1, 1));
         rings.inject(Side::Guest, &to(50, 1));
-        let (heartbeat, stop, handover) = (
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
+        let (mut setup, _ends) = test_setup(&env, rings, fixed_table(&env, 0..10));
+        setup.pending_timeout_ms = 60_000;
+        let (status, stop, handover) = (
+            setup.status.clone(),
+            setup.stop.clone(),
+            setup.handover.clone(),
         );
-        let status = StatusSlot::default();
-        let setup = WorkerSetup {
-            index: 0,
-            core: None,
-            rings,
-            table: fixed_table(&env, 0..10),
-            guest: env.guest.clone(),
-            gateway: env.gateway.clone(),
-            fabric: env.fabric.clone(),
-            batch_size: 64,
-            updates,
-            garbage,
-            misses,
-            miss_limit_per_sec: 1000,
-            pending_timeout_ms: 60_000,
-            hold_frames: 64,
-            heartbeat: heartbeat.clone(),
-            status: status.clone(),
-            stop: stop.clone(),
-            handover: handover.clone(),
-        };
         let worker = std::thread::spawn(move || run(setup));
         let deadline = Instant::now() + Duration::from_secs(10);
         while status.lock().map_or(0, |s| s.counters.held_packets) < 1 && Instant::now() < deadline
@@ -1331,30 +1322,8 @@ mod tests {
         rings.set_source(Side::Guest, guest);
         rings.set_source(Side::Fabric, fabric);
         rings.service();
-        let (_updates_tx, updates) = crossbeam_channel::bounded(16);
-        let (garbage, _garbage_rx) = crossbeam_channel::unbounded();
-        let (misses, _misses_rx) = crossbeam_channel::bounded(16);
-        let stop = Arc::new(AtomicBool::new(false));
-        let setup = WorkerSetup {
-            index: 0,
-            core: None,
-            rings,
-            table: fixed_table(&env, 0..mappings),
-            guest: env.guest.clone(),
-            gateway: env.gateway.clone(),
-            fabric: env.fabric.clone(),
-            batch_size: 64,
-            updates,
-            garbage,
-            misses,
-            miss_limit_per_sec: 1000,
-            pending_timeout_ms: 500,
-            hold_frames: 64,
-            heartbeat: Arc::new(AtomicU64::new(0)),
-            status: StatusSlot::default(),
-            stop: stop.clone(),
-            handover: Arc::default(),
-        };
+        let (setup, _ends) = test_setup(&env, rings, fixed_table(&env, 0..mappings));
+        let stop = setup.stop.clone();
         let worker = std::thread::spawn(move || {
             let cpu = cpu_time::ThreadTime::now();
             let (status, _) = run(setup);

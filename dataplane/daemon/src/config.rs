@@ -39,6 +39,18 @@ pub enum AttachModeConfig {
     Generic,
 }
 
+/// Which tier finishes the common case (`dataplane.fast_path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPathConfig {
+    /// The AF_XDP workers handle every frame (best on zero-copy NICs).
+    #[default]
+    Afxdp,
+    /// The XDP programs encapsulate the common case in the kernel and hand the rest to the
+    /// workers (for copy-mode NICs: veth, virtio-net, ENA; docs/XDP.md).
+    Xdp,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -99,6 +111,7 @@ struct RawDataplane {
     cores: Vec<usize>,
     bind_mode: BindModeConfig,
     attach_mode: AttachModeConfig,
+    fast_path: FastPathConfig,
     batch_size: usize,
     frame_count: u32,
     frame_size: u32,
@@ -121,6 +134,7 @@ impl Default for RawDataplane {
             cores: Vec::new(),
             bind_mode: BindModeConfig::Auto,
             attach_mode: AttachModeConfig::Auto,
+            fast_path: FastPathConfig::Afxdp,
             batch_size: 64,
             frame_count: 8192,
             frame_size: 2048,
@@ -166,6 +180,8 @@ pub struct DataplaneSettings {
     pub bind_mode: BindModeConfig,
     /// XDP attach mode.
     pub attach_mode: AttachModeConfig,
+    /// Which tier finishes the common case.
+    pub fast_path: FastPathConfig,
     /// Frames per receive batch.
     pub batch_size: usize,
     /// UMEM frames per queue pair.
@@ -540,6 +556,7 @@ impl RawDataplane {
             queues,
             bind_mode: d.bind_mode,
             attach_mode: d.attach_mode,
+            fast_path: d.fast_path,
             batch_size: d.batch_size,
             frame_count: d.frame_count,
             frame_size: d.frame_size,
@@ -630,6 +647,21 @@ mod tests {
         );
         let config = Config::parse(&zero).expect("zero-checksum opt-in parses");
         assert!(config.fabric.udp6_zero_checksum_tx && config.fabric.udp6_zero_checksum_rx);
+    }
+
+    #[test]
+    fn fast_path_defaults_to_afxdp_and_xdp_is_opt_in() {
+        let config = Config::parse(EXAMPLE).expect("example parses");
+        assert_eq!(config.dataplane.fast_path, FastPathConfig::Afxdp);
+        let xdp = with("batch_size = 64", "batch_size = 64\nfast_path = \"xdp\"");
+        let config = Config::parse(&xdp).expect("fast_path = xdp parses");
+        assert_eq!(config.dataplane.fast_path, FastPathConfig::Xdp);
+        let bad = with("batch_size = 64", "batch_size = 64\nfast_path = \"dpdk\"");
+        let err = Config::parse(&bad).expect_err("unknown tier").to_string();
+        assert!(
+            err.contains("fast_path"),
+            "error {err:?} should name fast_path"
+        );
     }
 
     fn with(from: &str, to: &str) -> String {

@@ -35,7 +35,7 @@ use xvpc_core::table::MappingTable;
 use xvpc_xdp::{AttachMode, FabricFilter, FabricSteering, GuestSteering, PinDir};
 use xvpc_xsk::{BindMode, BusyPoll, QueuePair, Side, SocketOptions, UmemConfig};
 
-use crate::config::{AttachModeConfig, BindModeConfig, Config, NextHop};
+use crate::config::{AttachModeConfig, BindModeConfig, Config, FastPathConfig, NextHop};
 use crate::worker::{WorkerSetup, WorkerStatus};
 
 #[derive(Parser)]
@@ -229,6 +229,15 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let mut config = Config::load(path)?;
     resolve_host(&mut config)?;
     let settings = config.dataplane.clone();
+    if settings.fast_path == FastPathConfig::Xdp {
+        // The XDP program and its oracle exist (xvpc-xdp's GuestFastPath); mirroring the
+        // control path's table into its map does not yet (issue 14). Refuse rather than run
+        // a tier that would silently hand everything to the workers.
+        bail!(
+            "dataplane.fast_path = \"xdp\" is not available in the daemon yet (issue 14): \
+             use \"afxdp\" (the default)"
+        );
+    }
     let attach = match settings.attach_mode {
         AttachModeConfig::Auto => AttachMode::Auto,
         AttachModeConfig::Driver => AttachMode::Driver,

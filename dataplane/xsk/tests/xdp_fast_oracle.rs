@@ -277,3 +277,41 @@ fn without_a_fabric_port_fast_path_frames_go_to_the_workers() {
     }
     assert_eq!(run_xdp(&prog, &case.input_bytes()), XdpOutcome::ToWorkers);
 }
+
+#[test]
+fn a_full_sync_is_invisible_to_xdp_until_it_is_published() {
+    require_root();
+    let (_, cases) = common::shared();
+    let case = cases
+        .iter()
+        .find(|c| c.name == "egress_udp4_over_v4")
+        .expect("fixture egress_udp4_over_v4");
+    let env = common::env_for(case);
+    let spec = FastPathSpec {
+        ctx: env.ctx(),
+        capacity: 64,
+    };
+    let mut prog = FastPathProgram::load(&spec).expect("loads");
+    prog.maps().set_fabric_port(LO_IFINDEX).expect("lo");
+    let all = mappings(env);
+    let live = prog.maps().replace_all(&all).expect("first sync");
+    assert_eq!((live.written, live.removed), (all.len(), 0));
+    let fast = run_xdp(&prog, &case.input_bytes());
+    assert!(matches!(fast, XdpOutcome::Encapsulated(_)), "{fast:?}");
+    // Half a sync: the rewritten entry belongs to the next generation, so XDP hands the
+    // frame to the workers rather than use a table being written.
+    let staged = prog.maps().stage(&all).expect("stage");
+    assert_eq!(run_xdp(&prog, &case.input_bytes()), XdpOutcome::ToWorkers);
+    let published = prog.maps().publish(staged).expect("publish");
+    assert_eq!(published.generation, live.generation.wrapping_add(1));
+    assert_eq!(run_xdp(&prog, &case.input_bytes()), fast);
+    // A sync without the destination removes it: a miss again.
+    let others: Vec<_> = all
+        .iter()
+        .filter(|m| !matches!(m.overlay_ip, std::net::IpAddr::V4(_)))
+        .cloned()
+        .collect();
+    let sync = prog.maps().replace_all(&others).expect("sync without IPv4");
+    assert_eq!(sync.removed, all.len() - others.len());
+    assert_eq!(run_xdp(&prog, &case.input_bytes()), XdpOutcome::ToWorkers);
+}

@@ -63,6 +63,14 @@ struct {
 	__type(value, struct xvpc_map_val);
 } mappings SEC(".maps");
 
+/* Slot 0: the generation of the live entries of `mappings` (see struct xvpc_map_val). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} generation SEC(".maps");
+
 /* Slot 0: the fabric port. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP);
@@ -136,6 +144,21 @@ static __always_inline int guest_has_v6(const __u32 *a)
 	return 0;
 }
 
+/* The live mapping of `key`, or NULL: absent, or left from another generation (a full sync
+ * being written, or the remains of one replaced): the workers decide. */
+static __always_inline struct xvpc_map_val *live_mapping(struct xvpc_map_key *key)
+{
+	struct xvpc_map_val *m = bpf_map_lookup_elem(&mappings, key);
+	__u32 zero = 0, *gen;
+
+	if (!m)
+		return NULL;
+	gen = bpf_map_lookup_elem(&generation, &zero);
+	if (!gen || m->generation != *gen)
+		return NULL;
+	return m;
+}
+
 static __always_inline enum decision drop_for(struct target *t, __u32 reason)
 {
 	t->reason = reason;
@@ -197,7 +220,7 @@ static __always_inline enum decision ipv4(void *data, void *data_end, __u32 len,
 	key.vni = cfg.vni;
 	key.family = 4;
 	key.addr[0] = ip->daddr;
-	t->m = bpf_map_lookup_elem(&mappings, &key);
+	t->m = live_mapping(&key);
 	if (!t->m || !fits(t->m, ip_len))
 		return TO_WORKERS;
 	t->ip_len = ip_len;
@@ -239,7 +262,7 @@ static __always_inline enum decision ipv6(void *data, void *data_end, __u32 len,
 	key.vni = cfg.vni;
 	key.family = 6;
 	__builtin_memcpy(key.addr, dst, 16);
-	t->m = bpf_map_lookup_elem(&mappings, &key);
+	t->m = live_mapping(&key);
 	if (!t->m || !fits(t->m, ip_len))
 		return TO_WORKERS;
 	t->ip_len = ip_len;
@@ -429,7 +452,14 @@ int xvpc_guest_fast(struct xdp_md *ctx)
 {
 	struct target t = {};
 	__u32 zero = 0;
+	__u32 queue = ctx->rx_queue_index;
 	int r;
+
+	/* Fail closed: with no dataplane there is no AF_XDP socket on this queue (the kernel
+	 * removes a dead process's sockets from the map), and then this tier forwards nothing
+	 * either, even from its pinned table: to_workers drops and counts it. */
+	if (!bpf_map_lookup_elem(&xsks_map, &queue))
+		return to_workers(ctx);
 
 	switch (classify(ctx, &t)) {
 	case DROP:
@@ -447,6 +477,11 @@ int xvpc_guest_fast(struct xdp_md *ctx)
 	if (r == -1)
 		return to_workers(ctx);
 	if (r == 0 && bpf_redirect_map(&tx_port, 0, 0) == XDP_REDIRECT) {
+		__u32 bytes_idx = FAST_EGRESS_BYTES;
+		__u64 *bytes = bpf_map_lookup_elem(&fast_counters, &bytes_idx);
+
+		if (bytes)
+			*bytes += ctx->data_end - ctx->data;
 		xvpc_count(&fast_counters, FAST_ENCAPSULATED);
 		return XDP_REDIRECT;
 	}

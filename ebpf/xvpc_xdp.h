@@ -82,7 +82,8 @@ enum xvpc_drop_reason {
 enum xvpc_fast_counter {
 	FAST_ENCAPSULATED = 0, /* encapsulated in XDP and redirected to the fabric port */
 	FAST_ABORTED = 1,      /* rewritten, then the fabric port vanished: dropped */
-	FAST_COUNTER_MAX = 2,
+	FAST_EGRESS_BYTES = 2, /* outer bytes of the encapsulated frames (egress_bytes) */
+	FAST_COUNTER_MAX = 3,
 };
 
 /* Bits of `struct xvpc_fast_cfg`'s flags. */
@@ -120,8 +121,11 @@ struct xvpc_fast_cfg {
 _Static_assert(sizeof(struct xvpc_fast_cfg) == XVPC_FAST_CFG_SIZE, "cfg layout");
 
 /* Key of the mapping map: the guest's VNI and an overlay address (IPv4 in addr[0], the rest
- * zero). Value: the live mapping's overlay MAC and underlay address. Only the control path
- * writes it; negative and pending entries stay in the workers. */
+ * zero). Value: the live mapping's overlay MAC and underlay address, and the generation of
+ * the full sync that wrote it: an entry is live only while its generation is the one in the
+ * `generation` map, so a full sync writes its entries under the next generation and makes
+ * them all live at once by writing that one word. Only the control path writes either map;
+ * negative and pending entries stay in the workers. */
 struct xvpc_map_key {
 	__u32 vni;
 	__u32 family; /* 4 or 6 */
@@ -131,9 +135,10 @@ struct xvpc_map_val {
 	__u8 mac[6];
 	__u16 family; /* underlay: 4 or 6 */
 	__u32 underlay[4];
+	__u32 generation;
 };
 #define XVPC_MAP_KEY_SIZE 24
-#define XVPC_MAP_VAL_SIZE 24
+#define XVPC_MAP_VAL_SIZE 28
 _Static_assert(sizeof(struct xvpc_map_key) == XVPC_MAP_KEY_SIZE, "key layout");
 _Static_assert(sizeof(struct xvpc_map_val) == XVPC_MAP_VAL_SIZE, "value layout");
 

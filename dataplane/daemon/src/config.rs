@@ -39,6 +39,21 @@ pub enum AttachModeConfig {
     Generic,
 }
 
+/// The XDP tier's map is preallocated (120 bytes a slot, measured): 16 Mi slots are 2 GiB.
+const MAX_FAST_PATH_CAPACITY: u32 = 1 << 24;
+
+/// Which tier finishes the common case (`dataplane.fast_path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPathConfig {
+    /// The AF_XDP workers handle every frame (best on zero-copy NICs).
+    #[default]
+    Afxdp,
+    /// The XDP programs encapsulate the common case in the kernel and hand the rest to the
+    /// workers (for copy-mode NICs: veth, virtio-net, ENA; docs/XDP.md).
+    Xdp,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -99,6 +114,8 @@ struct RawDataplane {
     cores: Vec<usize>,
     bind_mode: BindModeConfig,
     attach_mode: AttachModeConfig,
+    fast_path: FastPathConfig,
+    fast_path_capacity: u32,
     batch_size: usize,
     frame_count: u32,
     frame_size: u32,
@@ -123,6 +140,8 @@ impl Default for RawDataplane {
             cores: Vec::new(),
             bind_mode: BindModeConfig::Auto,
             attach_mode: AttachModeConfig::Auto,
+            fast_path: FastPathConfig::Afxdp,
+            fast_path_capacity: 1 << 20,
             batch_size: 64,
             frame_count: 8192,
             frame_size: 2048,
@@ -169,6 +188,10 @@ pub struct DataplaneSettings {
     pub bind_mode: BindModeConfig,
     /// XDP attach mode.
     pub attach_mode: AttachModeConfig,
+    /// Which tier finishes the common case.
+    pub fast_path: FastPathConfig,
+    /// Live mappings the XDP tier's BPF map holds (preallocated; `fast_path = "xdp"` only).
+    pub fast_path_capacity: u32,
     /// Frames per receive batch.
     pub batch_size: usize,
     /// UMEM frames per queue pair.
@@ -499,6 +522,12 @@ impl RawDataplane {
                 format!("core {core} does not exist (this machine has {cores})"),
             ));
         }
+        if !(1..=MAX_FAST_PATH_CAPACITY).contains(&d.fast_path_capacity) {
+            return Err(invalid(
+                "dataplane.fast_path_capacity",
+                format!("must be within 1..={MAX_FAST_PATH_CAPACITY}"),
+            ));
+        }
         if !(1..=256).contains(&d.batch_size) {
             return Err(invalid("dataplane.batch_size", "must be within 1..=256"));
         }
@@ -545,6 +574,8 @@ impl RawDataplane {
             queues,
             bind_mode: d.bind_mode,
             attach_mode: d.attach_mode,
+            fast_path: d.fast_path,
+            fast_path_capacity: d.fast_path_capacity,
             batch_size: d.batch_size,
             frame_count: d.frame_count,
             frame_size: d.frame_size,
@@ -655,6 +686,35 @@ mod tests {
         );
         let config = Config::parse(&zero).expect("zero-checksum opt-in parses");
         assert!(config.fabric.udp6_zero_checksum_tx && config.fabric.udp6_zero_checksum_rx);
+    }
+
+    #[test]
+    fn fast_path_defaults_to_afxdp_and_xdp_is_opt_in() {
+        let config = Config::parse(EXAMPLE).expect("example parses");
+        assert_eq!(config.dataplane.fast_path, FastPathConfig::Afxdp);
+        let xdp = with("batch_size = 64", "batch_size = 64\nfast_path = \"xdp\"");
+        let config = Config::parse(&xdp).expect("fast_path = xdp parses");
+        assert_eq!(config.dataplane.fast_path, FastPathConfig::Xdp);
+        let bad = with("batch_size = 64", "batch_size = 64\nfast_path = \"dpdk\"");
+        let err = Config::parse(&bad).expect_err("unknown tier").to_string();
+        assert!(
+            err.contains("fast_path"),
+            "error {err:?} should name fast_path"
+        );
+        assert_eq!(config_capacity(None), Ok(1 << 20));
+        assert_eq!(config_capacity(Some(4096)), Ok(4096));
+        for bad in [0, MAX_FAST_PATH_CAPACITY + 1] {
+            let err = config_capacity(Some(bad)).expect_err("out of range");
+            assert!(err.contains("dataplane.fast_path_capacity"), "{err}");
+        }
+    }
+
+    fn config_capacity(capacity: Option<u32>) -> Result<u32, String> {
+        let line = capacity.map_or(String::new(), |c| format!("\nfast_path_capacity = {c}"));
+        let text = with("batch_size = 64", &format!("batch_size = 64{line}"));
+        Config::parse(&text)
+            .map(|c| c.dataplane.fast_path_capacity)
+            .map_err(|e| e.to_string())
     }
 
     fn with(from: &str, to: &str) -> String {

@@ -21,6 +21,7 @@ use xvpc_control::{
 use xvpc_core::model::{Mapping, MappingKey, Vni};
 use xvpc_core::table::{Compiler, MappingTable, TableUpdate};
 
+use crate::tier::GuestTier;
 use crate::worker::StatusSlot;
 
 /// Why the control channel could not start.
@@ -61,6 +62,11 @@ pub struct ControlCounters {
     pub agent_connected: AtomicBool,
     /// When the last full sync was swapped in (Unix seconds; 0: never).
     pub last_full_sync_unix: AtomicU64,
+    /// Mappings the XDP tier's map had no room for in a full sync (the workers forward
+    /// them).
+    pub xdp_no_room: AtomicU64,
+    /// Writes to the XDP tier's map that failed (logged; the mapping is left to the workers).
+    pub xdp_errors: AtomicU64,
 }
 
 /// Compiles mappings and sends updates to every worker.
@@ -72,6 +78,9 @@ pub struct Fanout {
     /// The live mappings every worker's table holds. Locked while an update is sent, so
     /// the workers get updates in the order they were applied here.
     shadow: Mutex<MappingTable>,
+    /// The guest port's program: under `fast_path = "xdp"` this is the only writer of its
+    /// mapping map, which mirrors `shadow`'s live mappings.
+    xdp: Option<Arc<GuestTier>>,
     /// Counters.
     pub counters: ControlCounters,
 }
@@ -91,8 +100,47 @@ impl Fanout {
             compiler,
             vni,
             shadow: Mutex::new(initial),
+            xdp: None,
             counters: ControlCounters::default(),
         }
+    }
+
+    /// Mirror every change into the XDP tier's map too (a no-op under `afxdp`).
+    pub fn with_xdp(mut self, tier: Arc<GuestTier>) -> Self {
+        self.xdp = Some(tier);
+        self
+    }
+
+    /// Mirror `table` (the one every worker now has) into the XDP map as a whole.
+    pub fn mirror_table(&self, table: &MappingTable) {
+        let Some(result) = self.xdp.as_ref().and_then(|x| x.replace_all(table)) else {
+            return;
+        };
+        match result {
+            Ok(sync) => {
+                self.counters
+                    .xdp_no_room
+                    .fetch_add(sync.no_room as u64, Ordering::Relaxed);
+                if sync.no_room > 0 {
+                    tracing::warn!(
+                        no_room = sync.no_room,
+                        "the XDP tier's map is full (dataplane.fast_path_capacity): the workers forward the rest"
+                    );
+                }
+                tracing::info!(
+                    generation = sync.generation,
+                    written = sync.written,
+                    removed = sync.removed,
+                    "XDP mapping map replaced"
+                );
+            }
+            Err(e) => self.xdp_error("replacing the XDP mapping map", &e),
+        }
+    }
+
+    fn xdp_error(&self, what: &str, e: &xvpc_xdp::XdpError) {
+        self.counters.xdp_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, "{what} failed");
     }
 
     /// Build a full worker table ([`MappingTable::fixed`]) from `mappings` (invalid ones
@@ -152,6 +200,7 @@ impl Fanout {
         );
         let mut shadow = self.shadow();
         self.send_table(&table);
+        self.mirror_table(&table);
         *shadow = table;
         self.counters.full_syncs.fetch_add(1, Ordering::Relaxed);
         self.counters.epoch.store(epoch, Ordering::Relaxed);
@@ -174,6 +223,9 @@ impl Fanout {
         let key = mapping.key();
         let mut shadow = self.shadow();
         shadow.upsert(key, entry);
+        if let Some(Err(e)) = self.xdp.as_ref().and_then(|x| x.upsert(mapping)) {
+            self.xdp_error("mirroring an upsert into the XDP map", &e);
+        }
         let capacity = shadow.live_capacity().unwrap_or(usize::MAX);
         if shadow.mapped_len() > capacity {
             let mut bigger = MappingTable::fixed(shadow.epoch(), 2 * shadow.mapped_len());
@@ -197,6 +249,10 @@ impl Fanout {
     pub fn delete(&self, key: MappingKey) {
         let mut shadow = self.shadow();
         shadow.delete(&key);
+        // XDP first: from here on it hands the key to the workers, who apply the delete next.
+        if let Some(Err(e)) = self.xdp.as_ref().and_then(|x| x.delete(&key)) {
+            self.xdp_error("removing a mapping from the XDP map", &e);
+        }
         self.send_all(|| TableUpdate::Delete(key));
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
     }

@@ -66,6 +66,29 @@ pub fn interface_mtu(interface: &str) -> Result<u16, HostError> {
         })
 }
 
+/// The interface's index (the XDP fast path's redirect target).
+pub fn interface_ifindex(interface: &str) -> Result<u32, HostError> {
+    let text = sysfs(interface, "ifindex")?;
+    text.parse()
+        .map_err(|e: std::num::ParseIntError| HostError::Sysfs {
+            path: format!("/sys/class/net/{interface}/ifindex"),
+            reason: e.to_string(),
+        })
+}
+
+/// Is the interface a veth (`ip -d link` names the kind)? `None` if `ip` could not tell.
+pub fn is_veth(interface: &str) -> Option<bool> {
+    let output = Command::new("ip")
+        .args(["-d", "-o", "link", "show", "dev", interface])
+        .output()
+        .ok()?;
+    output.status.success().then(|| {
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .any(|w| w == "veth")
+    })
+}
+
 /// Does the interface exist here?
 pub fn check_interface(interface: &str) -> Result<(), HostError> {
     sysfs(interface, "ifindex").map(|_| ())

@@ -24,6 +24,7 @@ mod notify;
 mod stats;
 mod stats_table;
 mod takeover;
+mod tier;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -35,10 +36,12 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use crossbeam_utils::CachePadded;
 use xvpc_core::table::MappingTable;
-use xvpc_xdp::{AttachMode, FabricFilter, FabricSteering, GuestSteering, PinDir};
+use xvpc_xdp::{
+    AttachMode, FabricFilter, FabricSteering, FastPathSpec, GuestFastPath, GuestSteering, PinDir,
+};
 use xvpc_xsk::{BindMode, BusyPoll, QueuePair, Side, SocketOptions, UmemConfig};
 
-use crate::config::{AttachModeConfig, BindModeConfig, Config, NextHop};
+use crate::config::{AttachModeConfig, BindModeConfig, Config, FastPathConfig, NextHop};
 use crate::worker::{WorkerSetup, WorkerStatus};
 
 #[derive(Parser)]
@@ -233,6 +236,66 @@ fn resolve_host(config: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The guest port's program for `dataplane.fast_path`. Under `xdp` its mapping map starts as
+/// the static mappings: a pinned map left by the previous run may hold the agent's mappings
+/// of then, some of which may have moved since.
+fn attach_guest(
+    config: &Config,
+    attach: AttachMode,
+    pins: &PinDir,
+    initial: &MappingTable,
+) -> anyhow::Result<tier::GuestTier> {
+    let guest = &config.guest_interface;
+    let tier = match config.dataplane.fast_path {
+        FastPathConfig::Afxdp => tier::GuestTier::Afxdp(Box::new(
+            lifecycle::retry_busy("attaching XDP to the guest port", || {
+                GuestSteering::attach(guest, attach, Some(pins))
+            })
+            .with_context(|| format!("attaching XDP to guest port {guest}"))?,
+        )),
+        FastPathConfig::Xdp => {
+            let fabric_ifindex =
+                host::interface_ifindex(&config.fabric_interface).context("fabric.interface")?;
+            let spec = FastPathSpec {
+                ctx: xvpc_core::pipeline::Context {
+                    guest: &config.guest,
+                    gateway: &config.gateway,
+                    fabric: &config.fabric,
+                },
+                capacity: config.dataplane.fast_path_capacity,
+            };
+            let fast =
+                lifecycle::retry_busy("attaching the XDP fast path to the guest port", || {
+                    GuestFastPath::attach(guest, attach, &spec, fabric_ifindex, Some(pins))
+                })
+                .with_context(|| format!("attaching the XDP fast path to guest port {guest}"))?;
+            tracing::info!(mode = ?fast.mode(), fabric_ifindex, "XDP fast path (egress) on the guest port");
+            if host::is_veth(&config.fabric_interface) == Some(true) {
+                // Measured: without NAPI on the peer, veth's ndo_xdp_xmit refuses the frame
+                // after our program returned, so no counter of ours sees the loss.
+                tracing::warn!(
+                    fabric = %config.fabric_interface,
+                    "the fabric port is a veth: frames the XDP tier redirects to it are dropped by \
+                     the kernel unless its peer has GRO on (ethtool -K <peer> gro on) or an XDP \
+                     program of its own"
+                );
+            }
+            tier::GuestTier::xdp(fast).context("reading the XDP tier's counters")?
+        }
+    };
+    if let Some(sync) = tier.replace_all(initial) {
+        let sync = sync.context("writing the static mappings into the XDP map")?;
+        tracing::info!(
+            generation = sync.generation,
+            written = sync.written,
+            removed = sync.removed,
+            no_room = sync.no_room,
+            "XDP mapping map holds the static mappings"
+        );
+    }
+    Ok(tier)
+}
+
 fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
     let mut config = Config::load(path)?;
     resolve_host(&mut config)?;
@@ -246,10 +309,13 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
     let pins = PinDir::prepare(&settings.pin_dir).context("dataplane.pin_dir")?;
     // Guest first: from here on nothing from the guest reaches the host stack (fail closed),
     // and it stays so after this process exits: the programs are pinned.
-    let mut guest_prog = lifecycle::retry_busy("attaching XDP to the guest port", || {
-        GuestSteering::attach(&config.guest_interface, attach, Some(&pins))
-    })
-    .with_context(|| format!("attaching XDP to guest port {}", config.guest_interface))?;
+    let compiler = config.compiler();
+    // Fixed: a worker never grows its table (the control path sends bigger ones).
+    let mut initial = MappingTable::fixed(0, config.mappings.len());
+    for mapping in &config.mappings {
+        initial.upsert(mapping.key(), compiler.compile(mapping)?);
+    }
+    let mut guest_prog = attach_guest(&config, attach, &pins, &initial)?;
     let filter = FabricFilter {
         underlay_ipv4: config.fabric.underlay_ipv4,
         underlay_ipv6: config.fabric.underlay_ipv6,
@@ -282,16 +348,17 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
 
-    let compiler = config.compiler();
-    // Fixed: a worker never grows its table (the control path sends bigger ones). Taking
-    // over, the old daemon's live mappings (static and the agent's) replace the static ones.
-    let (epoch, mappings) = match &mut adopted {
-        Some(a) => (a.epoch, std::mem::take(&mut a.mappings)),
-        None => (0, config.mappings.clone()),
-    };
-    let mut initial = MappingTable::fixed(epoch, mappings.len());
-    for mapping in &mappings {
-        initial.upsert(mapping.key(), compiler.compile(mapping)?);
+    if let Some(a) = &mut adopted {
+        // Taking over, the old daemon's live mappings (static and the agent's) replace the
+        // static ones, in the workers' tables and in the XDP tier's map.
+        let mappings = std::mem::take(&mut a.mappings);
+        initial = MappingTable::fixed(a.epoch, mappings.len());
+        for mapping in &mappings {
+            initial.upsert(mapping.key(), compiler.compile(mapping)?);
+        }
+        if let Some(sync) = guest_prog.replace_all(&initial) {
+            sync.context("writing the adopted mappings into the XDP map")?;
+        }
     }
     let (miss_tx, miss_rx) = crossbeam_channel::bounded(4096);
     let (garbage_tx, garbage_rx) = crossbeam_channel::unbounded::<Box<MappingTable>>();
@@ -400,13 +467,17 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
         }
     }
 
-    let fanout = Arc::new(control::Fanout::new(
-        update_senders,
-        statuses.clone(),
-        compiler,
-        config.guest.vni,
-        initial,
-    ));
+    let guest_prog = Arc::new(guest_prog);
+    let fanout = Arc::new(
+        control::Fanout::new(
+            update_senders,
+            statuses.clone(),
+            compiler,
+            config.guest.vni,
+            initial,
+        )
+        .with_xdp(guest_prog.clone()),
+    );
     let control_threads = control::spawn(
         &settings.control_socket,
         fanout.clone(),
@@ -416,7 +487,6 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
     let stats_listener = control::bind(&settings.stats_socket)?;
     let takeover_listener = control::bind(&settings.takeover_socket)?;
     let takeover_fanout = fanout.clone();
-    let guest_prog = Arc::new(guest_prog);
     let fabric_prog = Arc::new(fabric_prog);
     let sources = stats::StatsSources {
         workers: statuses,
@@ -544,6 +614,11 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
         &settings.takeover_socket,
     ] {
         let _ = std::fs::remove_file(path);
+    }
+    match guest_prog.fast_since_start() {
+        Some(Ok(fast)) => stats::merge_fast(&mut total, &fast),
+        Some(Err(e)) => tracing::warn!(error = %e, "the final counters lack the XDP tier's"),
+        None => {}
     }
     // The endpoints are free for the successor; our descriptors stay open until it has
     // adopted its copies and says it forwards.

@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering;
 
 use xvpc_control::metrics::Exposition;
-use xvpc_core::counters::DropReason;
+use xvpc_core::counters::{Counters, DropReason};
 
 use crate::stats::StatsSources;
 use crate::worker::WorkerStatus;
@@ -47,22 +47,7 @@ fn scalar_help(family: &str) -> String {
 fn worker(e: &mut Exposition, index: usize, s: &WorkerStatus) {
     let w = index.to_string();
     let w = w.as_str();
-    for (scalar, value) in s.counters.scalars() {
-        let (family, direction) = scalar_family(scalar);
-        let help = scalar_help(&family);
-        match direction {
-            Some(d) => e.counter(&family, &help, &[("worker", w), ("direction", d)], value),
-            None => e.counter(&family, &help, &[("worker", w)], value),
-        }
-    }
-    for reason in DropReason::ALL {
-        e.counter(
-            "xvpc_drops_total",
-            "Frames dropped by the pipeline, per worker and reason.",
-            &[("worker", w), ("reason", reason.name())],
-            s.counters.drops_for(reason),
-        );
-    }
+    pipeline_counters(e, w, &s.counters);
     e.counter_seconds(
         "xvpc_worker_busy_seconds_total",
         "Time the worker spent in loop iterations that moved frames.",
@@ -176,6 +161,26 @@ fn worker(e: &mut Exposition, index: usize, s: &WorkerStatus) {
 }
 
 /// The whole exposition.
+/// The pipeline's counters and drops of one worker, or of the XDP tier (`worker="xdp"`).
+fn pipeline_counters(e: &mut Exposition, w: &str, counters: &Counters) {
+    for (scalar, value) in counters.scalars() {
+        let (family, direction) = scalar_family(scalar);
+        let help = scalar_help(&family);
+        match direction {
+            Some(d) => e.counter(&family, &help, &[("worker", w), ("direction", d)], value),
+            None => e.counter(&family, &help, &[("worker", w)], value),
+        }
+    }
+    for reason in DropReason::ALL {
+        e.counter(
+            "xvpc_drops_total",
+            "Frames dropped by the pipeline, per worker and reason.",
+            &[("worker", w), ("reason", reason.name())],
+            counters.drops_for(reason),
+        );
+    }
+}
+
 pub fn render(sources: &StatsSources) -> String {
     let mut e = Exposition::new();
     e.gauge(
@@ -196,6 +201,13 @@ pub fn render(sources: &StatsSources) -> String {
         if let Some(status) = status {
             worker(&mut e, i, &status);
         }
+    }
+    // Under fast_path = "xdp", what the XDP tier did since start, as one more "worker", so
+    // sums over workers are the same whichever tier did the work.
+    if let Some(Ok(fast)) = sources.guest.fast_since_start() {
+        let mut c = Counters::default();
+        crate::stats::merge_fast(&mut c, &fast);
+        pipeline_counters(&mut e, "xdp", &c);
     }
     let report = sources.fanout.report();
     let c = &sources.fanout.counters;

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use xvpc_core::counters::{Counters, DropReason};
-use xvpc_xdp::{FabricSteering, GuestSteering};
+use xvpc_xdp::FabricSteering;
 use xvpc_xsk::XskStats;
 
 use crate::control::Fanout;
+use crate::tier::{FastStats, GuestTier};
 use crate::worker::{StatusSlot, WorkerStatus};
 
 /// What the stats snapshot (and `/metrics`) is built from.
@@ -23,7 +24,7 @@ pub struct StatsSources {
     /// The control path.
     pub fanout: Arc<Fanout>,
     /// The guest port's XDP program.
-    pub guest: Arc<GuestSteering>,
+    pub guest: Arc<GuestTier>,
     /// The fabric port's XDP program.
     pub fabric: Arc<FabricSteering>,
     /// When the daemon started (rates since start, uptime).
@@ -98,6 +99,11 @@ pub fn snapshot(sources: &StatsSources) -> Value {
             workers.push(worker_json(i, &status));
         }
     }
+    if let Some(Ok(f)) = sources.guest.fast_since_start() {
+        merge_fast(&mut total, &f);
+    }
+    // As pinned (since the map was created), like the other `xdp` counters.
+    let fast = sources.guest.fast_stats();
     let report = sources.fanout.report();
     let c = &sources.fanout.counters;
     json!({
@@ -120,11 +126,27 @@ pub fn snapshot(sources: &StatsSources) -> Value {
             "agent_connected": c.agent_connected.load(Ordering::Relaxed),
             "agent_sessions": c.sessions.load(Ordering::Relaxed),
             "last_full_sync_unix": c.last_full_sync_unix.load(Ordering::Relaxed),
+            "xdp_no_room": c.xdp_no_room.load(Ordering::Relaxed),
+            "xdp_errors": c.xdp_errors.load(Ordering::Relaxed),
         },
         "xdp": {
             "guest": match sources.guest.counters() {
                 Ok(c) => json!({"redirected": c.redirected, "dropped_no_socket": c.dropped_no_socket}),
                 Err(e) => json!({"error": e.to_string()}),
+            },
+            "guest_fast": match &fast {
+                None => Value::Null,
+                Some(Ok(f)) => json!({
+                    "encapsulated": f.counters.encapsulated,
+                    "aborted": f.counters.aborted,
+                    "egress_bytes": f.counters.egress_bytes,
+                    "drops": DropReason::ALL
+                        .iter()
+                        .filter(|r| f.drops[**r as usize] > 0)
+                        .map(|r| (r.name().to_string(), json!(f.drops[*r as usize])))
+                        .collect::<Map<String, Value>>(),
+                }),
+                Some(Err(e)) => json!({"error": e.to_string()}),
             },
             "fabric": match sources.fabric.counters() {
                 Ok(c) => json!({
@@ -137,6 +159,20 @@ pub fn snapshot(sources: &StatsSources) -> Value {
             },
         },
     })
+}
+
+/// The XDP tier's work in the totals, as if a worker had done it: what it encapsulated is
+/// received from the guest and sent to the fabric, what it dropped is received and dropped
+/// under the same reasons; a frame rewritten and then dropped (`aborted`, the fabric port
+/// gone) is received only (it is in `xdp.guest_fast.aborted`).
+pub fn merge_fast(total: &mut Counters, fast: &FastStats) {
+    let dropped: u64 = fast.drops.iter().sum();
+    total.guest_rx_packets += fast.counters.encapsulated + fast.counters.aborted + dropped;
+    total.egress_packets += fast.counters.encapsulated;
+    total.egress_bytes += fast.counters.egress_bytes;
+    for (mine, xdp) in total.drops.iter_mut().zip(fast.drops.iter()) {
+        *mine += xdp;
+    }
 }
 
 /// Serve snapshots on `listener` until `stop`.

@@ -104,6 +104,16 @@ impl Remote {
     }
 }
 
+/// `$XVPC_E2E_FAST_PATH` (`afxdp` or `xdp`): the tier the whole e2e suite runs the dataplane
+/// with; unset means the config's default (`afxdp`).
+pub fn fast_path_from_env() -> Option<&'static str> {
+    match std::env::var("XVPC_E2E_FAST_PATH").ok()?.as_str() {
+        "xdp" => Some("xdp"),
+        "afxdp" => Some("afxdp"),
+        other => panic!("XVPC_E2E_FAST_PATH must be afxdp or xdp, not {other:?}"),
+    }
+}
+
 /// The whole topology. Dropping it deletes every namespace (and what runs inside).
 pub struct Vpc {
     /// Remote hosts (declared first: dropped first).
@@ -189,6 +199,10 @@ impl Vpc {
         // NIC finishes them on the wire, so every sender here does it in software.
         g.tx_offload_off("g0")?;
         f.tx_offload_off("f0")?;
+        if fast_path_from_env() == Some("xdp") {
+            // XDP redirects into xf0 reach f0 only with NAPI on it (docs/XDP.md).
+            f.sh("ethtool -K f0 gro on")?;
+        }
         for (i, underlay) in remotes.iter().enumerate() {
             let remote = vpc.add_remote(tag, i, *underlay)?;
             vpc.remotes.push(remote);
@@ -279,7 +293,8 @@ impl Vpc {
         })
     }
 
-    /// A dataplane config for this topology. `mappings` are appended as TOML (use
+    /// A dataplane config for this topology (with `fast_path` from `$XVPC_E2E_FAST_PATH`
+    /// unless `extra_dataplane` sets it). `mappings` are appended as TOML (use
     /// [`Remote::mappings_toml`] for static mappings, or nothing when an agent syncs).
     pub fn config_toml(&self, mappings: &str, extra_dataplane: &str) -> String {
         self.config_toml_with(mappings, "", extra_dataplane)
@@ -294,6 +309,12 @@ impl Vpc {
         extra_dataplane: &str,
     ) -> String {
         let work = self.work.display();
+        let fast_path = match fast_path_from_env() {
+            Some(tier) if !extra_dataplane.contains("fast_path") => {
+                format!("fast_path = \"{tier}\"\nfast_path_capacity = 4096\n")
+            }
+            _ => String::new(),
+        };
         format!(
             r#"[guest]
 interface = "xg0"
@@ -322,7 +343,7 @@ attach_mode = "driver"
 control_socket = "{work}/control.sock"
 stats_socket = "{work}/stats.sock"
 pin_dir = "{work}/bpf/xvpc"
-{extra_dataplane}
+{fast_path}{extra_dataplane}
 
 {mappings}"#
         )

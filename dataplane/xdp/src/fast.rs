@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use aya::maps::{DevMap, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, DevMap, HashMap, Map, MapData, PerCpuArray, XskMap};
 use aya::programs::Xdp;
 use aya::{Ebpf, EbpfLoader};
 use xvpc_core::counters::DropReason;
@@ -25,7 +25,7 @@ pub(crate) const MAX_V6: usize = 8;
 /// `XVPC_FAST_CFG_SIZE`, `XVPC_MAP_KEY_SIZE`, `XVPC_MAP_VAL_SIZE`.
 pub(crate) const CFG_SIZE: usize = 240;
 pub(crate) const KEY_SIZE: usize = 24;
-pub(crate) const VAL_SIZE: usize = 24;
+pub(crate) const VAL_SIZE: usize = 28;
 
 /// Bits of `struct xvpc_fast_cfg`'s flags (`XVPC_FAST_*`).
 pub(crate) mod flag {
@@ -40,6 +40,7 @@ pub(crate) mod flag {
 pub(crate) mod fast_idx {
     pub const ENCAPSULATED: u32 = 0;
     pub const ABORTED: u32 = 1;
+    pub const EGRESS_BYTES: u32 = 2;
 }
 
 const PROGRAM: &str = "xvpc_guest_fast";
@@ -48,6 +49,7 @@ const EXTRA_MAPS: &[crate::ExtraMap] = &[
     ("drops", Map::PerCpuArray),
     ("fast_counters", Map::PerCpuArray),
     ("tx_port", Map::DevMap),
+    ("generation", Map::Array),
 ];
 
 /// What the fast path is built for.
@@ -137,14 +139,37 @@ fn family_and_octets(ip: IpAddr) -> (u32, [u8; 16]) {
     }
 }
 
-/// `struct xvpc_map_val` of a live mapping.
-fn map_value(m: &Mapping) -> [u8; VAL_SIZE] {
+/// `struct xvpc_map_val` of a mapping, live while `generation` is the map's.
+fn map_value(m: &Mapping, generation: u32) -> [u8; VAL_SIZE] {
     let mut v = [0u8; VAL_SIZE];
     v[..6].copy_from_slice(&m.overlay_mac.0);
     let (family, addr) = family_and_octets(m.underlay_ip);
     v[6..8].copy_from_slice(&(family as u16).to_ne_bytes());
     v[8..24].copy_from_slice(&addr);
+    v[24..28].copy_from_slice(&generation.to_ne_bytes());
     v
+}
+
+fn generation_of(value: &[u8; VAL_SIZE]) -> u32 {
+    u32::from_ne_bytes([value[24], value[25], value[26], value[27]])
+}
+
+/// A full sync written under the next generation, not yet live ([`FastMaps::publish`]).
+#[derive(Debug)]
+#[must_use = "a staged sync is invisible to XDP until it is published"]
+pub struct Staged(FullSync);
+
+/// What a full sync wrote into the BPF map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FullSync {
+    /// The generation now live.
+    pub generation: u32,
+    /// Mappings written (live in XDP).
+    pub written: usize,
+    /// Mappings the map had no room for: they miss in XDP and the workers forward them.
+    pub no_room: usize,
+    /// Entries of earlier generations removed.
+    pub removed: usize,
 }
 
 /// Counters of the fast path itself, summed over CPUs.
@@ -154,6 +179,8 @@ pub struct FastCounters {
     pub encapsulated: u64,
     /// Rewritten, then the fabric port could not take it: dropped.
     pub aborted: u64,
+    /// Outer bytes of the encapsulated frames.
+    pub egress_bytes: u64,
 }
 
 /// The fast path's own maps: the mapping table, the drop reasons, its counters and the
@@ -164,6 +191,9 @@ pub struct FastMaps {
     drops: PerCpuArray<MapData, u64>,
     fast: PerCpuArray<MapData, u64>,
     tx_port: DevMap<MapData>,
+    generation: Array<MapData, u32>,
+    /// What `generation` holds: only this process writes it.
+    live: u32,
 }
 
 impl std::fmt::Debug for FastMaps {
@@ -192,7 +222,7 @@ impl FastMaps {
                 name,
             })
         };
-        Ok(FastMaps {
+        FastMaps {
             ifname: ifname.to_string(),
             mappings: HashMap::try_from(next("mappings")?)
                 .map_err(err("mappings is not a hash map of 24-byte keys and values"))?,
@@ -201,7 +231,20 @@ impl FastMaps {
             fast: PerCpuArray::try_from(next("fast_counters")?)
                 .map_err(err("fast_counters is not a per-CPU array"))?,
             tx_port: DevMap::try_from(next("tx_port")?).map_err(err("tx_port is not a DEVMAP"))?,
-        })
+            generation: Array::try_from(next("generation")?)
+                .map_err(err("generation is not an array of u32"))?,
+            live: 0,
+        }
+        .read_generation()
+    }
+
+    /// A pinned map keeps the generation its last writer made live.
+    fn read_generation(mut self) -> Result<Self, XdpError> {
+        self.live = self
+            .generation
+            .get(&0, 0)
+            .map_err(self.map_error("reading generation"))?;
+        Ok(self)
     }
 
     fn map_error(&self, what: &'static str) -> impl FnOnce(aya::maps::MapError) -> XdpError + '_ {
@@ -227,8 +270,99 @@ impl FastMaps {
     pub fn upsert(&mut self, mapping: &Mapping) -> Result<(), XdpError> {
         let r = self
             .mappings
-            .insert(map_key(&mapping.key()), map_value(mapping), 0);
+            .insert(map_key(&mapping.key()), map_value(mapping, self.live), 0);
         r.map_err(self.map_error("inserting into mappings"))
+    }
+
+    /// Replaces the whole table with `mappings`, never showing XDP a half-written one:
+    /// [`FastMaps::stage`] then [`FastMaps::publish`]. The map must have room for the union
+    /// of the old and the new table; a mapping it has no room for is counted in
+    /// [`FullSync::no_room`] and left to the workers.
+    pub fn replace_all<'m>(
+        &mut self,
+        mappings: impl IntoIterator<Item = &'m Mapping>,
+    ) -> Result<FullSync, XdpError> {
+        let staged = self.stage(mappings)?;
+        self.publish(staged)
+    }
+
+    /// The first half of a full sync: writes `mappings` under the next generation. XDP still
+    /// uses the live one; an entry rewritten here misses until [`FastMaps::publish`] (the
+    /// workers forward it meanwhile).
+    pub fn stage<'m>(
+        &mut self,
+        mappings: impl IntoIterator<Item = &'m Mapping>,
+    ) -> Result<Staged, XdpError> {
+        let next = self.live.wrapping_add(1);
+        let mut sync = FullSync {
+            generation: next,
+            ..FullSync::default()
+        };
+        for mapping in mappings {
+            match self
+                .mappings
+                .insert(map_key(&mapping.key()), map_value(mapping, next), 0)
+            {
+                Ok(()) => sync.written += 1,
+                // E2BIG: the preallocated map is full. Nothing else is expected here.
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.kind() == std::io::ErrorKind::ArgumentListTooLong =>
+                {
+                    sync.no_room += 1
+                }
+                Err(e) => return Err(self.map_error("inserting into mappings")(e)),
+            }
+        }
+        Ok(Staged(sync))
+    }
+
+    /// The second half: makes the staged generation live with one word (every CPU sees the
+    /// new table from its next lookup), then removes the entries of earlier generations.
+    pub fn publish(&mut self, staged: Staged) -> Result<FullSync, XdpError> {
+        let mut sync = staged.0;
+        let next = sync.generation;
+        self.generation
+            .set(0, next, 0)
+            .map_err(self.map_error("writing generation"))?;
+        self.live = next;
+        // Collected first: deleting while walking a BPF hash restarts the walk.
+        let stale: Vec<[u8; KEY_SIZE]> = self
+            .mappings
+            .iter()
+            .filter_map(|kv| match kv {
+                Ok((k, v)) if generation_of(&v) != next => Some(Ok(k)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(self.map_error("walking mappings"))?;
+        for key in &stale {
+            match self.mappings.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => sync.removed += 1,
+                Err(e) => return Err(self.map_error("removing from mappings")(e)),
+            }
+        }
+        Ok(sync)
+    }
+
+    /// The generation XDP treats as live.
+    pub fn generation(&self) -> u32 {
+        self.live
+    }
+
+    /// Entries in the map, live or not (walks the map: for tests and tools).
+    pub fn len(&self) -> Result<usize, XdpError> {
+        let mut n = 0;
+        for key in self.mappings.keys() {
+            key.map_err(self.map_error("walking mappings"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Is the map empty (see [`FastMaps::len`])?
+    pub fn is_empty(&self) -> Result<bool, XdpError> {
+        Ok(self.len()? == 0)
     }
 
     /// Removes a mapping (absent is fine).
@@ -243,7 +377,7 @@ impl FastMaps {
     /// Does the map hold a live mapping for `key`?
     pub fn contains(&self, key: &MappingKey) -> Result<bool, XdpError> {
         match self.mappings.get(&map_key(key), 0) {
-            Ok(_) => Ok(true),
+            Ok(v) => Ok(generation_of(&v) == self.live),
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),
             Err(e) => Err(self.map_error("looking up mappings")(e)),
         }
@@ -254,6 +388,7 @@ impl FastMaps {
         Ok(FastCounters {
             encapsulated: sum(&self.fast, fast_idx::ENCAPSULATED, self)?,
             aborted: sum(&self.fast, fast_idx::ABORTED, self)?,
+            egress_bytes: sum(&self.fast, fast_idx::EGRESS_BYTES, self)?,
         })
     }
 
@@ -380,6 +515,22 @@ impl FastPathProgram {
         &self.maps
     }
 
+    /// Registers the AF_XDP socket `fd` for RX `queue`, as the daemon's workers do: without
+    /// one the program forwards nothing (fail closed).
+    pub fn register_socket(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
+        let map = self.ebpf.map_mut("xsks_map").ok_or(XdpError::Missing {
+            ifname: "(unattached)".into(),
+            kind: "map",
+            name: "xsks_map",
+        })?;
+        let mut xsks: XskMap<&mut MapData> =
+            XskMap::try_from(map).map_err(self.maps.map_error("xsks_map is not an XSKMAP"))?;
+        xsks.set(queue, fd, 0).map_err(
+            self.maps
+                .map_error("registering the AF_XDP socket in xsks_map"),
+        )
+    }
+
     /// The counters it shares with `xvpc_guest` (`counters`).
     pub fn guest_counters(&self) -> Result<GuestCounters, XdpError> {
         let arr: PerCpuArray<&MapData, u64> =
@@ -462,6 +613,11 @@ impl GuestFastPath {
         &mut self.maps
     }
 
+    /// Its maps, to read (counters, drops).
+    pub fn maps_ref(&self) -> &FastMaps {
+        &self.maps
+    }
+
     /// The mode actually used.
     pub fn mode(&self) -> AttachMode {
         self.inner.mode
@@ -533,5 +689,6 @@ mod tests {
         assert_eq!(n("XVPC_FAST_UDP6_ZERO"), u64::from(flag::UDP6_ZERO));
         assert_eq!(n("FAST_ENCAPSULATED"), u64::from(fast_idx::ENCAPSULATED));
         assert_eq!(n("FAST_ABORTED"), u64::from(fast_idx::ABORTED));
+        assert_eq!(n("FAST_EGRESS_BYTES"), u64::from(fast_idx::EGRESS_BYTES));
     }
 }

@@ -30,7 +30,9 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::util::KernelVersion;
 use aya::{Ebpf, EbpfError, EbpfLoader};
 
-pub use fast::{FastCounters, FastMaps, FastPathProgram, FastPathSpec, GuestFastPath};
+pub use fast::{
+    FastCounters, FastMaps, FastPathProgram, FastPathSpec, FullSync, GuestFastPath, Staged,
+};
 pub use pins::{detach_pinned, pinned_state, Detached, PinDir, PinnedState};
 
 /// The `xvpc_guest` object file, compiled from `ebpf/guest.bpf.c`.

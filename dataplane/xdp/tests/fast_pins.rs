@@ -1,6 +1,7 @@
 //! Privileged test: the fast-path tier keeps the pinned lifecycle. Switching the guest port
 //! from `xvpc_guest` to `xvpc_guest_fast` is an atomic upgrade of the same link, a restart
-//! reuses it with its pinned mapping table, and `detach_pinned` removes its maps too.
+//! reuses it with its pinned mapping table (and the generation a full sync made live), and
+//! `detach_pinned` removes its maps too.
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
@@ -57,11 +58,38 @@ fn the_fast_tier_is_an_upgrade_of_the_pinned_guest_program() {
             again.maps().contains(&mapping.key()).expect("lookup"),
             "the pinned mapping table outlives the process that filled it"
         );
+        // A full sync replaces the table under the next generation and drops the rest.
+        let other = Mapping {
+            overlay_ip: "198.18.10.4".parse::<IpAddr>().expect("ip"),
+            ..mapping
+        };
+        let before = again.maps().generation();
+        let sync = again.maps().replace_all([&other]).expect("full sync");
+        assert_eq!(
+            (sync.generation, sync.written, sync.no_room, sync.removed),
+            (before.wrapping_add(1), 1, 0, 1)
+        );
+        assert!(!again.maps().contains(&mapping.key()).expect("lookup"));
+        assert!(again.maps().contains(&other.key()).expect("lookup"));
+        assert_eq!(again.maps().len().expect("walk"), 1);
         drop(again);
+        // The generation is pinned with the map: a restart finds the synced entries live.
+        let third = GuestFastPath::attach("fpg0", AttachMode::Driver, &spec, 1, Some(&pins))
+            .expect("second restart");
+        assert_eq!(third.maps_ref().generation(), before.wrapping_add(1));
+        assert!(third.maps_ref().contains(&other.key()).expect("lookup"));
+        drop(third);
         detach_pinned(pins.root(), "fpg0").expect("detach")
     });
     let removed = result.removed;
-    for pin in ["link", "mappings", "drops", "fast_counters", "tx_port"] {
+    for pin in [
+        "link",
+        "mappings",
+        "drops",
+        "fast_counters",
+        "tx_port",
+        "generation",
+    ] {
         assert!(
             removed.iter().any(|r| r == pin),
             "{pin} not removed: {removed:?}"

@@ -18,3 +18,4 @@ mod mtu;
 mod neighbours;
 mod spoofing;
 mod traffic;
+mod xdp_tier;

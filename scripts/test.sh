@@ -24,6 +24,8 @@ fi
 echo "== cargo test (unit, property, fixtures, privileged end-to-end)"
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+echo "== the end-to-end suite again with the XDP fast-path tier (dataplane.fast_path = \"xdp\")"
+XVPC_E2E_FAST_PATH=xdp cargo test --locked -p xvpc-dataplane --test e2e
 
 echo "== systemd units (systemd-analyze verify: any warning fails)"
 units=$(mktemp -d)

@@ -261,16 +261,7 @@ impl Fanout {
     /// epoch of the last full sync: what a process taking this one over starts with.
     pub fn live_mappings(&self) -> (u64, Vec<Mapping>) {
         let shadow = self.shadow();
-        let mappings = shadow
-            .mappings()
-            .map(|(key, entry)| Mapping {
-                vni: key.vni,
-                overlay_ip: key.overlay_ip,
-                underlay_ip: entry.underlay_ip,
-                overlay_mac: entry.overlay_mac,
-            })
-            .collect();
-        (shadow.epoch(), mappings)
+        (shadow.epoch(), shadow.to_mappings())
     }
 
     /// Remember that a key does not exist.

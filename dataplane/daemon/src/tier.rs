@@ -146,16 +146,7 @@ impl GuestTier {
         table: &MappingTable,
     ) -> Option<Result<FullSync, xvpc_xdp::XdpError>> {
         let mut f = self.fast()?;
-        let mappings: Vec<Mapping> = table
-            .mappings()
-            .map(|(key, entry)| Mapping {
-                vni: key.vni,
-                overlay_ip: key.overlay_ip,
-                underlay_ip: entry.underlay_ip,
-                overlay_mac: entry.overlay_mac,
-            })
-            .collect();
-        Some(f.maps().replace_all(&mappings))
+        Some(f.maps().replace_all(&table.to_mappings()))
     }
 
     /// Mirror one upsert. A mapping that cannot be written is removed instead, so XDP never

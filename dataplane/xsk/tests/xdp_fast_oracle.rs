@@ -86,12 +86,28 @@ fn with_dataplane(prog: &mut FastPathProgram) -> Dataplane {
     }
 }
 
-fn load(env: &Env) -> (FastPathProgram, Dataplane) {
+/// The fixture named `name`.
+fn fixture(name: &str) -> &'static Case {
+    let (_, cases) = common::shared();
+    cases
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("fixture {name}"))
+}
+
+/// The program for `env`, with empty maps and no socket registered.
+fn load_bare(env: &Env) -> FastPathProgram {
     let spec = FastPathSpec {
         ctx: env.ctx(),
         capacity: 64,
     };
-    let mut prog = FastPathProgram::load(&spec).expect("xvpc_guest_fast loads and verifies");
+    FastPathProgram::load(&spec).expect("xvpc_guest_fast loads and verifies")
+}
+
+/// The program for `env` with the fixtures' mappings, `lo` as its fabric port and a
+/// dataplane's socket registered.
+fn load(env: &Env) -> (FastPathProgram, Dataplane) {
+    let mut prog = load_bare(env);
     prog.maps()
         .set_fabric_port(LO_IFINDEX)
         .expect("lo as the fabric port");
@@ -269,11 +285,7 @@ fn every_egress_fixture_agrees_with_the_rust_pipeline() {
 #[test]
 fn a_udp_fixture_takes_the_fast_path_and_matches_the_fixture_bytes() {
     require_root();
-    let (_, cases) = common::shared();
-    let case = cases
-        .iter()
-        .find(|c| c.name == "egress_udp4_over_v6")
-        .expect("fixture egress_udp4_over_v6");
+    let case = fixture("egress_udp4_over_v6");
     let (prog, _dataplane) = load(common::env_for(case));
     let fd = prog.program_fd().expect("program fd");
     let (verdict, out) = test_run(fd, &case.input_bytes());
@@ -289,17 +301,9 @@ fn a_udp_fixture_takes_the_fast_path_and_matches_the_fixture_bytes() {
 #[test]
 fn without_a_fabric_port_fast_path_frames_go_to_the_workers() {
     require_root();
-    let (_, cases) = common::shared();
-    let case = cases
-        .iter()
-        .find(|c| c.name == "egress_udp4_over_v4")
-        .expect("fixture egress_udp4_over_v4");
+    let case = fixture("egress_udp4_over_v4");
     let env = common::env_for(case);
-    let spec = FastPathSpec {
-        ctx: env.ctx(),
-        capacity: 64,
-    };
-    let mut prog = FastPathProgram::load(&spec).expect("loads");
+    let mut prog = load_bare(env);
     for m in mappings(env) {
         prog.maps().upsert(&m).expect("mapping");
     }
@@ -320,17 +324,9 @@ fn without_a_fabric_port_fast_path_frames_go_to_the_workers() {
 #[test]
 fn a_full_sync_is_invisible_to_xdp_until_it_is_published() {
     require_root();
-    let (_, cases) = common::shared();
-    let case = cases
-        .iter()
-        .find(|c| c.name == "egress_udp4_over_v4")
-        .expect("fixture egress_udp4_over_v4");
+    let case = fixture("egress_udp4_over_v4");
     let env = common::env_for(case);
-    let spec = FastPathSpec {
-        ctx: env.ctx(),
-        capacity: 64,
-    };
-    let mut prog = FastPathProgram::load(&spec).expect("loads");
+    let mut prog = load_bare(env);
     prog.maps().set_fabric_port(LO_IFINDEX).expect("lo");
     let _dataplane = with_dataplane(&mut prog);
     let all = mappings(env);
@@ -362,11 +358,7 @@ fn a_full_sync_is_invisible_to_xdp_until_it_is_published() {
 #[test]
 fn without_a_dataplane_socket_nothing_is_forwarded() {
     require_root();
-    let (_, cases) = common::shared();
-    let case = cases
-        .iter()
-        .find(|c| c.name == "egress_udp4_over_v6")
-        .expect("fixture egress_udp4_over_v6");
+    let case = fixture("egress_udp4_over_v6");
     let (prog, dataplane) = load(common::env_for(case));
     assert!(matches!(
         run_xdp(&prog, &case.input_bytes()),

@@ -588,6 +588,19 @@ impl MappingTable {
             _ => None,
         })
     }
+
+    /// The live mappings as the control path received them (what another table, a process
+    /// taking over, or the XDP tier's map is built from).
+    pub fn to_mappings(&self) -> Vec<Mapping> {
+        self.mappings()
+            .map(|(key, entry)| Mapping {
+                vni: key.vni,
+                overlay_ip: key.overlay_ip,
+                underlay_ip: entry.underlay_ip,
+                overlay_mac: entry.overlay_mac,
+            })
+            .collect()
+    }
 }
 
 fn is_mapped(entry: &Entry) -> bool {

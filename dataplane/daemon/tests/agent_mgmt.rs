@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use agent_common::*;
 use xvpc_testbed::etcd::Etcd;
+use xvpc_testbed::require_root;
 use xvpc_testbed::vpc::{workspace_bin, Underlay, Vpc};
-use xvpc_testbed::{require_root, veth_pair, Netns};
 
 /// The management side of the out-of-band link (etcd listens here).
 const MGMT_IP: &str = "198.18.200.1";
@@ -21,13 +21,9 @@ const HOST_IP: &str = "198.18.200.2";
 fn agent_in_management_namespace_guest_cannot_reach_etcd() {
     require_root();
     let vpc = Vpc::new("ae4", &[Underlay::V4]).expect("topology");
-    let mgmt = Netns::new("ae4m").expect("management namespace");
-    veth_pair((&mgmt, "mg0"), (&vpc.dataplane, "dm0")).expect("out-of-band link");
-    mgmt.add_addr("mg0", &format!("{MGMT_IP}/24"))
-        .expect("mgmt address");
-    vpc.dataplane
-        .add_addr("dm0", &format!("{HOST_IP}/24"))
-        .expect("host address");
+    let mgmt = vpc
+        .add_management("ae4m", MGMT_IP, HOST_IP)
+        .expect("management namespace and its out-of-band link");
     let etcd_ip: IpAddr = MGMT_IP.parse().expect("literal");
     let etcd = Etcd::start_in(&mgmt, etcd_ip).expect("etcd in the management namespace");
     let r0 = &vpc.remotes[0];

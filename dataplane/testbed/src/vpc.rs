@@ -349,6 +349,22 @@ pin_dir = "{work}/bpf/xvpc"
         )
     }
 
+    /// A management namespace joined to the dataplane host by an out-of-band veth
+    /// (`mg0` there, `dm0` on the host), `mgmt_ip/24` and `host_ip/24` on its two ends: where
+    /// a mapping service or a metrics scraper lives, out of the guest's reach.
+    pub fn add_management(
+        &self,
+        tag: &str,
+        mgmt_ip: &str,
+        host_ip: &str,
+    ) -> Result<Netns, TestbedError> {
+        let mgmt = Netns::new(tag)?;
+        veth_pair((&mgmt, "mg0"), (&self.dataplane, "dm0"))?;
+        mgmt.add_addr("mg0", &format!("{mgmt_ip}/24"))?;
+        self.dataplane.add_addr("dm0", &format!("{host_ip}/24"))?;
+        Ok(mgmt)
+    }
+
     /// Where the test's bpffs is mounted.
     pub fn pin_mount(&self) -> PathBuf {
         self.work.join("bpf")

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xvpc_testbed::vpc::{workspace_bin, Underlay, Vpc, GATEWAY_V4, GUEST_MAC};
-use xvpc_testbed::{require_root, veth_pair, ChildGuard, Netns};
+use xvpc_testbed::{require_root, ChildGuard, Netns};
 
 use crate::common::*;
 
@@ -137,13 +137,9 @@ fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
 fn prometheus_scrapes_both_processes_and_the_guest_cannot_reach_them() {
     require_root();
     let vpc = Vpc::new("met", &[Underlay::V4]).expect("topology");
-    let mgmt = Netns::new("metm").expect("management namespace");
-    veth_pair((&mgmt, "mg0"), (&vpc.dataplane, "dm0")).expect("out-of-band link");
-    mgmt.add_addr("mg0", &format!("{MGMT_IP}/24"))
-        .expect("mgmt address");
-    vpc.dataplane
-        .add_addr("dm0", &format!("{HOST_IP}/24"))
-        .expect("host address");
+    let mgmt = vpc
+        .add_management("metm", MGMT_IP, HOST_IP)
+        .expect("management namespace and its out-of-band link");
 
     // The daemon runs in the dataplane namespace and binds its listener in the management
     // one; JSON logs, to check they are one object per line.

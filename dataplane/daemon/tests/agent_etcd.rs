@@ -39,9 +39,7 @@ fn etcd_put_delete_and_move_steer_traffic() {
 
     // Delete: traffic stops; the dataplane counts misses and the agent answers NotFound.
     etcd.delete(&etcd_key(target)).expect("etcdctl del");
-    wait_until(&vpc, "control.mappings == 0", || {
-        stat(&vpc, "/control/mappings") == 0
-    });
+    wait_mappings(&vpc, 0);
     let before = stats(&vpc);
     assert!(
         !ping_once(&vpc, target),
@@ -219,7 +217,7 @@ fn agent_dataplane_and_etcd_restarts() {
     dp.terminate().expect("stop xvpc");
     dp = vpc.start_dataplane(&xvpc, &config).expect("xvpc restarts");
     wait_full_syncs(&vpc, 1);
-    assert_eq!(stat(&vpc, "/control/mappings"), 1);
+    wait_mappings(&vpc, 1);
     wait_ping(&vpc, target);
 
     // 3. etcd crashes and comes back; a change made afterwards arrives.
@@ -240,9 +238,7 @@ fn agent_dataplane_and_etcd_restarts() {
     etcd.kill().expect("kill -9 etcd");
     etcd.start_again().expect("etcd restarts");
     wait_ping(&vpc, r1_v6);
-    wait_until(&vpc, "control.mappings == 3", || {
-        stat(&vpc, "/control/mappings") == 3
-    });
+    wait_mappings(&vpc, 3);
     drop(agent);
     drop(dp);
 }

@@ -56,5 +56,5 @@ fn file_source_miss_then_mapping_added() {
         &format!("{}{}", mapping_toml(r0, known), mapping_toml(r1, absent)),
     );
     wait_ping(&vpc, absent);
-    assert_eq!(stat(&vpc, "/control/mappings"), 2);
+    wait_mappings(&vpc, 2);
 }

@@ -49,9 +49,7 @@ fn agent_in_management_namespace_guest_cannot_reach_etcd() {
     // The agent (started in the test's namespace, which has no route to 198.18.200.0/24)
     // reached etcd from the management namespace and synced the dataplane.
     wait_full_syncs(&vpc, 1);
-    wait_until(&vpc, "control.mappings == 1", || {
-        stat(&vpc, "/control/mappings") == 1
-    });
+    wait_mappings(&vpc, 1);
     wait_ping(&vpc, target);
 
     // Every address of the management namespace, plus loopback, is closed to the guest.

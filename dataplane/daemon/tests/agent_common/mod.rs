@@ -127,6 +127,14 @@ pub fn wait_full_syncs(vpc: &Vpc, n: u64) {
     });
 }
 
+/// Waits until the workers report `n` mappings. A full sync is counted when it is sent;
+/// the workers publish what they hold a few milliseconds later.
+pub fn wait_mappings(vpc: &Vpc, n: u64) {
+    wait_until(vpc, &format!("control.mappings == {n}"), || {
+        stat(vpc, "/control/mappings") == n
+    });
+}
+
 /// Sends `count` UDP datagrams (payload: big-endian sequence number) from the guest to
 /// `dst:port`, one every `gap`; returns how many the kernel accepted.
 pub fn udp_stream(vpc: &Vpc, dst: IpAddr, port: u16, count: u32, gap: Duration) -> u32 {

@@ -784,17 +784,19 @@ impl Measurement<'_> {
             pin_napi(r.dut_in, DUT_CPU)?;
             pin_napi(r.rx_dev, GEN_CPU)?;
         }
-        let mut perf = match (perf_out, self.dut.xvpc.as_ref()) {
-            (Some(out), Some(xvpc)) => {
+        // The whole DUT core (dataplane, the NAPI thread steered there, softirqs, idle): that
+        // is what the systems are compared on.
+        let mut perf = match perf_out {
+            Some(out) => {
                 let mut c = Command::new("perf");
-                c.args(["record", "-q", "-g", "-p", &xvpc.pid().to_string(), "-o"])
+                c.args(["record", "-q", "-g", "-C", &DUT_CPU.to_string(), "-o"])
                     .arg(out.with_extension("data"))
                     .args(["--", "sleep", &secs.to_string()])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null());
                 Some(spawn(c)?)
             }
-            _ => None,
+            None => None,
         };
         let b0 = cpu_busy_jiffies(DUT_CPU);
         let gen_out = ctx.work.path("gen.txt");
@@ -968,32 +970,40 @@ impl Measurement<'_> {
     }
 }
 
-/// `perf report`'s top 25 symbols into `txt` (nothing if perf fails).
+/// Into `txt`: the DUT core's samples by thread, then its top 40 symbols (nothing if perf
+/// fails).
 fn perf_report(data: &Path, txt: &Path) {
-    let Ok(out) = Command::new("perf")
-        .arg("report")
-        .arg("-i")
-        .arg(data)
-        .args(["--stdio", "--no-children", "--sort", "symbol"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    else {
-        return;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let top: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            let rest = l.trim_start_matches(' ');
-            rest.len() < l.len() && rest.starts_with(|c: char| c.is_ascii_digit())
-        })
-        .take(25)
-        .collect();
-    let _ = fs::write(
-        txt,
-        top.iter().map(|l| format!("{l}\n")).collect::<String>(),
-    );
+    let mut report = String::new();
+    for (sort, take) in [("comm", 10), ("symbol", 40)] {
+        let Ok(out) = Command::new("perf")
+            .arg("report")
+            .arg("-i")
+            .arg(data)
+            .args(["--stdio", "--no-children", "-g", "none", "--sort", sort])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+        else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        report.push_str(&format!("# by {sort}\n"));
+        for line in text
+            .lines()
+            .filter(|l| {
+                let rest = l.trim_start_matches(' ');
+                rest.len() < l.len() && rest.starts_with(|c: char| c.is_ascii_digit())
+            })
+            .take(take)
+        {
+            // perf pads every row to the terminal width and ends it with empty columns.
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let used = fields.iter().rposition(|f| *f != "-").map_or(0, |i| i + 1);
+            report.push_str(&fields[..used].join(" "));
+            report.push('\n');
+        }
+    }
+    let _ = fs::write(txt, report);
 }
 
 /// One measurement: fresh topology, the system, the full-speed run, the zero-loss search, the
@@ -1017,9 +1027,9 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
         size,
         gen_modes: vec![],
     };
-    let perf_out = (o.perf && rep == 1 && sys == System::Xvpc).then(|| {
+    let perf_out = (o.perf && rep == 1).then(|| {
         o.out.join(format!(
-            "perf-xvpc-{dir}-{size}-{}",
+            "perf-{sys}-{dir}-{size}-{}",
             if o.steer { "steered" } else { "unsteered" }
         ))
     });

@@ -195,8 +195,9 @@ pub const USAGE: &str = r#"usage: scripts/bench.sh [--reps N] [--sizes "64 1400"
   --time-limit MIN  start no repetition that would end after MIN minutes, judged by the
                   estimate and then by the measured length of the repetitions so far (the
                   first always runs); the report covers the repetitions that ran
-  --perf          perf record the xvpc daemon during its first full-speed run per
-                  direction and size ($OUT/perf-*.data and perf-*.txt, top symbols)
+  --perf          perf record the DUT core (-C, call graphs) during each system's first
+                  full-speed run per direction and size ($OUT/perf-*.data; perf-*.txt:
+                  samples by thread, then the top symbols)
   --tx MODE       how the generator transmits: auto (default: XDP live frames, or AF_XDP
                   where the kernel refuses them), live (fail if refused) or afxdp; the
                   mode of every measurement is in the gen_mode column and the table

@@ -288,6 +288,12 @@ pub(crate) struct EngineState<const N: usize> {
     pub(crate) owners: Vec<u8>,
 }
 
+/// Whether the socket busy-polls (`SO_BUSY_POLL` set above 0).
+fn busy_polls(fd: BorrowedFd<'_>) -> bool {
+    sys::getsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, sys::SO_BUSY_POLL)
+        .is_ok_and(|(usecs, _)| usecs > 0)
+}
+
 /// `N` sockets on `N` interfaces (same queue id) sharing one UMEM.
 pub(crate) struct Engine<const N: usize> {
     // Sockets are declared before the UMEM so they are closed before it is unmapped.
@@ -300,6 +306,10 @@ pub(crate) struct Engine<const N: usize> {
     zero_copy: bool,
     /// UMEM headroom registered with the kernel (handed over with the UMEM).
     headroom: u32,
+    /// The sockets busy-poll (`SO_BUSY_POLL` > 0): every service enters the kernel with a
+    /// `recvfrom`, which runs the queue's NAPI in this thread, whether or not the fill ring
+    /// asks for a wakeup. With `SO_PREFER_BUSY_POLL` that is what moves the frames.
+    busy_poll: bool,
     counters: XskCounters,
 }
 
@@ -366,6 +376,7 @@ impl<const N: usize> Engine<N> {
             fill_target: cfg.fill_target(N as u32),
             zero_copy,
             headroom: cfg.headroom,
+            busy_poll: opts.busy_poll.is_some_and(|bp| bp.usecs > 0),
             counters: XskCounters::default(),
         };
         e.service();
@@ -454,11 +465,13 @@ impl<const N: usize> Engine<N> {
             .try_into()
             .map_err(|_| XskError::Config("socket count mismatch".into()))?;
         Ok(Self {
-            socks,
             umem,
             fill_target: cfg.fill_target(N as u32),
             zero_copy: state.zero_copy,
             headroom: cfg.headroom,
+            // Socket options live on the sockets, which came over as they were.
+            busy_poll: socks.first().is_some_and(|s| busy_polls(s.fd.as_fd())),
+            socks,
             counters: XskCounters::default(),
         })
     }
@@ -603,9 +616,9 @@ impl<const N: usize> Engine<N> {
                 break;
             }
         }
-        // 3. Wakeups only where the kernel asks for them.
+        // 3. Wakeups only where the kernel asks for them, or every time when busy polling.
         for s in &mut self.socks {
-            if s.fill.needs_wakeup() {
+            if self.busy_poll || s.fill.needs_wakeup() {
                 self.counters.fill_wakeups += 1;
                 // Errors here are transient (EAGAIN); the next service retries.
                 let _ = sys::wake_rx(s.fd.as_fd());

@@ -457,6 +457,17 @@ fn zero_copy_is_refused_on_veth_and_auto_falls_back_to_copy() {
             &opts,
         )
         .expect("busy-poll options on veth");
+        // A busy-polling pair enters the kernel (recvfrom) on every service, fill ring full
+        // or not: that call is what runs the NAPI in this thread.
+        let before = qp.counters().fill_wakeups;
+        for _ in 0..10 {
+            qp.service();
+        }
+        assert!(
+            qp.counters().fill_wakeups >= before + 20,
+            "two sockets, ten services: {} recvfrom wakeups",
+            qp.counters().fill_wakeups - before
+        );
         qp.set_tx_budget(Side::Fabric, 256)
             .expect("XDP_MAX_TX_SKB_BUDGET (Linux >= 6.17)");
         let err = qp

@@ -1,59 +1,14 @@
 //! Proof that the pipelines allocate nothing per packet: a counting global allocator, every
 //! fixture kind run 10,000 times through its pipeline after a warm-up.
-// Test-only code outside the shipped crates: `GlobalAlloc` can only be implemented unsafely.
-#![allow(unsafe_code)]
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use xvpc_core::counters::Counters;
 use xvpc_core::frame::Frame;
-
-/// The system allocator, counting allocations and reallocations of each thread (so the test
-/// harness's own threads do not count).
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    ALLOCATIONS.with(|c| c.set(c.get() + 1));
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract `System` upholds is upheld here; the counter has no effect on memory.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: our caller upholds `alloc`'s contract (non-zero size layout) for us.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: `ptr` was allocated by this allocator (i.e. by `System`) with `layout`, as
-        // our caller guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with `layout`, as our caller guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use xvpc_xsk::test_utils::{allocations, CountingAllocator};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 const PACKETS: usize = 10_000;
 

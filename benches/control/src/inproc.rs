@@ -1,13 +1,12 @@
 //! The control thread's full-sync work, measured in-process: what the daemon's
 //! `Fanout::replace` does, rebuilt from public `xvpc_core` APIs — compile every mapping into
-//! one [`MappingTable`], collect the key set, clone the table once per worker, and free the
-//! tables the workers hand back.
+//! one fixed-capacity [`MappingTable`] (the control path's shadow), clone it once per
+//! worker, and free the old shadow and the tables the workers hand back.
 
-use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use xvpc_core::model::{Fabric, MacAddr, Mapping, MappingKey, Vni};
+use xvpc_core::model::{Fabric, MacAddr, Mapping, Vni};
 use xvpc_core::table::{Compiler, MappingTable};
 
 /// Wall time of each phase of one full sync.
@@ -15,8 +14,6 @@ use xvpc_core::table::{Compiler, MappingTable};
 pub struct Phases {
     /// Compile and insert every mapping into one table.
     pub compile: Duration,
-    /// Collect the control path's key set from the table.
-    pub keys: Duration,
     /// Clone the table once per worker.
     pub clone: Duration,
     /// Free the built table and the workers' old tables.
@@ -28,7 +25,7 @@ pub struct Phases {
 impl Phases {
     /// All phases together.
     pub fn total(&self) -> Duration {
-        self.compile + self.keys + self.clone + self.free
+        self.compile + self.clone + self.free
     }
 }
 
@@ -47,14 +44,15 @@ pub fn testbed_fabric() -> Fabric {
     }
 }
 
-/// Build the table the way the control thread does (invalid mappings skipped).
+/// Build the table the way the control thread does (fixed capacity, invalid mappings
+/// skipped).
 pub fn build_table(
     compiler: &Compiler,
     vni: Vni,
     epoch: u64,
     mappings: &[Mapping],
 ) -> MappingTable {
-    let mut table = MappingTable::with_capacity(epoch, mappings.len());
+    let mut table = MappingTable::fixed(epoch, mappings.len());
     for mapping in mappings {
         if mapping.vni != vni {
             continue;
@@ -66,8 +64,9 @@ pub fn build_table(
     table
 }
 
-/// One full sync of `mappings` into `workers` workers, each of which held `old` tables of
-/// the same size (so that freeing them is part of the cost, as in the daemon).
+/// One full sync of `mappings` into `workers` workers. `old` is what the previous sync
+/// returned (the workers' tables and the shadow), freed here as in the daemon. Returns the
+/// workers' new tables followed by the new shadow.
 pub fn full_sync(
     compiler: &Compiler,
     vni: Vni,
@@ -77,25 +76,19 @@ pub fn full_sync(
 ) -> (Phases, Vec<MappingTable>) {
     let mut phases = Phases::default();
     let t = Instant::now();
-    let table = build_table(compiler, vni, 1, mappings);
+    let shadow = build_table(compiler, vni, 1, mappings);
     phases.compile = t.elapsed();
-    phases.mapped = table.mapped_len();
+    phases.mapped = shadow.mapped_len();
 
     let t = Instant::now();
-    let keys: HashSet<MappingKey> = table.mappings().map(|(k, _)| k).collect();
-    phases.keys = t.elapsed();
-
-    let t = Instant::now();
-    let swapped: Vec<MappingTable> = (0..workers).map(|_| table.clone()).collect();
+    let mut tables: Vec<MappingTable> = (0..workers).map(|_| shadow.clone()).collect();
     phases.clone = t.elapsed();
 
     let t = Instant::now();
-    drop(table);
     drop(old);
     phases.free = t.elapsed();
-    // The key set lives on in the daemon; here it is the caller's to keep or drop.
-    std::hint::black_box(&keys);
-    (phases, swapped)
+    tables.push(shadow);
+    (phases, tables)
 }
 
 #[cfg(test)]
@@ -110,7 +103,7 @@ mod tests {
         let mappings = generate(100, 5000).expect("within the plan");
         let (phases, tables) = full_sync(&compiler, vni, &mappings, 2, Vec::new());
         assert_eq!(phases.mapped, 5000);
-        assert_eq!(tables.len(), 2);
+        assert_eq!(tables.len(), 3, "two workers' tables and the shadow");
         for t in &tables {
             assert_eq!(t.mapped_len(), 5000);
         }
@@ -118,7 +111,7 @@ mod tests {
         let other = generate(101, 10).expect("within the plan");
         assert_eq!(build_table(&compiler, vni, 2, &other).mapped_len(), 0);
         let (again, tables) = full_sync(&compiler, vni, &mappings, 2, tables);
-        assert_eq!((again.mapped, tables.len()), (5000, 2));
+        assert_eq!((again.mapped, tables.len()), (5000, 3));
         assert!(again.total() >= again.compile);
     }
 }

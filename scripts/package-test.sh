@@ -60,6 +60,9 @@ in_root dpkg-query -W -f='${Conffiles}\n' xvpc | grep -q '/etc/xvpc/xvpc.toml' |
 in_root xvpc check-config /etc/xvpc/xvpc.toml
 in_root xvpc --help | grep -q check-config
 in_root xvpc-agent --help | grep -q -- --metrics-listen
+printf '[[mapping]]\nvni = 100\noverlay_ip = "198.18.10.2"\nunderlay_ip = "198.18.0.3"\noverlay_mac = "02:00:00:00:0a:02"\n' \
+  >"$root/tmp/check-mappings.toml"
+in_root xvpc-agent --config /etc/xvpc/agent.toml --file /tmp/check-mappings.toml --check | grep -q "1 mappings"
 in_root xvpc-pktgen --help >/dev/null
 for f in /lib/systemd/system/xvpc.service /lib/systemd/system/xvpc-agent.service \
          /etc/xvpc/agent.toml /usr/share/doc/xvpc/CONFIGURATION.md /usr/share/doc/xvpc/grafana/xvpc-dashboard.json; do

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use xvpc_agent::config::{Config, RawConfig, SourceKind};
+use xvpc_agent::config::{Config, RawConfig, SourceConfig, SourceKind};
 use xvpc_agent::{enter_netns, Agent, Hooks};
 
 /// Feeds mappings from a file or etcd to the xvpc dataplane over its control socket.
@@ -45,6 +45,10 @@ struct Cli {
         env = "XVPC_LOG_FORMAT"
     )]
     log_format: xvpc_control::logging::LogFormat,
+    /// Validate the configuration (and, for the file source, the mappings file), print what
+    /// it would run, and exit: nothing is connected, no namespace entered.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +81,9 @@ fn main() -> anyhow::Result<()> {
         raw.metrics = Some(xvpc_control::metrics::MetricsConfig { listen, netns });
     }
     let cfg = Config::validate(raw).context("invalid configuration")?;
+    if cli.check {
+        return check(&cfg);
+    }
     if let Some(ns) = &cfg.management_netns {
         // Before any thread exists, so every thread (etcd traffic included) is in it.
         enter_netns(ns).context("set management_netns to an existing namespace, or remove it")?;
@@ -88,4 +95,25 @@ fn main() -> anyhow::Result<()> {
     loop {
         std::thread::park();
     }
+}
+
+/// `--check`: the configuration is valid; so is the mappings file of a file source.
+fn check(cfg: &Config) -> anyhow::Result<()> {
+    let source = match &cfg.source {
+        SourceConfig::File { path, .. } => {
+            let mappings = xvpc_agent::file_source::load(path, cfg.underlay_family)?;
+            format!("file {} ({} mappings)", path.display(), mappings.len())
+        }
+        SourceConfig::Etcd {
+            endpoints, prefix, ..
+        } => format!(
+            "etcd {} prefix {prefix} (not contacted)",
+            endpoints.join(",")
+        ),
+    };
+    println!(
+        "configuration ok: source {source}, control socket {}",
+        cfg.control_socket.display()
+    );
+    Ok(())
 }

@@ -209,3 +209,47 @@ fn bad_config_fails_fast_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("xvpc-no-such-ns"), "{err}");
 }
+
+/// `--check` validates the configuration and the mappings file without running.
+#[test]
+fn check_validates_config_and_mappings_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("mappings.toml");
+    let check = |file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_xvpc-agent"))
+            .args(["--source", "file", "--check", "--file"])
+            .arg(file)
+            .arg("--control")
+            .arg(dir.path().join("no-dataplane.sock"))
+            .output()
+            .expect("run xvpc-agent --check")
+    };
+    std::fs::write(&file, toml_of(&[mapping(1), mapping(2)])).expect("write mappings");
+    let out = check(&file);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("2 mappings"), "{text}");
+
+    // A bad entry: the check fails, naming the file and the entry.
+    std::fs::write(
+        &file,
+        format!("{}[[mapping]]\nvni = 100\n", toml_of(&[mapping(1)])),
+    )
+    .expect("write mappings");
+    let out = check(&file);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a broken mappings file passed the check"
+    );
+    assert!(err.contains("mappings.toml"), "{err}");
+    let out = check(&dir.path().join("missing.toml"));
+    assert!(
+        !out.status.success(),
+        "a missing mappings file passed the check"
+    );
+}

@@ -798,6 +798,19 @@ impl Measurement<'_> {
             }
             None => None,
         };
+        let mut perf_stat = match perf_out {
+            Some(out) => {
+                let mut c = Command::new("perf");
+                c.args(["stat", "-x", ",", "-e", "context-switches,cpu-migrations"])
+                    .args(["-C", &DUT_CPU.to_string(), "-o"])
+                    .arg(out.with_extension("stat"))
+                    .args(["--", "sleep", &secs.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                Some(spawn(c)?)
+            }
+            None => None,
+        };
         let b0 = cpu_busy_jiffies(DUT_CPU);
         let gen_out = ctx.work.path("gen.txt");
         let mut c = self.gen_command(&[
@@ -847,6 +860,15 @@ impl Measurement<'_> {
             }
         }
         let sink_res = SinkResult::from_stdout(&read(&sink_out)).ok();
+        if let (Some(p), Some(out)) = (perf_stat.as_mut(), perf_out) {
+            ctx.wait_child(p, Duration::from_secs(30))?;
+            let marked = sink_res.as_ref().map_or(0, |s| s.marked);
+            append_switches(
+                &out.with_extension("stat"),
+                &out.with_extension("txt"),
+                marked,
+            );
+        }
         Ok(RunResult {
             gen: gen_res,
             gen_line,
@@ -968,6 +990,24 @@ impl Measurement<'_> {
         let _ = fs::copy(&json, keep);
         Ok(drop_counters(&read(&json)))
     }
+}
+
+/// Appends to `txt` the DUT core's context switches and migrations (`perf stat -x ,` output
+/// in `stat`), also per 1,000 frames the sink counted.
+fn append_switches(stat: &Path, txt: &Path, frames: u64) {
+    let mut line = String::from("# DUT core:");
+    for row in read(stat).lines() {
+        let fields: Vec<&str> = row.split(',').collect();
+        if let (Some(n), Some(event)) = (fields.first(), fields.get(2)) {
+            if let Ok(n) = n.parse::<u64>() {
+                let per_k = n as f64 * 1000.0 / frames.max(1) as f64;
+                line.push_str(&format!(" {event} {n} ({per_k:.1} per 1000 frames);"));
+            }
+        }
+    }
+    let mut text = read(txt);
+    text.push_str(&format!("{line} {frames} frames at the sink\n"));
+    let _ = fs::write(txt, text);
 }
 
 /// Into `txt`: the DUT core's samples by thread, then its top 40 symbols (nothing if perf

@@ -197,7 +197,7 @@ pub const USAGE: &str = r#"usage: scripts/bench.sh [--reps N] [--sizes "64 1400"
                   first always runs); the report covers the repetitions that ran
   --perf          perf record the DUT core (-C, call graphs) during each system's first
                   full-speed run per direction and size ($OUT/perf-*.data; perf-*.txt:
-                  samples by thread, then the top symbols)
+                  samples by thread, the top symbols, the core's context switches)
   --tx MODE       how the generator transmits: auto (default: XDP live frames, or AF_XDP
                   where the kernel refuses them), live (fail if refused) or afxdp; the
                   mode of every measurement is in the gen_mode column and the table

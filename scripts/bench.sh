@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side forwarding benchmark: gen ns —veth— DUT ns —veth— sink ns, for kernel-vxlan,
-# xvpc, ovs, testpmd and xdp-redirect (docs/BENCHMARKING.md).
+# xvpc, xvpc-xdp, ovs, testpmd and xdp-redirect (docs/BENCHMARKING.md).
 #
 # A thin wrapper: the harness is the Rust binary xvpc-bench-forward (benches/forward), which
 # takes this script's options unchanged (`scripts/bench.sh --help` lists them) and honours

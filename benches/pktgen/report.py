@@ -12,6 +12,11 @@ transmit) is a column of the table; rates offered in different modes are not com
 the header says so when a CSV mixes them. CSVs from before the column show "live?" (every run
 before 2026-12-06 used live frames).
 
+The goals of issue #14 for xvpc-xdp (64 B, steered: egress >= 0.8x the XDP redirect of the
+same repetition, ingress >= 1.5x kernel vxlan; every size ahead of OVS, testpmd and kernel
+vxlan) are a section of results.md when the systems they compare are in the CSV. They are
+reported, not enforced: they do not change the exit status.
+
 CSVs written before the zero-loss search (no zero_loss_pps / lat_base columns, as in
 docs/img/bench-*.csv) still work: the zero-loss columns and dashed lines are left out.
 """
@@ -26,6 +31,61 @@ import sys
 
 def med(v, fmt):
     return fmt.format(statistics.median(v)) if v else "n/a"
+
+
+def ratio_cell(rows, sys_, ref_sys, dir_, size):
+    """Median (min-max) over repetitions of sys_ / ref_sys, both measured in the same one."""
+    by = {(r["system"], r["rep"]): float(r["sink_pps"]) for r in rows
+          if r["dir"] == dir_ and int(r["size"]) == size}
+    ratios = [v / by[(ref_sys, rep)] for (s, rep), v in by.items()
+              if s == sys_ and by.get((ref_sys, rep))]
+    if not ratios:
+        return None, f"n/a (needs {sys_} and {ref_sys}, {dir_}, {size} B)"
+    m = statistics.median(ratios)
+    return m, f"{m:.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
+def goals(rows, mode):
+    """Issue #14's goals for xvpc-xdp, where the CSV has what they compare."""
+    if not any(r["system"] == "xvpc-xdp" for r in rows):
+        return []
+    out = ["", f"Goals of issue #14 for xvpc-xdp (set for steered runs; this run: {mode}; "
+           "reported, not enforced):", ""]
+
+    def verdict(m, goal):
+        return "" if m is None else (" — met" if m >= goal else " — **not met**")
+
+    m, cell = ratio_cell(rows, "xvpc-xdp", "xdp-redirect", "egress", 64)
+    out.append(f"- egress 64 B vs in-kernel XDP redirect, goal ≥ 0.8×: {cell}{verdict(m, 0.8)}")
+    ns = {s: [int(r["dut_ns_per_pkt"]) for r in rows if r["system"] == s
+              and r["dir"] == "egress" and int(r["size"]) == 64 and r["dut_ns_per_pkt"]]
+          for s in ("xvpc-xdp", "xdp-redirect")}
+    if ns["xvpc-xdp"] and ns["xdp-redirect"]:
+        out.append(f"  DUT core ns/pkt (median): xvpc-xdp {statistics.median(ns['xvpc-xdp']):.0f}"
+                   f", the redirect ceiling {statistics.median(ns['xdp-redirect']):.0f}")
+    m, cell = ratio_cell(rows, "xvpc-xdp", "kernel-vxlan", "ingress", 64)
+    out.append(f"- ingress 64 B vs kernel vxlan, goal ≥ 1.5×: {cell}{verdict(m, 1.5)}")
+    behind = []
+    compared = set()
+    for dir_, size in sorted({(r["dir"], int(r["size"])) for r in rows}):
+        med_of = {}
+        for s in ("xvpc-xdp", "ovs", "testpmd", "kernel-vxlan"):
+            v = [float(r["sink_pps"]) for r in rows
+                 if r["system"] == s and r["dir"] == dir_ and int(r["size"]) == size]
+            if v:
+                med_of[s] = statistics.median(v)
+        if "xvpc-xdp" not in med_of:
+            continue
+        for s, v in med_of.items():
+            if s != "xvpc-xdp":
+                compared.add(s)
+                if med_of["xvpc-xdp"] <= v:
+                    behind.append(f"{s} {dir_} {size} B")
+    if compared:
+        out.append(f"- every size ahead of {', '.join(sorted(compared))} (medians; goal: ovs, "
+                   "testpmd, kernel-vxlan): " +
+                   ("met" if not behind else "**not met**: behind " + ", ".join(behind)))
+    return out
 
 
 def main():
@@ -67,7 +127,7 @@ def main():
     zl_dat = {}
     dat = {}
     failed = []
-    order = ["kernel-vxlan", "xvpc", "ovs", "testpmd", "xdp-redirect"]
+    order = ["kernel-vxlan", "xvpc", "xvpc-xdp", "ovs", "testpmd", "xdp-redirect"]
     keys = sorted({(r["system"], r["dir"], int(r["size"])) for r in rows},
                   key=lambda k: (k[2], k[1], order.index(k[0]) if k[0] in order else 99))
     for sys_, dir_, size in keys:
@@ -112,6 +172,14 @@ def main():
             f"{med(p99, '{:.0f}')}{' †' if lat_max else ''} | "
             f"{', '.join(c.split('(')[0] for c in checks) or '-'} |")
         dat.setdefault(f"{sys_} {dir_}", []).append((size, statistics.median(pps)))
+    lines += goals(rows, mode)
+    tiers = sorted({(r["system"], r["dir"], int(r["size"]), r["rep"], r["dut_tier"]) for r in rows
+                    if r.get("dut_tier")})
+    if tiers:
+        lines += ["", "xvpc: frames forwarded by each tier (XDP, AF_XDP workers) and dropped by "
+                  "the kernel after the DUT (the outgoing veth's tx_dropped), every run of the "
+                  "measurement:", ""]
+        lines += [f"- {s} {d} {z} B rep {n}: `{x}`" for s, d, z, n, x in tiers]
     drops = sorted({(r["system"], r["dir"], r["size"], r["dut_drops"]) for r in rows
                     if r.get("dut_drops")})
     if drops:

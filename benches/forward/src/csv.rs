@@ -1,4 +1,5 @@
 //! `results.csv`: one row per measurement, the columns `benches/pktgen/report.py` reads.
+//! `dut_tier` (the 18th) follows `gen_mode`; report.py reads older files without it.
 //!
 //! Written by hand: every value is a number, a fixed word or the quoted drop list (which
 //! holds no quote or comma-separated values of its own: `path=value;path=value`).
@@ -12,7 +13,7 @@ use crate::search::ZeroLoss;
 use crate::HarnessError;
 
 /// The header line (without newline).
-pub const HEADER: &str = "rep,size,system,dir,gen_pps,sink_pps,sink_frames,zero_loss_pps,zl_lossy_pps,dut_ns_per_pkt,p50_ns,p99_ns,lat_base,steered,check,dut_drops,gen_mode";
+pub const HEADER: &str = "rep,size,system,dir,gen_pps,sink_pps,sink_frames,zero_loss_pps,zl_lossy_pps,dut_ns_per_pkt,p50_ns,p99_ns,lat_base,steered,check,dut_drops,gen_mode,dut_tier";
 
 /// What the latency run was paced against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub enum Check {
     NothingCaptured,
     /// A frame was wrong (the log says which).
     Fail,
+    /// The xvpc systems' counters did not account for the frames ([`crate::tier`]; the log
+    /// says how).
+    Accounting,
 }
 
 impl Check {
@@ -43,6 +47,7 @@ impl Check {
             Check::Ok(n) => format!("ok({n})"),
             Check::NothingCaptured => "FAIL:nothing-captured".into(),
             Check::Fail => "FAIL".into(),
+            Check::Accounting => "FAIL:accounting".into(),
         }
     }
 }
@@ -82,6 +87,9 @@ pub struct Row {
     pub dut_drops: String,
     /// Generator modes the runs used, in order of first use (normally one).
     pub gen_modes: Vec<&'static str>,
+    /// xvpc's split of the forwarded frames between its tiers ([`crate::tier::Split`]; empty
+    /// for other systems).
+    pub dut_tier: String,
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -95,7 +103,7 @@ impl Row {
         let rate = |v: Option<f64>| format!("{:.0}", v.unwrap_or(0.0));
         let _ = write!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\",{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\",{},{}",
             self.rep,
             self.size,
             self.system,
@@ -118,6 +126,8 @@ impl Row {
             // A quote inside would end the field early: never write one.
             self.dut_drops.replace('"', "'"),
             self.gen_modes.join("+"),
+            // Words and numbers joined by `=` and `;`: no comma, no quote.
+            self.dut_tier,
         );
         s
     }
@@ -202,16 +212,17 @@ mod tests {
             check: Check::Ok(20),
             dut_drops: "workers.0.drops.no_mapping=3".into(),
             gen_modes: vec!["afxdp"],
+            dut_tier: "xdp=0;workers=612000;kernel_dropped=0".into(),
         }
     }
 
     /// Lines as bash bench.sh wrote them for the same values.
     #[test]
     fn rows_match_bench_sh() {
-        assert_eq!(HEADER.split(',').count(), 17);
+        assert_eq!(HEADER.split(',').count(), 18);
         assert_eq!(
             row().to_csv(),
-            "1,64,xvpc,egress,2101234,612345,612000,250000,312000,1634,,,,1,ok(20),\"workers.0.drops.no_mapping=3\",afxdp"
+            "1,64,xvpc,egress,2101234,612345,612000,250000,312000,1634,,,,1,ok(20),\"workers.0.drops.no_mapping=3\",afxdp,xdp=0;workers=612000;kernel_dropped=0"
         );
         let r = Row {
             system: System::KernelVxlan,
@@ -231,11 +242,12 @@ mod tests {
             check: Check::NothingCaptured,
             dut_drops: String::new(),
             gen_modes: vec!["live", "afxdp"],
+            dut_tier: String::new(),
             ..row()
         };
         assert_eq!(
             r.to_csv(),
-            "1,64,kernel-vxlan,ingress,0,0,0,0,,,8000,64000,max,0,FAIL:nothing-captured,\"\",live+afxdp"
+            "1,64,kernel-vxlan,ingress,0,0,0,0,,,8000,64000,max,0,FAIL:nothing-captured,\"\",live+afxdp,"
         );
         let r = Row {
             zero_loss: None,
@@ -246,7 +258,19 @@ mod tests {
         };
         assert_eq!(
             r.to_csv(),
-            "1,64,xvpc,egress,2101234,612345,612000,,,1634,,,zero-loss,1,-,\"workers.0.drops.no_mapping=3\","
+            "1,64,xvpc,egress,2101234,612345,612000,,,1634,,,zero-loss,1,-,\"workers.0.drops.no_mapping=3\",,xdp=0;workers=612000;kernel_dropped=0"
+        );
+        let r = Row {
+            system: System::XvpcXdp,
+            check: Check::Accounting,
+            dut_tier: String::new(),
+            ..row()
+        };
+        assert!(
+            r.to_csv().starts_with("1,64,xvpc-xdp,egress,")
+                && r.to_csv().contains(",1,FAIL:accounting,"),
+            "{}",
+            r.to_csv()
         );
     }
 

@@ -21,6 +21,7 @@ use crate::csv::{Check, LatBase, Row};
 use crate::drops::drop_counters;
 use crate::options::{Dir, Options, System};
 use crate::search::{zero_loss_search, Trial};
+use crate::tier::account;
 use crate::topo::{
     gen_args, gen_size, Topology, DUT_CPU, DUT_FAB_MAC, GEN_CPU, GUEST_MAC, GW_MAC, PEER_FAB_MAC,
     REMOTE_OVL_MAC, VNI,
@@ -371,9 +372,42 @@ fn setup_xdp_redirect(ctx: &Ctx, t: &Topology) -> Result<Dut, HarnessError> {
     Ok(dut)
 }
 
-/// xvpc's config: guest port d0, fabric port d1, one static mapping, the worker on the DUT core.
-fn xvpc_config(ctx: &Ctx) -> String {
-    format!(
+/// The `[dataplane]` lines that choose `sys`'s tier. `extra` (`XVPC_DATAPLANE_EXTRA`) may
+/// not choose one itself: `xvpc` and `xvpc-xdp` are the two choices. A capacity of its own
+/// replaces ours.
+pub fn tier_lines(sys: System, extra: &str) -> Result<String, String> {
+    let sets = |key: &str| {
+        extra.lines().any(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    };
+    if sets("fast_path") {
+        return Err(
+            "XVPC_DATAPLANE_EXTRA sets dataplane.fast_path: the systems xvpc (afxdp) and xvpc-xdp (xdp) choose the tier".into(),
+        );
+    }
+    Ok(match sys {
+        // Room for far more than the one mapping, without preallocating the default 1 M
+        // entries at every DUT start (a hash lookup costs the same in either).
+        System::XvpcXdp if sets("fast_path_capacity") => "fast_path = \"xdp\"\n".into(),
+        System::XvpcXdp => "fast_path = \"xdp\"\nfast_path_capacity = 4096\n".into(),
+        _ => String::new(),
+    })
+}
+
+/// xvpc's config: guest port d0, fabric port d1, one static mapping, the worker on the DUT
+/// core; `xvpc-xdp` adds `fast_path = "xdp"` (see [`tier_lines`]). Its XDP redirects from d0
+/// into d1 need NAPI on s0 (veth), which the topology's GRO gives every port.
+pub fn xvpc_config(
+    sys: System,
+    extra: &str,
+    control: &Path,
+    stats: &Path,
+) -> Result<String, String> {
+    let tier = tier_lines(sys, extra)?;
+    Ok(format!(
         r#"[guest]
 interface = "d0"
 vni = {VNI}
@@ -394,7 +428,7 @@ vxlan_port = 4789
 cores = [{DUT_CPU}]
 control_socket = "{}"
 stats_socket = "{}"
-{}
+{tier}{extra}
 
 [[mappings]]
 vni = {VNI}
@@ -402,19 +436,58 @@ overlay_ip = "198.18.2.2"
 underlay_ip = "198.19.0.2"
 overlay_mac = "{REMOTE_OVL_MAC}"
 "#,
-        ctx.work.path("control.sock").display(),
-        ctx.work.path("stats.sock").display(),
-        ctx.dataplane_extra
-    )
+        control.display(),
+        stats.display(),
+    ))
 }
 
-fn setup_xvpc(ctx: &Ctx, t: &Topology) -> Result<Dut, HarnessError> {
+/// A snapshot from the daemon's stats socket (what `xvpc stats --json` prints).
+fn xvpc_stats(ctx: &Ctx) -> Result<serde_json::Value, HarnessError> {
+    use std::io::Read as _;
+    let path = ctx.work.path("stats.sock");
+    let io = |source| HarnessError::Io {
+        what: "reading xvpc's stats from",
+        path: path.display().to_string(),
+        source,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(io)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io)?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).map_err(io)?;
+    serde_json::from_str(&body)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
+/// The kernel's `tx_dropped` of `dev` in `ns` (a veth counts frames its peer had no room for
+/// there, XDP redirects included).
+fn tx_dropped(ns: &Netns, dev: &str) -> Result<u64, HarnessError> {
+    let text = ns.sh(&format!("cat /sys/class/net/{dev}/statistics/tx_dropped"))?;
+    text.trim().parse().map_err(|_| HarnessError::Io {
+        what: "reading",
+        path: format!(
+            "/sys/class/net/{dev}/statistics/tx_dropped in {}",
+            ns.name()
+        ),
+        source: std::io::ErrorKind::InvalidData.into(),
+    })
+}
+
+fn setup_xvpc(ctx: &Ctx, t: &Topology, sys: System) -> Result<Dut, HarnessError> {
     let Some(xvpc) = &ctx.xvpc else {
         return Err(HarnessError::DutStart("xvpc (no binary)"));
     };
     let cfg = ctx.work.path("xvpc.toml");
+    let text = xvpc_config(
+        sys,
+        &ctx.dataplane_extra,
+        &ctx.work.path("control.sock"),
+        &ctx.work.path("stats.sock"),
+    )
+    .map_err(HarnessError::Config)?;
     create(&cfg)?
-        .write_all(xvpc_config(ctx).as_bytes())
+        .write_all(text.as_bytes())
         .map_err(|source| HarnessError::Io {
             what: "writing",
             path: cfg.display().to_string(),
@@ -446,7 +519,7 @@ fn setup_xvpc(ctx: &Ctx, t: &Topology) -> Result<Dut, HarnessError> {
     ctx.poll_until(200, || Ok(is_sock() || child.try_wait()?.is_some()))?;
     if !is_sock() {
         eprint!("{}", read(&log));
-        return Err(HarnessError::DutStart("xvpc"));
+        return Err(HarnessError::DutStart(sys.as_str()));
     }
     let dut = Dut {
         xvpc: Some(child),
@@ -720,6 +793,8 @@ struct Measurement<'a> {
     dir: Dir,
     size: u16,
     gen_modes: Vec<&'static str>,
+    /// Marked frames the sink counted over every run so far (the accounting check's).
+    marked: u64,
 }
 
 impl Measurement<'_> {
@@ -869,6 +944,7 @@ impl Measurement<'_> {
                 marked,
             );
         }
+        self.marked += sink_res.as_ref().map_or(0, |s| s.marked);
         Ok(RunResult {
             gen: gen_res,
             gen_line,
@@ -983,10 +1059,10 @@ impl Measurement<'_> {
             x.kill_hard()?;
         }
         let json = ctx.work.path("xvpc-final.json");
-        let keep = ctx
-            .o
-            .out
-            .join(format!("xvpc-final-{}-{}-{rep}.json", self.dir, self.size));
+        let keep = ctx.o.out.join(format!(
+            "{}-final-{}-{}-{rep}.json",
+            self.sys, self.dir, self.size
+        ));
         let _ = fs::copy(&json, keep);
         Ok(drop_counters(&read(&json)))
     }
@@ -1054,7 +1130,7 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
     let dut = match sys {
         System::KernelVxlan => setup_kernel_vxlan(&topo)?,
         System::XdpRedirect => setup_xdp_redirect(ctx, &topo)?,
-        System::Xvpc => setup_xvpc(ctx, &topo)?,
+        System::Xvpc | System::XvpcXdp => setup_xvpc(ctx, &topo, sys)?,
         System::Ovs => setup_ovs(ctx, &topo)?,
         System::Testpmd => setup_testpmd(ctx, &topo)?,
     };
@@ -1066,6 +1142,14 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
         dir,
         size,
         gen_modes: vec![],
+        marked: 0,
+    };
+    // The accounting check's first half: counters before any traffic.
+    let out_dev = m.topo.roles(dir).dut_out;
+    let before = if sys.is_xvpc() {
+        Some((xvpc_stats(ctx)?, tx_dropped(&m.topo.dut, out_dev)?))
+    } else {
+        None
     };
     let perf_out = (o.perf && rep == 1).then(|| {
         o.out.join(format!(
@@ -1125,12 +1209,39 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
             lat_base = Some(base_kind);
         }
     }
+    // The second half, before the check's frames (which no sink counts).
+    let accounting = match before {
+        Some((stats0, dropped0)) => {
+            let stats1 = xvpc_stats(ctx)?;
+            let dropped = tx_dropped(&m.topo.dut, out_dev)?.saturating_sub(dropped0);
+            let verdict = account(sys, dir, &stats0, &stats1, m.marked, dropped);
+            match &verdict {
+                Ok(split) => eprintln!(
+                    "accounting {sys} {dir} {size} B: {} (sink: {} frames)",
+                    split.to_column(),
+                    m.marked
+                ),
+                Err(why) => eprintln!("accounting {sys} {dir} {size} B: FAIL: {why}"),
+            }
+            Some(verdict)
+        }
+        None => None,
+    };
     let check = if rep == 1 {
         m.check_output()?
     } else {
         Check::NotRun
     };
-    let dut_drops = if sys == System::Xvpc {
+    // Frames the counters do not account for fail the measurement whatever the capture saw.
+    let check = match &accounting {
+        Some(Err(_)) => Check::Accounting,
+        _ => check,
+    };
+    let dut_tier = match &accounting {
+        Some(Ok(split)) => split.to_column(),
+        _ => String::new(),
+    };
+    let dut_drops = if sys.is_xvpc() {
         m.stop_xvpc(rep)?
     } else {
         String::new()
@@ -1152,5 +1263,60 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
         check,
         dut_drops,
         gen_modes: m.gen_modes,
+        dut_tier,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sys: System, extra: &str) -> Result<String, String> {
+        xvpc_config(
+            sys,
+            extra,
+            Path::new("/w/control.sock"),
+            Path::new("/w/stats.sock"),
+        )
+    }
+
+    #[test]
+    fn xvpc_xdp_is_xvpc_with_the_xdp_tier() {
+        let afxdp = config(System::Xvpc, "batch_size = 64").expect("a config");
+        let xdp = config(System::XvpcXdp, "batch_size = 64").expect("a config");
+        assert!(!afxdp.contains("fast_path"), "{afxdp}");
+        assert!(
+            xdp.contains("cores = [1]\ncontrol_socket = \"/w/control.sock\"\nstats_socket = \"/w/stats.sock\"\nfast_path = \"xdp\"\nfast_path_capacity = 4096\nbatch_size = 64\n"),
+            "{xdp}"
+        );
+        // Otherwise the same file.
+        assert_eq!(
+            xdp.replace("fast_path = \"xdp\"\nfast_path_capacity = 4096\n", ""),
+            afxdp
+        );
+        // The operator's capacity wins (TOML refuses a key twice).
+        let own = config(System::XvpcXdp, "fast_path_capacity = 65536").expect("a config");
+        assert_eq!(own.matches("fast_path_capacity").count(), 1, "{own}");
+        assert!(
+            own.contains("fast_path = \"xdp\"\nfast_path_capacity = 65536"),
+            "{own}"
+        );
+    }
+
+    #[test]
+    fn the_extra_lines_may_not_choose_the_tier() {
+        for extra in [
+            "fast_path = \"xdp\"",
+            "  fast_path=\"afxdp\"",
+            "a = 1\nfast_path = \"xdp\"",
+        ] {
+            for sys in [System::Xvpc, System::XvpcXdp] {
+                let e = config(sys, extra).expect_err("the tier is the system's");
+                assert!(e.contains("sets dataplane.fast_path"), "{e}");
+            }
+        }
+        // Neither a capacity nor a comment is a choice of tier.
+        assert!(tier_lines(System::Xvpc, "fast_path_capacity = 8").is_ok());
+        assert!(tier_lines(System::XvpcXdp, "# fast_path = \"xdp\"").is_ok());
+    }
 }

@@ -15,6 +15,7 @@ pub mod estimate;
 pub mod harness;
 pub mod options;
 pub mod search;
+pub mod tier;
 pub mod topo;
 
 use std::process::ExitStatus;
@@ -67,6 +68,9 @@ pub enum HarnessError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The daemon's configuration cannot be built (the message says why).
+    #[error("{0}")]
+    Config(String),
     /// SIGINT or SIGTERM arrived.
     #[error("interrupted")]
     Interrupted,

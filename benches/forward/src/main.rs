@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use xvpc_bench_forward::csv::CsvFile;
-use xvpc_bench_forward::harness::{measure, Ctx, WorkDir};
+use xvpc_bench_forward::harness::{measure, tier_lines, Ctx, WorkDir};
 use xvpc_bench_forward::options::{self, Options, Parsed, System, EXIT_USAGE, USAGE};
 use xvpc_bench_forward::{estimate, HarnessError};
 
@@ -100,7 +100,7 @@ fn run(o: Options, root: PathBuf, stop: Arc<AtomicBool>) -> anyhow::Result<ExitC
         signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
     }
     let pktgen = binary("PKTGEN", &root, "xvpc-pktgen", "xvpc-pktgen")?;
-    let xvpc = if o.has(System::Xvpc) {
+    let xvpc = if o.has(System::Xvpc) || o.has(System::XvpcXdp) {
         Some(binary("XVPC", &root, "xvpc-dataplane", "xvpc")?)
     } else {
         None
@@ -110,11 +110,16 @@ fn run(o: Options, root: PathBuf, stop: Arc<AtomicBool>) -> anyhow::Result<ExitC
     }
     let csv_path = o.out.join("results.csv");
     let mut csv = CsvFile::create(&csv_path)?;
+    let dataplane_extra = std::env::var("XVPC_DATAPLANE_EXTRA").unwrap_or_default();
+    if xvpc.is_some() {
+        // Before the first measurement, not in the middle of the run.
+        tier_lines(System::XvpcXdp, &dataplane_extra).map_err(anyhow::Error::msg)?;
+    }
     let ctx = Ctx {
         root,
         pktgen,
         xvpc,
-        dataplane_extra: std::env::var("XVPC_DATAPLANE_EXTRA").unwrap_or_default(),
+        dataplane_extra,
         work: WorkDir::new()?,
         stop,
         clk_tck: clk_tck(),

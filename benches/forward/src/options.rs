@@ -14,6 +14,8 @@ pub enum System {
     KernelVxlan,
     /// The xvpc daemon.
     Xvpc,
+    /// The xvpc daemon with `dataplane.fast_path = "xdp"`: the common case in XDP.
+    XvpcXdp,
     /// Open vSwitch userspace datapath with AF_XDP ports and a VXLAN tunnel port.
     Ovs,
     /// dpdk-testpmd io forwarding between two net_af_xdp ports (no encapsulation).
@@ -28,6 +30,7 @@ impl System {
         match self {
             System::KernelVxlan => "kernel-vxlan",
             System::Xvpc => "xvpc",
+            System::XvpcXdp => "xvpc-xdp",
             System::Ovs => "ovs",
             System::Testpmd => "testpmd",
             System::XdpRedirect => "xdp-redirect",
@@ -38,6 +41,7 @@ impl System {
         Some(match s {
             "kernel-vxlan" => System::KernelVxlan,
             "xvpc" => System::Xvpc,
+            "xvpc-xdp" => System::XvpcXdp,
             "ovs" => System::Ovs,
             "testpmd" => System::Testpmd,
             "xdp-redirect" => System::XdpRedirect,
@@ -48,6 +52,11 @@ impl System {
     /// Forwards without encapsulation (runs egress only, frames leave as sent).
     pub fn is_plain(self) -> bool {
         matches!(self, System::Testpmd | System::XdpRedirect)
+    }
+
+    /// Is this the xvpc daemon (under either tier)?
+    pub fn is_xvpc(self) -> bool {
+        matches!(self, System::Xvpc | System::XvpcXdp)
     }
 
     /// Does this system run in `dir`? The plain forwarders run egress only.
@@ -178,7 +187,8 @@ pub const USAGE: &str = r#"usage: scripts/bench.sh [--reps N] [--sizes "64 1400"
   --reps N        repetitions, systems interleaved within each (default 5)
   --sizes LIST    guest frame sizes in bytes, 64..1400 (default "64 128 256 512 1024 1400")
   --seconds S     generator run time of the max-rate and latency runs (default 5)
-  --systems LIST  any of: kernel-vxlan xvpc ovs testpmd xdp-redirect (default all)
+  --systems LIST  any of: kernel-vxlan xvpc xvpc-xdp ovs testpmd xdp-redirect (default all;
+                  xvpc-xdp is xvpc with dataplane.fast_path = "xdp")
   --dirs LIST     egress and/or ingress (default both; plain forwarders run egress only)
   --out DIR       CSV and Markdown results (default target/bench)
   --no-steer      leave the DUT's receive work in the sender's softirq (veth default)
@@ -207,7 +217,8 @@ pub const USAGE: &str = r#"usage: scripts/bench.sh [--reps N] [--sizes "64 1400"
                   all works (plots go to --out, not docs/img)
   env PKTGEN      path to xvpc-pktgen (default: build it in release mode)
   env XVPC        path to the xvpc daemon (default: build it in release mode)
-  env XVPC_DATAPLANE_EXTRA  extra lines for xvpc's [dataplane] config (e.g. "batch_size = 256")
+  env XVPC_DATAPLANE_EXTRA  extra lines for xvpc's [dataplane] config (e.g. "batch_size = 256";
+                  not fast_path: the systems xvpc and xvpc-xdp choose the tier)
   env BENCH_FORWARD  path to this harness, xvpc-bench-forward (default: build it in release
                   mode)
 
@@ -251,7 +262,7 @@ pub fn parse(args: &[String], root: &std::path::Path) -> Result<Parsed, UsageErr
     let mut reps = "5".to_string();
     let mut sizes = "64 128 256 512 1024 1400".to_string();
     let mut seconds = "5".to_string();
-    let mut systems = "kernel-vxlan xvpc ovs testpmd xdp-redirect".to_string();
+    let mut systems = "kernel-vxlan xvpc xvpc-xdp ovs testpmd xdp-redirect".to_string();
     let mut dirs = "egress ingress".to_string();
     let mut out = root.join("target/bench");
     let mut img = root.join("docs/img");
@@ -454,15 +465,25 @@ mod tests {
         assert_eq!(o.reps, 5);
         assert_eq!(o.sizes, vec![64, 128, 256, 512, 1024, 1400]);
         assert_eq!((o.seconds, o.trial_seconds, o.search_steps), (5, 2, 6));
-        assert_eq!(o.systems.len(), 5);
+        assert_eq!(
+            o.systems,
+            vec![
+                System::KernelVxlan,
+                System::Xvpc,
+                System::XvpcXdp,
+                System::Ovs,
+                System::Testpmd,
+                System::XdpRedirect
+            ]
+        );
         assert_eq!(o.dirs, vec![Dir::Egress, Dir::Ingress]);
         assert_eq!(o.out, Path::new("/repo/target/bench"));
         assert_eq!(o.img, Path::new("/repo/docs/img"));
         assert!(o.steer && o.latency && o.zero_loss && !o.perf && !o.smoke);
         assert_eq!(o.sink_idle_arg(), "1");
         assert_eq!(o.tx, Tx::Auto);
-        // 5 systems egress + 3 ingress, per size.
-        assert_eq!(o.measurements().count(), 8 * 6);
+        // 6 systems egress + 4 ingress, per size.
+        assert_eq!(o.measurements().count(), 10 * 6);
     }
 
     #[test]
@@ -514,6 +535,41 @@ mod tests {
                 (64, Dir::Egress, System::Xvpc),
             ]
         );
+    }
+
+    #[test]
+    fn xvpc_xdp_is_an_xvpc_system_that_runs_both_ways() {
+        let o = run(&[
+            "--systems",
+            "xvpc-xdp xdp-redirect kernel-vxlan",
+            "--sizes",
+            "64",
+        ])
+        .expect("valid options");
+        assert_eq!(
+            o.systems,
+            vec![System::XvpcXdp, System::XdpRedirect, System::KernelVxlan]
+        );
+        assert_eq!(System::XvpcXdp.as_str(), "xvpc-xdp");
+        assert_eq!(System::XvpcXdp.to_string(), "xvpc-xdp");
+        assert!(System::XvpcXdp.is_xvpc() && System::Xvpc.is_xvpc());
+        assert!(!System::KernelVxlan.is_xvpc() && !System::XdpRedirect.is_xvpc());
+        assert!(!System::XvpcXdp.is_plain());
+        assert!(System::XvpcXdp.runs(Dir::Ingress) && System::XvpcXdp.runs(Dir::Egress));
+        let m: Vec<_> = o.measurements().collect();
+        assert_eq!(
+            m,
+            vec![
+                (64, Dir::Egress, System::XvpcXdp),
+                (64, Dir::Egress, System::XdpRedirect),
+                (64, Dir::Egress, System::KernelVxlan),
+                (64, Dir::Ingress, System::XvpcXdp),
+                (64, Dir::Ingress, System::KernelVxlan),
+            ]
+        );
+        // A near miss is not taken for another system.
+        assert_eq!(err(&["--systems", "xvpc-XDP"]), "unknown system xvpc-XDP");
+        assert_eq!(err(&["--systems", "xvpcxdp"]), "unknown system xvpcxdp");
     }
 
     #[test]

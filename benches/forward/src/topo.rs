@@ -107,6 +107,7 @@ impl Topology {
                 rx_ns: &self.snk,
                 rx_dev: "s0",
                 dut_in: "d0",
+                dut_out: "d1",
             },
             Dir::Ingress => Roles {
                 tx_ns: &self.snk,
@@ -114,6 +115,7 @@ impl Topology {
                 rx_ns: &self.gen,
                 rx_dev: "g0",
                 dut_in: "d1",
+                dut_out: "d0",
             },
         }
     }
@@ -131,6 +133,8 @@ pub struct Roles<'a> {
     pub rx_dev: &'static str,
     /// The DUT's receiving device.
     pub dut_in: &'static str,
+    /// The DUT's sending device.
+    pub dut_out: &'static str,
 }
 
 /// The generator's frame arguments (addresses; size and rate come separately).

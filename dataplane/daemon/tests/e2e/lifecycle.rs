@@ -626,3 +626,150 @@ fn assert_clean_exit_summary(last: &serde_json::Value) {
         "final kernel drops: {last}"
     );
 }
+
+/// `dataplane.fast_path` changed across a restart, `afxdp` → `xdp` → `afxdp`: the pinned guest
+/// link gets the other program in place (`bpf_link_update`), the guest port is never open
+/// meanwhile (the guest floods the host's address with ARP and pings, and streams UDP to the
+/// remote, across each switch), and traffic flows in the new tier afterwards.
+#[test]
+fn switching_the_tier_upgrades_the_guest_link_in_place_and_never_opens_the_port() {
+    require_root();
+    let vpc = Vpc::new("tsw", &[Underlay::V4]).expect("topology");
+    // XDP redirects into xf0 reach f0 only with NAPI on it (docs/XDP.md).
+    vpc.fabric
+        .sh("ethtool -K f0 gro on")
+        .expect("GRO on the fabric peer");
+    let config = |tier: &str| {
+        let extra = match tier {
+            "xdp" => "fast_path = \"xdp\"\nfast_path_capacity = 4096",
+            _ => "fast_path = \"afxdp\"",
+        };
+        vpc.config_toml(&static_mappings(&vpc), extra)
+    };
+    let remote = &vpc.remotes[0];
+    let dst = SocketAddr::new(remote.overlay_v4.into(), 7002);
+    let guest_link = || {
+        let pin = vpc.pin_dir().join("xg0/link");
+        std::fs::metadata(&pin)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap_or_else(|e| panic!("{}: {e}", pin.display()))
+    };
+    let mut daemon = start(&vpc, &config("afxdp"));
+    ping_remote(&vpc);
+    let link = guest_link();
+
+    for (tier, program) in [("xdp", "xvpc_guest_fast"), ("afxdp", "xvpc_guest")] {
+        let g = &vpc.guest;
+        g.ip(&["route", "add", &format!("{UNDERLAY_V4}/32"), "dev", "g0"])
+            .expect("host route");
+        let _ = g.ip(&["neigh", "flush", "dev", "g0", "to", UNDERLAY_V4]);
+        let log_before = vpc.dataplane_log().len();
+        let host_before = snmp(&vpc.dataplane, &[]);
+        let mut flood = g
+            .spawn_piped(&["ping", "-c", "300", "-i", "0.01", "-W", "1", UNDERLAY_V4])
+            .expect("start the probe flood");
+        let gap = paced_stream_across(&vpc, 3, || {
+            daemon.terminate().expect("SIGTERM");
+            daemon = start(&vpc, &config(tier));
+        });
+        let _ = flood.wait_timeout(Duration::from_secs(20));
+        let host_after = snmp(&vpc.dataplane, &[]);
+        let moved = |k: &str| {
+            host_after.get(k).copied().unwrap_or(0) - host_before.get(k).copied().unwrap_or(0)
+        };
+        let when = format!("switching to fast_path = \"{tier}\"");
+        assert_eq!(
+            moved("Icmp.InEchos"),
+            0,
+            "{when}: a guest ping reached the host"
+        );
+        assert_eq!(
+            moved("Ip.InReceives"),
+            0,
+            "{when}: a guest packet reached the host"
+        );
+        let neigh = g
+            .ip(&["neigh", "show", "to", UNDERLAY_V4, "dev", "g0"])
+            .unwrap_or_default();
+        assert!(
+            !neigh.contains("lladdr"),
+            "{when}: the host answered ARP: {neigh}"
+        );
+        g.ip(&["route", "del", &format!("{UNDERLAY_V4}/32")])
+            .expect("remove the host route");
+        let lost = gap.sent - gap.received.min(gap.sent);
+        eprintln!(
+            "{when} (10 kpps guest → remote UDP): lost {lost} of {}, longest gap {:.1} ms",
+            gap.sent,
+            gap.longest_gap.as_secs_f64() * 1e3
+        );
+        assert!(
+            gap.received > 0 && lost < gap.sent / 2,
+            "{when}: the stream did not resume ({} of {} arrived)",
+            gap.received,
+            gap.sent
+        );
+
+        // An upgrade of the pinned link, not a new attachment.
+        let log = vpc.dataplane_log();
+        let new_log = &log[log_before..];
+        assert!(
+            new_log.lines().any(|l| l.contains("replaced atomically")
+                && l.contains("xg0")
+                && l.contains(program)),
+            "{when}: no in-place upgrade of the guest link to {program}:\n{new_log}"
+        );
+        assert_eq!(
+            guest_link(),
+            link,
+            "{when}: the pinned guest link is the same"
+        );
+        let (ok, status) = xvpc_cmd(&vpc, &["status", "--config", &config_path(&vpc)]);
+        assert!(ok, "{when}: {status}");
+        let guest_line = status
+            .lines()
+            .find(|l| l.starts_with("guest "))
+            .unwrap_or_else(|| panic!("no guest line in xvpc status:\n{status}"));
+        assert!(
+            guest_line.contains(&format!(": {program} version"))
+                && guest_line.contains(", attached"),
+            "{when}: {guest_line}"
+        );
+
+        // Traffic flows in the new tier.
+        let before = stats(&vpc);
+        let report = udp_transfer(&vpc.guest, &remote.ns, dst, 500);
+        let after = stats(&vpc);
+        assert_eq!(report.intact, 500, "{when}: {report:?}");
+        let fast = &after["xdp"]["guest_fast"];
+        let workers = |s: &serde_json::Value| -> u64 {
+            s["workers"]
+                .as_array()
+                .expect("workers")
+                .iter()
+                .map(|w| counter(&w["counters"], "egress_packets"))
+                .sum()
+        };
+        if tier == "xdp" {
+            let encapsulated = |s: &serde_json::Value| {
+                s["xdp"]["guest_fast"]["encapsulated"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{when}: no XDP tier in {}", s["xdp"]))
+            };
+            assert_eq!(
+                encapsulated(&after) - encapsulated(&before),
+                500,
+                "{when}: the XDP tier took the flow"
+            );
+            assert_eq!(workers(&after), workers(&before), "{when}: not the workers");
+        } else {
+            assert!(fast.is_null(), "{when}: an XDP tier still runs: {fast}");
+            assert!(
+                workers(&after) - workers(&before) >= 500,
+                "{when}: the workers took the flow"
+            );
+        }
+    }
+    let last = stop(&vpc, &mut daemon);
+    assert_clean_exit_summary(&last);
+}

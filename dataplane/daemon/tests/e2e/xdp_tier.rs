@@ -336,3 +336,173 @@ sendp([Ether(src="{GUEST_MAC}", dst="{mac}") / IP(src="{GUEST_V4}", dst="{r4}") 
         "nothing reached the fabric with no dataplane"
     );
 }
+
+/// A full sync that does not fit `fast_path_capacity`: a sync stages the new generation
+/// beside the live one, so the map needs room for both. The daemon keeps running and counts
+/// `control.xdp_no_room`, the workers forward what the XDP map could not hold, and XDP
+/// forwards by the new generation only: never by an entry the sync changed or dropped.
+#[test]
+fn a_full_sync_beyond_the_xdp_capacity_leaves_the_rest_to_the_workers() {
+    require_root();
+    let vpc = Vpc::new("xfl", &[Underlay::V4, Underlay::V4]).expect("topology");
+    let (r0, r1) = (&vpc.remotes[0], &vpc.remotes[1]);
+    let vni = Vni::new(VNI).expect("VNI");
+    // The static mappings fill the map: remote 0's two addresses and remote 1's IPv6 one.
+    let r1_v6 = mapping(r1, r1.overlay_v6.into());
+    let statics = format!(
+        "{}[[mappings]]\nvni = {VNI}\noverlay_ip = \"{}\"\nunderlay_ip = \"{}\"\noverlay_mac = \"{}\"\n",
+        r0.mappings_toml(),
+        r1.overlay_v6,
+        r1.underlay_ip(),
+        r1.mac
+    );
+    let config = vpc.config_toml(&statics, "fast_path = \"xdp\"\nfast_path_capacity = 3");
+    vpc.fabric
+        .sh("ethtool -K f0 gro on")
+        .expect("GRO on the fabric peer");
+    let mut daemon = start(&vpc, &config);
+    // Datagrams are their own first packets: no ARP or ND in the counts below.
+    for (ip, mac) in [
+        (r0.overlay_v4.to_string(), &r0.mac),
+        (r0.overlay_v6.to_string(), &r0.mac),
+        (r1.overlay_v4.to_string(), &r1.mac),
+        (r1.overlay_v6.to_string(), &r1.mac),
+    ] {
+        vpc.guest.add_neigh("g0", &ip, mac).expect("neighbour");
+    }
+    let dst_r1_v6 = SocketAddr::new(r1.overlay_v6.into(), 5201);
+    let before = stats(&vpc);
+    assert_eq!(udp(&vpc, r1, dst_r1_v6, 100).intact, 100);
+    assert_eq!(
+        encapsulated(&stats(&vpc)) - encapsulated(&before),
+        100,
+        "the static mappings are in XDP"
+    );
+
+    // The sync: remote 0's IPv4 address moved to remote 1's host, remote 1's IPv6 one stays,
+    // remote 0's IPv6 one is gone, and three new ones (remote 1's IPv4 address, two more)
+    // would need room the full map does not have while the old generation is live.
+    // Whatever order the stage writes in, the two kept keys are rewritten in place and the
+    // three new ones find no room.
+    let moved = Mapping {
+        vni,
+        overlay_ip: r0.overlay_v4.into(),
+        underlay_ip: r1.underlay_ip(),
+        overlay_mac: r0.mac.parse::<MacAddr>().expect("MAC"),
+    };
+    let mut sync = vec![moved, r1_v6, mapping(r1, r1.overlay_v4.into())];
+    for last in [50u8, 51] {
+        sync.push(mapping(
+            r1,
+            IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 10, last)),
+        ));
+    }
+    let mut agent = Agent::connect(&vpc);
+    agent.send(&Message::SyncBegin { epoch: 1 });
+    agent.send(&Message::SyncChunk {
+        mappings: sync.clone(),
+    });
+    agent.send(&Message::SyncEnd {
+        epoch: 1,
+        count: sync.len() as u64,
+    });
+    let control = wait_until("the sync in every worker", || {
+        let s = stats(&vpc);
+        let done = s["control"]["full_syncs"].as_u64()? >= 1
+            && s["workers"][0]["mapped"].as_u64()? == sync.len() as u64;
+        done.then(|| s["control"].clone())
+    });
+    assert!(
+        daemon.try_wait().expect("wait").is_none(),
+        "the daemon died; log:\n{}",
+        vpc.dataplane_log()
+    );
+    assert_eq!(
+        control["xdp_no_room"],
+        3,
+        "the three new mappings found no room: {control}\nlog:\n{}",
+        vpc.dataplane_log()
+    );
+    assert_eq!(control["xdp_errors"], 0, "{control}");
+
+    // Left out of XDP: the workers forward it, intact.
+    let before = stats(&vpc);
+    let report = udp(&vpc, r1, SocketAddr::new(r1.overlay_v4.into(), 5202), 200);
+    let after = stats(&vpc);
+    assert_eq!(
+        report.intact, 200,
+        "no room in XDP, the workers: {report:?}"
+    );
+    assert_eq!(
+        encapsulated(&after),
+        encapsulated(&before),
+        "not in the XDP map"
+    );
+    assert_eq!(
+        workers(&after, "egress_packets") - workers(&before, "egress_packets"),
+        200,
+        "the workers encapsulated it"
+    );
+
+    // Kept: XDP forwards by the new generation.
+    let before = stats(&vpc);
+    assert_eq!(udp(&vpc, r1, dst_r1_v6, 200).intact, 200);
+    assert_eq!(
+        encapsulated(&stats(&vpc)) - encapsulated(&before),
+        200,
+        "a mapping the sync kept stays fast"
+    );
+
+    // Moved: XDP sends it to the new host, none to the old one.
+    let n = 20u64;
+    let send = |ip: &str, dst: String| {
+        scapy(
+            &vpc.guest,
+            &format!(
+                r#"sendp([Ether(src="{GUEST_MAC}", dst="{mac}") / {ip}(src="{src}", dst="{dst}") / UDP(sport=4100, dport=5300) / Raw(b"sync")] * {n}, iface="g0")"#,
+                mac = r0.mac,
+                src = if ip == "IP" {
+                    GUEST_V4.to_string()
+                } else {
+                    xvpc_testbed::vpc::GUEST_V6.to_string()
+                },
+            ),
+        );
+    };
+    let before = stats(&vpc);
+    let rx = |r: &Remote| r.vxlan_rx_packets().expect("vxlan rx");
+    let (rx0, rx1) = (rx(r0), rx(r1));
+    send("IP", r0.overlay_v4.to_string());
+    wait_until("the moved address's frames at remote 1", || {
+        (rx(r1) - rx1 >= n).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(rx(r1) - rx1, n, "remote 1 got the moved address's frames");
+    assert_eq!(rx(r0) - rx0, 0, "XDP forwarded by the replaced mapping");
+    assert_eq!(
+        encapsulated(&stats(&vpc)) - encapsulated(&before),
+        n,
+        "by XDP, with the new value"
+    );
+
+    // Dropped by the sync: XDP forwards none of it; the workers miss and ask.
+    let before = stats(&vpc);
+    let (rx0, rx1) = (rx(r0), rx(r1));
+    send("IPv6", r0.overlay_v6.to_string());
+    wait_counter(&vpc, &before["total"], "guest_rx_packets", n);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        encapsulated(&stats(&vpc)),
+        encapsulated(&before),
+        "XDP forwarded by a mapping of the old generation"
+    );
+    assert_eq!(
+        (rx(r0) - rx0, rx(r1) - rx1),
+        (0, 0),
+        "nothing for a mapping the sync dropped reached a remote"
+    );
+    agent.expect_miss(mapping(r0, r0.overlay_v6.into()).key());
+
+    let last = stop(&vpc, &mut daemon);
+    assert_eq!(last["frames_audit"], true, "{last}");
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["guest", "guest_fast", "fabric"];
+const PROGRAMS: &[&str] = &["guest", "guest_fast", "fabric", "fabric_fast"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));

@@ -189,6 +189,32 @@ counters! {
     held_released,
 }
 
+impl DropReason {
+    /// Is this a reason of the ingress pipeline (a frame from the fabric)? The XDP tier
+    /// counts the drops of both its programs in one map; the totals attribute each to the
+    /// port it was received on by its reason.
+    pub const fn is_ingress(self) -> bool {
+        use DropReason::*;
+        matches!(
+            self,
+            OuterMalformed
+                | OuterBadIpChecksum
+                | OuterFragment
+                | OuterNotForUs
+                | OuterNotVxlan
+                | OuterBadUdpChecksum
+                | OuterZeroUdp6Checksum
+                | VxlanNoVni
+                | UnknownVni
+                | InnerMalformed
+                | InnerWrongDestination
+                | InnerNotIp
+                | UnknownSource
+                | SpoofedUnderlay
+        )
+    }
+}
+
 impl Counters {
     /// Count one drop.
     #[inline]

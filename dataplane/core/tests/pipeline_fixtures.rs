@@ -530,3 +530,30 @@ fn mapping_without_a_local_underlay_of_its_family_is_dropped() {
     );
     assert_eq!(counters.drops[DropReason::NoLocalUnderlay as usize], 1);
 }
+
+/// `DropReason::is_ingress` (how the XDP tier's one drop map is split between the ports in
+/// the totals) agrees with the fixtures: every reason an ingress fixture drops with is an
+/// ingress reason, every reason an egress fixture drops with is not.
+#[test]
+fn drop_reasons_know_their_direction() {
+    let (_, cases) = common::shared();
+    let mut seen = 0;
+    for case in cases {
+        let Some(reason) = case
+            .verdict
+            .strip_prefix("Drop:")
+            .and_then(common::reason_named)
+        else {
+            continue;
+        };
+        assert_eq!(
+            reason.is_ingress(),
+            case.direction == Direction::Ingress,
+            "{}: {}",
+            case.name,
+            reason.name()
+        );
+        seen += 1;
+    }
+    assert!(seen > 40, "only {seen} drop fixtures");
+}

@@ -37,7 +37,8 @@ use clap::{Parser, Subcommand};
 use crossbeam_utils::CachePadded;
 use xvpc_core::table::MappingTable;
 use xvpc_xdp::{
-    AttachMode, FabricFilter, FabricSteering, FastPathSpec, GuestFastPath, GuestSteering, PinDir,
+    AttachMode, FabricFastPath, FabricFilter, FabricSteering, FastPathSpec, GuestFastPath,
+    GuestSteering, PinDir,
 };
 use xvpc_xsk::{BindMode, BusyPoll, QueuePair, Side, SocketOptions, UmemConfig};
 
@@ -296,6 +297,59 @@ fn attach_guest(
     Ok(tier)
 }
 
+/// The fabric port's program for `dataplane.fast_path`. Under `xdp` it shares the guest
+/// fast path's pinned maps, so the guest port's program must be attached first.
+fn attach_fabric(
+    config: &Config,
+    attach: AttachMode,
+    pins: &PinDir,
+) -> anyhow::Result<tier::FabricTier> {
+    let fabric = &config.fabric_interface;
+    Ok(match config.dataplane.fast_path {
+        FastPathConfig::Afxdp => {
+            let filter = FabricFilter {
+                underlay_ipv4: config.fabric.underlay_ipv4,
+                underlay_ipv6: config.fabric.underlay_ipv6,
+                vxlan_port: config.fabric.vxlan_port,
+            };
+            tier::FabricTier::Afxdp(Box::new(
+                lifecycle::retry_busy("attaching XDP to the fabric port", || {
+                    FabricSteering::attach(fabric, attach, &filter, Some(pins))
+                })
+                .with_context(|| format!("attaching XDP to fabric port {fabric}"))?,
+            ))
+        }
+        FastPathConfig::Xdp => {
+            let guest = &config.guest_interface;
+            let guest_ifindex = host::interface_ifindex(guest).context("guest.interface")?;
+            let spec = FastPathSpec {
+                ctx: xvpc_core::pipeline::Context {
+                    guest: &config.guest,
+                    gateway: &config.gateway,
+                    fabric: &config.fabric,
+                },
+                capacity: config.dataplane.fast_path_capacity,
+            };
+            let fast =
+                lifecycle::retry_busy("attaching the XDP fast path to the fabric port", || {
+                    FabricFastPath::attach(fabric, attach, &spec, guest, guest_ifindex, pins)
+                })
+                .with_context(|| format!("attaching the XDP fast path to fabric port {fabric}"))?;
+            tracing::info!(mode = ?fast.mode(), guest_ifindex, "XDP fast path (ingress) on the fabric port");
+            if host::is_veth(guest) == Some(true) {
+                // As for the fabric port under the egress fast path (attach_guest).
+                tracing::warn!(
+                    guest = %guest,
+                    "the guest port is a veth: frames the XDP tier redirects to it are dropped by \
+                     the kernel unless its peer has GRO on (ethtool -K <peer> gro on) or an XDP \
+                     program of its own"
+                );
+            }
+            tier::FabricTier::xdp(fast).context("reading the XDP tier's ingress counters")?
+        }
+    })
+}
+
 fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
     let mut config = Config::load(path)?;
     resolve_host(&mut config)?;
@@ -316,15 +370,7 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
         initial.upsert(mapping.key(), compiler.compile(mapping)?);
     }
     let mut guest_prog = attach_guest(&config, attach, &pins, &initial)?;
-    let filter = FabricFilter {
-        underlay_ipv4: config.fabric.underlay_ipv4,
-        underlay_ipv6: config.fabric.underlay_ipv6,
-        vxlan_port: config.fabric.vxlan_port,
-    };
-    let mut fabric_prog = lifecycle::retry_busy("attaching XDP to the fabric port", || {
-        FabricSteering::attach(&config.fabric_interface, attach, &filter, Some(&pins))
-    })
-    .with_context(|| format!("attaching XDP to fabric port {}", config.fabric_interface))?;
+    let mut fabric_prog = attach_fabric(&config, attach, &pins)?;
     tracing::info!(
         guest = ?guest_prog.adoption(),
         fabric = ?fabric_prog.adoption(),
@@ -618,6 +664,13 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
     match guest_prog.fast_since_start() {
         Some(Ok(fast)) => stats::merge_fast(&mut total, &fast),
         Some(Err(e)) => tracing::warn!(error = %e, "the final counters lack the XDP tier's"),
+        None => {}
+    }
+    match fabric_prog.ingress_since_start() {
+        Some(Ok(ingress)) => stats::merge_ingress(&mut total, &ingress),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the final counters lack the XDP tier's ingress")
+        }
         None => {}
     }
     // The endpoints are free for the successor; our descriptors stay open until it has

@@ -207,6 +207,9 @@ pub fn render(sources: &StatsSources) -> String {
     if let Some(Ok(fast)) = sources.guest.fast_since_start() {
         let mut c = Counters::default();
         crate::stats::merge_fast(&mut c, &fast);
+        if let Some(Ok(ingress)) = sources.fabric.ingress_since_start() {
+            crate::stats::merge_ingress(&mut c, &ingress);
+        }
         pipeline_counters(&mut e, "xdp", &c);
     }
     let report = sources.fanout.report();

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use xvpc_core::counters::{Counters, DropReason};
-use xvpc_xdp::FabricSteering;
+use xvpc_xdp::IngressCounters;
 use xvpc_xsk::XskStats;
 
 use crate::control::Fanout;
-use crate::tier::{FastStats, GuestTier};
+use crate::tier::{FabricTier, FastStats, GuestTier};
 use crate::worker::{StatusSlot, WorkerStatus};
 
 /// What the stats snapshot (and `/metrics`) is built from.
@@ -26,7 +26,7 @@ pub struct StatsSources {
     /// The guest port's XDP program.
     pub guest: Arc<GuestTier>,
     /// The fabric port's XDP program.
-    pub fabric: Arc<FabricSteering>,
+    pub fabric: Arc<FabricTier>,
     /// When the daemon started (rates since start, uptime).
     pub started: Instant,
 }
@@ -102,8 +102,12 @@ pub fn snapshot(sources: &StatsSources) -> Value {
     if let Some(Ok(f)) = sources.guest.fast_since_start() {
         merge_fast(&mut total, &f);
     }
+    if let Some(Ok(i)) = sources.fabric.ingress_since_start() {
+        merge_ingress(&mut total, &i);
+    }
     // As pinned (since the map was created), like the other `xdp` counters.
     let fast = sources.guest.fast_stats();
+    let ingress = sources.fabric.ingress_stats();
     let report = sources.fanout.report();
     let c = &sources.fanout.counters;
     json!({
@@ -148,6 +152,15 @@ pub fn snapshot(sources: &StatsSources) -> Value {
                 }),
                 Some(Err(e)) => json!({"error": e.to_string()}),
             },
+            "fabric_fast": match &ingress {
+                None => Value::Null,
+                Some(Ok(i)) => json!({
+                    "decapsulated": i.decapsulated,
+                    "aborted": i.aborted,
+                    "ingress_bytes": i.ingress_bytes,
+                }),
+                Some(Err(e)) => json!({"error": e.to_string()}),
+            },
             "fabric": match sources.fabric.counters() {
                 Ok(c) => json!({
                     "steered": c.steered,
@@ -162,17 +175,34 @@ pub fn snapshot(sources: &StatsSources) -> Value {
 }
 
 /// The XDP tier's work in the totals, as if a worker had done it: what it encapsulated is
-/// received from the guest and sent to the fabric, what it dropped is received and dropped
+/// received from the guest and sent to the fabric, what it dropped is received (from the
+/// guest or the fabric, as its reason says: both programs count in one map) and dropped
 /// under the same reasons; a frame rewritten and then dropped (`aborted`, the fabric port
 /// gone) is received only (it is in `xdp.guest_fast.aborted`).
 pub fn merge_fast(total: &mut Counters, fast: &FastStats) {
-    let dropped: u64 = fast.drops.iter().sum();
-    total.guest_rx_packets += fast.counters.encapsulated + fast.counters.aborted + dropped;
+    let (mut from_guest, mut from_fabric) = (0, 0);
+    for (reason, n) in DropReason::ALL.iter().zip(fast.drops.iter()) {
+        match reason.is_ingress() {
+            true => from_fabric += n,
+            false => from_guest += n,
+        }
+    }
+    total.guest_rx_packets += fast.counters.encapsulated + fast.counters.aborted + from_guest;
+    total.fabric_rx_packets += from_fabric;
     total.egress_packets += fast.counters.encapsulated;
     total.egress_bytes += fast.counters.egress_bytes;
     for (mine, xdp) in total.drops.iter_mut().zip(fast.drops.iter()) {
         *mine += xdp;
     }
+}
+
+/// The ingress fast path's work in the totals: what it decapsulated is received from the
+/// fabric and delivered to the guest; a frame stripped and then dropped (`aborted`) is
+/// received only (it is in `xdp.fabric_fast.aborted`). Its drops are in [`merge_fast`].
+pub fn merge_ingress(total: &mut Counters, ingress: &IngressCounters) {
+    total.fabric_rx_packets += ingress.decapsulated + ingress.aborted;
+    total.ingress_packets += ingress.decapsulated;
+    total.ingress_bytes += ingress.ingress_bytes;
 }
 
 /// Serve snapshots on `listener` until `stop`.
@@ -203,4 +233,43 @@ pub fn fetch(path: &Path) -> std::io::Result<Value> {
     let mut body = String::new();
     stream.read_to_string(&mut body)?;
     serde_json::from_str(&body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xvpc_xdp::FastCounters;
+
+    /// Both XDP programs count their drops in one map: the totals receive each on the port
+    /// its reason belongs to, and the decapsulated frames as received from the fabric and
+    /// delivered to the guest.
+    #[test]
+    fn the_xdp_tiers_work_lands_on_the_port_it_came_from() {
+        let mut drops = [0u64; DropReason::COUNT];
+        drops[DropReason::SpoofedSourceIp as usize] = 3;
+        drops[DropReason::SpoofedUnderlay as usize] = 5;
+        drops[DropReason::UnknownVni as usize] = 7;
+        let fast = FastStats {
+            counters: FastCounters {
+                encapsulated: 10,
+                aborted: 1,
+                egress_bytes: 1000,
+            },
+            drops,
+        };
+        let ingress = IngressCounters {
+            decapsulated: 20,
+            aborted: 2,
+            ingress_bytes: 2000,
+        };
+        let mut total = Counters::default();
+        merge_fast(&mut total, &fast);
+        merge_ingress(&mut total, &ingress);
+        assert_eq!(total.guest_rx_packets, 10 + 1 + 3);
+        assert_eq!(total.fabric_rx_packets, 20 + 2 + 5 + 7);
+        assert_eq!((total.egress_packets, total.egress_bytes), (10, 1000));
+        assert_eq!((total.ingress_packets, total.ingress_bytes), (20, 2000));
+        assert_eq!(total.drops_for(DropReason::SpoofedUnderlay), 5);
+        assert_eq!(total.total_drops(), 15);
+    }
 }

@@ -1,7 +1,7 @@
-//! The guest port's XDP program under either tier (`dataplane.fast_path`): `xvpc_guest`
-//! (every frame to the workers) or `xvpc_guest_fast` (the common egress case encapsulated in
-//! XDP, the rest to the workers). A switch between them is a program upgrade of the same
-//! pinned link.
+//! The ports' XDP programs under either tier (`dataplane.fast_path`): `xvpc_guest` and
+//! `xvpc_fabric` (every frame for the dataplane to the workers), or `xvpc_guest_fast` and
+//! `xvpc_fabric_fast` (the common egress and ingress case finished in XDP, the rest to the
+//! workers). A switch between them is a program upgrade of the same pinned links.
 //!
 //! Both variants are boxed: the attached programs are large and held once, behind an `Arc`.
 
@@ -10,7 +10,10 @@ use std::sync::{Mutex, MutexGuard};
 use xvpc_core::counters::DropReason;
 use xvpc_core::model::{Mapping, MappingKey};
 use xvpc_core::table::MappingTable;
-use xvpc_xdp::{Adoption, FastCounters, FullSync, GuestCounters, GuestFastPath, GuestSteering};
+use xvpc_xdp::{
+    Adoption, FabricCounters, FabricFastPath, FabricSteering, FastCounters, FullSync,
+    GuestCounters, GuestFastPath, GuestSteering, IngressCounters,
+};
 
 /// The guest port's program.
 #[derive(Debug)]
@@ -163,5 +166,72 @@ impl GuestTier {
     pub fn delete(&self, key: &MappingKey) -> Option<Result<(), xvpc_xdp::XdpError>> {
         let mut f = self.fast()?;
         Some(f.maps().remove(key))
+    }
+}
+
+/// The fabric port's program.
+#[derive(Debug)]
+pub enum FabricTier {
+    /// `fast_path = "afxdp"`.
+    Afxdp(Box<FabricSteering>),
+    /// `fast_path = "xdp"`, with its ingress counters when this daemon started. It shares
+    /// the guest tier's mapping table and drop counters, which the guest tier reads.
+    Xdp(Box<FabricFastPath>, IngressCounters),
+}
+
+impl FabricTier {
+    /// The ingress fast path, with its counters of now as the baseline of this run's totals.
+    pub fn xdp(fast: FabricFastPath) -> Result<Self, xvpc_xdp::XdpError> {
+        let base = fast.ingress_counters()?;
+        Ok(FabricTier::Xdp(Box::new(fast), base))
+    }
+
+    /// How the program came to be attached.
+    pub fn adoption(&self) -> Adoption {
+        match self {
+            FabricTier::Afxdp(f) => f.adoption().clone(),
+            FabricTier::Xdp(f, _) => f.adoption().clone(),
+        }
+    }
+
+    /// Register a worker's socket for its queue.
+    pub fn register_socket(
+        &mut self,
+        queue: u32,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), xvpc_xdp::XdpError> {
+        match self {
+            FabricTier::Afxdp(f) => f.register_socket(queue, fd),
+            FabricTier::Xdp(f, _) => f.register_socket(queue, fd),
+        }
+    }
+
+    /// Steered, passed, dropped for want of a socket, malformed (both programs count them
+    /// in the same pinned map).
+    pub fn counters(&self) -> Result<FabricCounters, xvpc_xdp::XdpError> {
+        match self {
+            FabricTier::Afxdp(f) => f.counters(),
+            FabricTier::Xdp(f, _) => f.counters(),
+        }
+    }
+
+    /// The ingress fast path's counters as pinned; `None` under `afxdp`.
+    pub fn ingress_stats(&self) -> Option<Result<IngressCounters, xvpc_xdp::XdpError>> {
+        match self {
+            FabricTier::Afxdp(_) => None,
+            FabricTier::Xdp(f, _) => Some(f.ingress_counters()),
+        }
+    }
+
+    /// What the ingress fast path did since this daemon started; `None` under `afxdp`.
+    pub fn ingress_since_start(&self) -> Option<Result<IngressCounters, xvpc_xdp::XdpError>> {
+        let FabricTier::Xdp(_, base) = self else {
+            return None;
+        };
+        Some(self.ingress_stats()?.map(|now| IngressCounters {
+            decapsulated: now.decapsulated.wrapping_sub(base.decapsulated),
+            aborted: now.aborted.wrapping_sub(base.aborted),
+            ingress_bytes: now.ingress_bytes.wrapping_sub(base.ingress_bytes),
+        }))
     }
 }

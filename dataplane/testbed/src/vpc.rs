@@ -200,8 +200,9 @@ impl Vpc {
         g.tx_offload_off("g0")?;
         f.tx_offload_off("f0")?;
         if fast_path_from_env() == Some("xdp") {
-            // XDP redirects into xf0 reach f0 only with NAPI on it (docs/XDP.md).
-            f.sh("ethtool -K f0 gro on")?;
+            // XDP redirects into xf0 reach f0, and those into xg0 reach g0, only with NAPI
+            // on the peer (docs/XDP.md).
+            vpc.gro_for_xdp_redirects()?;
         }
         for (i, underlay) in remotes.iter().enumerate() {
             let remote = vpc.add_remote(tag, i, *underlay)?;
@@ -216,6 +217,14 @@ impl Vpc {
             ns.link_up(dev)?;
         }
         Ok(vpc)
+    }
+
+    /// GRO on the peers of both dataplane ports (f0, g0): veth delivers a frame an XDP
+    /// program redirected into xf0 or xg0 only into a peer with NAPI (docs/XDP.md).
+    pub fn gro_for_xdp_redirects(&self) -> Result<(), TestbedError> {
+        self.fabric.sh("ethtool -K f0 gro on")?;
+        self.guest.sh("ethtool -K g0 gro on")?;
+        Ok(())
     }
 
     fn add_remote(&self, tag: &str, i: usize, underlay: Underlay) -> Result<Remote, TestbedError> {

@@ -63,7 +63,7 @@ pub struct FastPathSpec<'a> {
 }
 
 /// `struct xvpc_fast_cfg` as the program reads it.
-fn config_bytes(spec: &FastPathSpec<'_>) -> Result<Vec<u8>, XdpError> {
+pub(crate) fn config_bytes(spec: &FastPathSpec<'_>) -> Result<Vec<u8>, XdpError> {
     let (guest, gateway, fabric) = (spec.ctx.guest, spec.ctx.gateway, spec.ctx.fabric);
     if guest.ipv4.len() > MAX_V4 || guest.ipv6.len() > MAX_V6 {
         return Err(XdpError::InvalidFastPath(format!(
@@ -415,6 +415,7 @@ fn spec_of<'a>(config: &'a [u8]) -> ProgramSpec<'a> {
         program: PROGRAM,
         config,
         extra_maps: EXTRA_MAPS,
+        shared: None,
     }
 }
 
@@ -441,6 +442,16 @@ impl std::fmt::Debug for FastPathProgram {
 impl FastPathProgram {
     /// Loads the program for `spec` (verifier included) without attaching it.
     pub fn load(spec: &FastPathSpec<'_>) -> Result<Self, XdpError> {
+        Self::load_sharing(spec, None)
+    }
+
+    /// [`FastPathProgram::load`], and with `shared_dir` (a directory on bpffs) pins the maps
+    /// `xvpc_fabric_fast` shares (`mappings`, `generation`, `drops`) there, for a
+    /// [`crate::FabricFastProgram`] to load against.
+    pub fn load_sharing(
+        spec: &FastPathSpec<'_>,
+        shared_dir: Option<&std::path::Path>,
+    ) -> Result<Self, XdpError> {
         let ifname = "(unattached)";
         let config = config_bytes(spec)?;
         let mut loader = EbpfLoader::new();
@@ -467,6 +478,21 @@ impl FastPathProgram {
             .try_into()
             .map_err(verify)?;
         prog.load().map_err(verify)?;
+        if let Some(dir) = shared_dir {
+            for name in ["mappings", "generation", "drops"] {
+                let path = dir.join(name);
+                let map = ebpf.map(name).ok_or(XdpError::Missing {
+                    ifname: ifname.into(),
+                    kind: "map",
+                    name,
+                })?;
+                map.pin(&path).map_err(|e| XdpError::Pin {
+                    ifname: ifname.into(),
+                    path,
+                    reason: format!("cannot pin: {}", crate::pins::chain(&e)),
+                })?;
+            }
+        }
         let maps = EXTRA_MAPS
             .iter()
             .map(|(name, _)| {

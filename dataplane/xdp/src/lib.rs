@@ -5,6 +5,8 @@
 //!   AF_XDP socket of its RX queue, and is dropped (fail closed) when there is none.
 //! * [`FabricSteering`] puts `xvpc_fabric` on the fabric port: VXLAN to our underlay
 //!   address goes to the AF_XDP socket, everything else to the host's kernel stack.
+//! * [`GuestFastPath`] and [`FabricFastPath`] are the tier `dataplane.fast_path = "xdp"`
+//!   selects instead: the same, plus the common egress and ingress case finished in XDP.
 //!
 //! Both attach through a bpf_link. With a [`PinDir`] (what the daemon uses) the link, the
 //! program and its maps are pinned in bpffs and outlive the process: a crash, `kill -9` or a
@@ -15,13 +17,14 @@
 //! program (tests and tools). See `docs/XDP.md`.
 #![forbid(unsafe_code)]
 
+mod fabric_fast;
 mod fast;
 mod pins;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::BorrowedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aya::maps::{Map, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::links::FdLink;
@@ -30,6 +33,7 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::util::KernelVersion;
 use aya::{Ebpf, EbpfError, EbpfLoader};
 
+pub use fabric_fast::{FabricFastPath, FabricFastProgram, IngressCounters};
 pub use fast::{
     FastCounters, FastMaps, FastPathProgram, FastPathSpec, FullSync, GuestFastPath, Staged,
 };
@@ -42,6 +46,9 @@ static GUEST_FAST_OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guest_fast.bpf.o"));
 /// The `xvpc_fabric` object file, compiled from `ebpf/fabric.bpf.c`.
 static FABRIC_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fabric.bpf.o"));
+/// The `xvpc_fabric_fast` object file, compiled from `ebpf/fabric_fast.bpf.c`.
+static FABRIC_FAST_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fabric_fast.bpf.o"));
 
 /// Number of XSKMAP slots (`XVPC_MAX_QUEUES` in `ebpf/xvpc_xdp.h`): RX queues 0..64 can
 /// have a socket.
@@ -153,6 +160,16 @@ pub enum XdpError {
         /// The guest interface.
         ifname: String,
         /// The fabric port's interface index.
+        ifindex: u32,
+        /// What failed.
+        reason: String,
+    },
+    /// The guest port could not be set as the ingress fast path's redirect target.
+    #[error("{ifname}: the guest port (ifindex {ifindex}) cannot be a redirect target: {reason}")]
+    GuestPort {
+        /// The fabric interface.
+        ifname: String,
+        /// The guest port's interface index.
         ifindex: u32,
         /// What failed.
         reason: String,
@@ -305,6 +322,7 @@ impl Attached {
             program,
             config,
             extra_maps,
+            shared,
         } = spec;
         match KernelVersion::current() {
             Ok(v) if v >= BPF_LINK_XDP => {}
@@ -335,10 +353,15 @@ impl Attached {
             if current.version == version {
                 if let Some(link) = pinned_link {
                     let (xsks, counters) = port.open_maps()?;
-                    let extra = extra_maps
+                    let mut extra: Vec<Map> = extra_maps
                         .iter()
                         .map(|(name, kind)| port.open_map(name).map(kind))
                         .collect::<Result<_, _>>()?;
+                    if let Some(shared) = &shared {
+                        for (name, kind) in shared.maps {
+                            extra.push(kind(shared.open(ifname, name)?));
+                        }
+                    }
                     tracing::info!(%ifname, program, %version, mode = %current.mode,
                         "pinned XDP program of this version already attached: reused");
                     return Ok(Attached {
@@ -364,6 +387,22 @@ impl Attached {
                 .map_pin_path("counters", port.path().join("counters"));
             for (name, _) in extra_maps {
                 loader.map_pin_path(name, port.path().join(name));
+            }
+        }
+        if let Some(shared) = &shared {
+            // Another port's pins: this program uses that program's maps, never new ones.
+            for (name, _) in shared.maps {
+                let path = shared.dir.join(name);
+                if !path.exists() {
+                    return Err(XdpError::Pin {
+                        ifname: ifname.to_string(),
+                        path,
+                        reason: "the map this program shares is not pinned (the program \
+                                 that owns it must be attached first)"
+                            .into(),
+                    });
+                }
+                loader.map_pin_path(name, path);
             }
         }
         let mut ebpf = loader.load(obj).map_err(|source| XdpError::Load {
@@ -395,6 +434,7 @@ impl Attached {
             .map_err(map_err("counters is not a per-CPU array"))?;
         let extra = extra_maps
             .iter()
+            .chain(shared.as_ref().map_or(&[][..], |s| s.maps))
             .map(|(name, _)| ebpf.take_map(name).ok_or_else(|| missing("map", name)))
             .collect::<Result<Vec<_>, _>>()?;
         let prog: &mut Xdp = ebpf
@@ -566,6 +606,28 @@ struct ProgramSpec<'a> {
     /// Maps beyond `xsks_map` and `counters`, pinned beside them, each with the kind that
     /// wraps it when it is reopened from its pin.
     extra_maps: &'static [ExtraMap],
+    /// Maps of another program, reused from its pins (they follow `extra_maps` in
+    /// [`Attached::extra`]).
+    shared: Option<SharedMaps<'a>>,
+}
+
+/// Maps a program shares with another one, pinned in that one's directory.
+struct SharedMaps<'a> {
+    /// Where they are pinned.
+    dir: &'a Path,
+    /// Their names and kinds.
+    maps: &'static [ExtraMap],
+}
+
+impl SharedMaps<'_> {
+    fn open(&self, ifname: &str, name: &str) -> Result<MapData, XdpError> {
+        let path = self.dir.join(name);
+        MapData::from_pin(&path).map_err(|e| XdpError::Pin {
+            ifname: ifname.to_string(),
+            path,
+            reason: format!("cannot open: {}", pins::chain(&e)),
+        })
+    }
 }
 
 impl fmt::Debug for Attached {
@@ -593,6 +655,7 @@ impl GuestSteering {
             program: "xvpc_guest",
             config: &[],
             extra_maps: &[],
+            shared: None,
         };
         let inner = Attached::load(spec, ifname, mode, pins, |_| {})?;
         Ok(GuestSteering { inner })
@@ -688,6 +751,7 @@ impl FabricSteering {
             program: "xvpc_fabric",
             config: &config,
             extra_maps: &[],
+            shared: None,
         };
         let inner = Attached::load(spec, ifname, mode, pins, |loader| {
             loader

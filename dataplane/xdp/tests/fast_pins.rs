@@ -98,3 +98,82 @@ fn the_fast_tier_is_an_upgrade_of_the_pinned_guest_program() {
     nix::mount::umount(&root).expect("unmount the test's bpffs");
     std::fs::remove_dir(&root).expect("remove the pin dir");
 }
+
+/// The ingress half: `xvpc_fabric` → `xvpc_fabric_fast` is an atomic upgrade of the pinned
+/// fabric link, a restart reuses it, and back to `xvpc_fabric` is an upgrade again. It needs
+/// the guest fast path's pinned maps (it shares them) and is replaced, not reused, when the
+/// guest's maps were made anew since (it would check senders against a table nobody writes).
+#[test]
+fn the_fast_fabric_tier_is_an_upgrade_of_the_pinned_fabric_program() {
+    use xvpc_xdp::{FabricFastPath, FabricFilter, FabricSteering, XdpError};
+    require_root();
+    let ns = Netns::new("ffpin").expect("ns");
+    veth_pair((&ns, "ffg0"), (&ns, "ffg1")).expect("guest veth");
+    veth_pair((&ns, "fff0"), (&ns, "fff1")).expect("fabric veth");
+    let root = std::env::temp_dir().join(format!("xvpc-fabric-pins-{}", std::process::id()));
+    let pins = PinDir::prepare(&root).expect("bpffs pin dir");
+    let env = common::shared_env(false);
+    let spec = FastPathSpec {
+        ctx: env.ctx(),
+        capacity: 128,
+    };
+    let filter = FabricFilter {
+        underlay_ipv4: env.fabric.underlay_ipv4,
+        underlay_ipv6: env.fabric.underlay_ipv6,
+        vxlan_port: env.fabric.vxlan_port,
+    };
+    ns.run_in(|| {
+        let plain = FabricSteering::attach("fff0", AttachMode::Driver, &filter, Some(&pins))
+            .expect("fabric program");
+        assert_eq!(plain.adoption(), &Adoption::Fresh);
+        drop(plain);
+        let refused = FabricFastPath::attach("fff0", AttachMode::Driver, &spec, "ffg0", 1, &pins);
+        assert!(
+            matches!(refused, Err(XdpError::Pin { .. })),
+            "without the guest fast path's maps: {refused:?}"
+        );
+        let guest = GuestFastPath::attach("ffg0", AttachMode::Driver, &spec, 1, Some(&pins))
+            .expect("guest fast path");
+        let fast = FabricFastPath::attach("fff0", AttachMode::Driver, &spec, "ffg0", 1, &pins)
+            .expect("fabric fast path");
+        assert!(
+            matches!(fast.adoption(), Adoption::Upgraded { .. }),
+            "{:?}",
+            fast.adoption()
+        );
+        drop(fast);
+        let again = FabricFastPath::attach("fff0", AttachMode::Driver, &spec, "ffg0", 1, &pins)
+            .expect("restart");
+        assert!(
+            matches!(again.adoption(), Adoption::Reused { .. }),
+            "{:?}",
+            again.adoption()
+        );
+        drop(again);
+        // The guest's maps made anew: the fabric program must follow them.
+        drop(guest);
+        detach_pinned(pins.root(), "ffg0").expect("detach the guest");
+        let _guest = GuestFastPath::attach("ffg0", AttachMode::Driver, &spec, 1, Some(&pins))
+            .expect("guest fast path again");
+        let follows = FabricFastPath::attach("fff0", AttachMode::Driver, &spec, "ffg0", 1, &pins)
+            .expect("fabric fast path on the new maps");
+        assert!(
+            matches!(follows.adoption(), Adoption::Upgraded { .. }),
+            "{:?}",
+            follows.adoption()
+        );
+        drop(follows);
+        let back = FabricSteering::attach("fff0", AttachMode::Driver, &filter, Some(&pins))
+            .expect("back to xvpc_fabric");
+        assert!(
+            matches!(back.adoption(), Adoption::Upgraded { .. }),
+            "{:?}",
+            back.adoption()
+        );
+        drop(back);
+        detach_pinned(pins.root(), "fff0").expect("detach the fabric");
+        detach_pinned(pins.root(), "ffg0").expect("detach the guest");
+    });
+    nix::mount::umount(&root).expect("unmount the test's bpffs");
+    std::fs::remove_dir(&root).expect("remove the pin dir");
+}

@@ -1,8 +1,10 @@
 //! The oracle of the XDP fast path: every egress fixture of the Rust pipeline
-//! (`dataplane/core/tests/fixtures/pipeline.json`) through `xvpc_guest_fast` with plain
-//! `BPF_PROG_TEST_RUN`, against the Rust pipeline run on the same frame. Where XDP
-//! encapsulates, the bytes must be the Rust pipeline's; where it drops, the reason must be
-//! the Rust pipeline's; everything else must reach the workers unchanged. Privileged (root).
+//! (`dataplane/core/tests/fixtures/pipeline.json`) through `xvpc_guest_fast`, and every
+//! ingress fixture through `xvpc_fabric_fast`, with plain `BPF_PROG_TEST_RUN`, against the
+//! Rust pipeline run on the same frame. Where XDP encapsulates or decapsulates, the bytes must
+//! be the Rust pipeline's; where it drops, the reason must be the Rust pipeline's; everything
+//! else must reach the workers (or, on the fabric, the host, as `xvpc_fabric` decides)
+//! unchanged. Privileged (root).
 //!
 //! It lives with xvpc-xsk's tests, like `steered.rs`, because the plain test run
 //! (`xvpc_xsk::testrun`, a syscall: unsafe code stays in this crate) is here and xvpc-xdp
@@ -20,7 +22,7 @@ use xvpc_core::frame::Frame;
 use xvpc_core::model::Mapping;
 use xvpc_core::pipeline::Verdict;
 use xvpc_testbed::{require_root, veth_pair, Netns};
-use xvpc_xdp::{FastPathProgram, FastPathSpec};
+use xvpc_xdp::{FabricFastProgram, FastPathProgram, FastPathSpec};
 use xvpc_xsk::{BindMode, Port, SocketOptions, UmemConfig};
 
 /// `XDP_PACKET_HEADROOM`: what the kernel leaves in front of every frame, test runs included.
@@ -65,6 +67,14 @@ struct Dataplane {
 }
 
 fn with_dataplane(prog: &mut FastPathProgram) -> Dataplane {
+    let dataplane = dataplane();
+    prog.register_socket(0, dataplane._port.fd())
+        .expect("registering the socket in xsks_map");
+    dataplane
+}
+
+/// A dataplane's socket, registered nowhere yet.
+fn dataplane() -> Dataplane {
     let ns = Netns::new("xfo").expect("netns");
     veth_pair((&ns, "xo0"), (&ns, "xo1")).expect("veth pair");
     ns.link_up("xo0").expect("xo0 up");
@@ -78,8 +88,6 @@ fn with_dataplane(prog: &mut FastPathProgram) -> Dataplane {
         Port::new("xo0", 0, umem, BindMode::Auto, &SocketOptions::default())
             .expect("an AF_XDP socket on xo0")
     });
-    prog.register_socket(0, port.fd())
-        .expect("registering the socket in xsks_map");
     Dataplane {
         _port: port,
         _ns: ns,
@@ -378,4 +386,415 @@ fn without_a_dataplane_socket_nothing_is_forwarded() {
     assert_eq!(verdict, XDP_DROP, "forwarded with no dataplane");
     let after = prog.guest_counters().expect("guest counters");
     assert!(after.dropped_no_socket > before.dropped_no_socket);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ingress: `xvpc_fabric_fast` against the Rust ingress pipeline.
+
+/// `XDP_PASS`: to the host's kernel stack.
+const XDP_PASS: u32 = 2;
+
+/// A bpffs of the test's own, mounted on a fresh directory and unmounted on drop: the
+/// fabric program shares the guest program's maps through pins, as in the daemon.
+struct Bpffs(std::path::PathBuf);
+
+impl Bpffs {
+    fn new(tag: &str) -> Bpffs {
+        let dir = std::env::temp_dir().join(format!("xvpc-oracle-{tag}-{}", std::process::id()));
+        let pins = xvpc_xdp::PinDir::prepare(&dir).expect("a bpffs for the shared maps");
+        Bpffs(pins.root().to_path_buf())
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount(&self.0);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Both fast-path programs of one environment, sharing `mappings`, `generation` and
+/// `drops`, with the fixtures' mappings, `lo` as the guest port and (unless `socket` is
+/// false) a dataplane's socket registered on the fabric program.
+struct IngressRig {
+    // Declared first: the programs and the socket go before the bpffs and the namespace.
+    fabric: FabricFastProgram,
+    guest: FastPathProgram,
+    _dataplane: Option<Dataplane>,
+    _bpffs: Bpffs,
+}
+
+fn ingress_rig(env: &Env, tag: &str, socket: bool) -> IngressRig {
+    let bpffs = Bpffs::new(tag);
+    let spec = FastPathSpec {
+        ctx: env.ctx(),
+        capacity: 64,
+    };
+    let mut guest =
+        FastPathProgram::load_sharing(&spec, Some(&bpffs.0)).expect("xvpc_guest_fast loads");
+    for m in mappings(env) {
+        guest.maps().upsert(&m).expect("mapping into the BPF map");
+    }
+    let mut fabric =
+        FabricFastProgram::load(&spec, &bpffs.0).expect("xvpc_fabric_fast loads and verifies");
+    fabric
+        .set_guest_port(LO_IFINDEX)
+        .expect("lo as the guest port");
+    let dataplane = socket.then(|| {
+        let d = dataplane();
+        fabric
+            .register_socket(0, d._port.fd())
+            .expect("registering the socket in xsks_map");
+        d
+    });
+    IngressRig {
+        fabric,
+        guest,
+        _dataplane: dataplane,
+        _bpffs: bpffs,
+    }
+}
+
+/// What `xvpc_fabric_fast` did with one frame, told by the one counter that moved.
+#[derive(Debug, PartialEq, Eq)]
+enum IngressOutcome {
+    /// Stripped and redirected to the guest port: the frame the guest receives.
+    Decapsulated(Vec<u8>),
+    /// To the workers' socket, unchanged (`steered`).
+    ToWorkers,
+    /// VXLAN for us with no socket registered (`dropped_no_socket`).
+    NoSocket,
+    /// Not ours: to the host's stack, unchanged (`passed` or `malformed`).
+    ToHost,
+    /// Dropped in XDP under a worker's reason.
+    Dropped(DropReason),
+}
+
+fn run_ingress_xdp(rig: &IngressRig, frame: &[u8]) -> IngressOutcome {
+    let snapshot = |r: &IngressRig| {
+        (
+            r.fabric.ingress_counters().expect("ingress counters"),
+            r.fabric.counters().expect("fabric counters"),
+            r.guest.maps_ref().drops().expect("drop counters"),
+        )
+    };
+    let (in0, fab0, drops0) = snapshot(rig);
+    let (verdict, out) = test_run(rig.fabric.program_fd().expect("program fd"), frame);
+    let (in1, fab1, drops1) = snapshot(rig);
+    let moved_drops: Vec<DropReason> = DropReason::ALL
+        .into_iter()
+        .zip(drops0.iter().zip(drops1.iter()))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(in1.aborted, in0.aborted, "aborted moved");
+    let decapsulated = in1.decapsulated - in0.decapsulated;
+    let steered = fab1.steered - fab0.steered;
+    let no_socket = fab1.dropped_no_socket - fab0.dropped_no_socket;
+    let to_host = (fab1.passed + fab1.malformed) - (fab0.passed + fab0.malformed);
+    assert_eq!(
+        decapsulated + steered + no_socket + to_host + moved_drops.len() as u64,
+        1,
+        "exactly one counter moves per frame (verdict {verdict})"
+    );
+    if decapsulated == 1 {
+        assert_eq!(
+            verdict, XDP_REDIRECT,
+            "decapsulated frames go to the devmap"
+        );
+        assert_eq!(
+            in1.ingress_bytes - in0.ingress_bytes,
+            out.len() as u64,
+            "ingress_bytes counts the inner frame"
+        );
+        return IngressOutcome::Decapsulated(out);
+    }
+    if moved_drops.len() == 1 {
+        assert_eq!(verdict, XDP_DROP);
+        return IngressOutcome::Dropped(moved_drops[0]);
+    }
+    let (want, outcome) = match (steered, no_socket) {
+        (1, _) => (XDP_REDIRECT, IngressOutcome::ToWorkers),
+        (_, 1) => (XDP_DROP, IngressOutcome::NoSocket),
+        _ => (XDP_PASS, IngressOutcome::ToHost),
+    };
+    assert_eq!(verdict, want, "{outcome:?}");
+    if outcome != IngressOutcome::NoSocket {
+        assert_eq!(out, frame, "{outcome:?}: the frame goes on unchanged");
+    }
+    outcome
+}
+
+/// The Rust ingress pipeline on the same frame, with the headroom XDP has: its verdict and
+/// the frame it delivers.
+fn run_rust_ingress(env: &Env, case: &Case) -> (Verdict, Vec<u8>) {
+    let input = case.input_bytes();
+    let tailroom = case.tailroom.unwrap_or(common::TAILROOM);
+    let mut buf = common::buffer_with(&input, XDP_HEADROOM, tailroom);
+    let mut frame = Frame::new(&mut buf, XDP_HEADROOM, input.len()).expect("frame fits");
+    let mut counters = Counters::default();
+    let verdict = env.run(Direction::Ingress, &mut frame, &mut counters);
+    (verdict, frame.data().to_vec())
+}
+
+/// Fixtures `xvpc_fabric` hands to the host (not VXLAN for us by its rules: fragments, IPv6
+/// extension headers, other addresses, protocols and ports, ARP, a truncated IPv4 header);
+/// `xvpc_fabric_fast` must make the same decision. The workers never see them in either tier.
+const MUST_GO_TO_HOST: &[&str] = &[
+    "ingress_v6_ext_header",
+    "ingress_outer_fragment_v4",
+    "ingress_outer_fragment_v6",
+    "ingress_not_for_us_v4",
+    "ingress_not_for_us_v6",
+    "ingress_not_udp",
+    "ingress_wrong_port",
+    "ingress_outer_arp",
+    "ingress_truncated_outer",
+];
+
+/// Fixtures of the fast shape XDP must drop itself, under the workers' reason.
+const MUST_DROP_INGRESS: &[&str] = &[
+    "ingress_no_i_flag",
+    "ingress_wrong_vni",
+    "ingress_inner_wrong_mac",
+    "ingress_inner_broadcast_mac",
+    "ingress_inner_wrong_ip",
+    "ingress_inner_wrong_ip6",
+    "ingress_spoofed_underlay",
+    "ingress_spoofed_underlay_family",
+    "ingress_inner_mac_mismatch",
+];
+
+#[test]
+fn every_ingress_fixture_agrees_with_the_rust_pipeline() {
+    require_root();
+    let (_, cases) = common::shared();
+    let plain = ingress_rig(common::shared_env(false), "in-plain", true);
+    let zero = ingress_rig(common::shared_env(true), "in-zero", true);
+    let mut seen: [BTreeSet<String>; 4] = Default::default(); // fast, workers, host, dropped
+    let mut errors = Vec::new();
+    let mut rust_fast = BTreeSet::new();
+    let mut ingress = 0;
+    for case in cases.iter().filter(|c| c.direction == Direction::Ingress) {
+        ingress += 1;
+        let env = common::env_for(case);
+        let rig = if case.udp6_zero_checksum {
+            &zero
+        } else {
+            &plain
+        };
+        if case.path == common::Path::Fast {
+            rust_fast.insert(case.name.clone());
+        }
+        let (rust_verdict, rust_out) = run_rust_ingress(env, case);
+        let rust = common::verdict_name(&rust_verdict);
+        match run_ingress_xdp(rig, &case.input_bytes()) {
+            IngressOutcome::Decapsulated(out) => {
+                seen[0].insert(case.name.clone());
+                if rust_verdict != Verdict::ToGuest {
+                    errors.push(format!("{}: XDP decapsulated, Rust says {rust}", case.name));
+                } else if out != rust_out {
+                    errors.push(format!(
+                        "{}: bytes differ (got XDP, want Rust):\n{}",
+                        case.name,
+                        common::hex_diff(&out, &rust_out)
+                    ));
+                }
+            }
+            IngressOutcome::ToWorkers => {
+                seen[1].insert(case.name.clone());
+            }
+            IngressOutcome::ToHost => {
+                seen[2].insert(case.name.clone());
+            }
+            IngressOutcome::Dropped(reason) => {
+                seen[3].insert(case.name.clone());
+                if rust_verdict != Verdict::Drop(reason) {
+                    errors.push(format!(
+                        "{}: XDP dropped as {}, Rust says {rust}",
+                        case.name,
+                        reason.name()
+                    ));
+                }
+            }
+            IngressOutcome::NoSocket => {
+                errors.push(format!("{}: dropped as no socket with one", case.name))
+            }
+        }
+    }
+    println!(
+        "ingress fixtures: {ingress} run, {} decapsulated in XDP, {} to the workers, {} to \
+         the host, {} dropped in XDP",
+        seen[0].len(),
+        seen[1].len(),
+        seen[2].len(),
+        seen[3].len()
+    );
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert!(ingress >= 39, "only {ingress} ingress fixtures");
+    assert_eq!(
+        seen[0], rust_fast,
+        "XDP decapsulates exactly the fixtures the Rust fast path takes"
+    );
+    assert!(seen[0].len() >= 8, "{:?}", seen[0]);
+    let want: BTreeSet<String> = MUST_GO_TO_HOST.iter().map(|s| s.to_string()).collect();
+    assert_eq!(seen[2], want, "fixtures passed to the host");
+    let want: BTreeSet<String> = MUST_DROP_INGRESS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(seen[3], want, "fixtures dropped in XDP");
+}
+
+/// A dead fast path (everything to the workers) would fail the oracle above only by its
+/// sets; this runs each fast-path fixture on its own, against its stored output bytes, and
+/// checks it moved `decapsulated` and nothing the workers see.
+#[test]
+fn the_fast_path_ingress_fixtures_take_the_xdp_fast_path() {
+    require_root();
+    let (_, cases) = common::shared();
+    let plain = ingress_rig(common::shared_env(false), "took-plain", true);
+    let zero = ingress_rig(common::shared_env(true), "took-zero", true);
+    let mut took = 0;
+    for case in cases
+        .iter()
+        .filter(|c| c.direction == Direction::Ingress && c.path == common::Path::Fast)
+    {
+        let rig = if case.udp6_zero_checksum {
+            &zero
+        } else {
+            &plain
+        };
+        let before = rig.fabric.counters().expect("fabric counters");
+        let decap_before = rig.fabric.ingress_counters().expect("ingress counters");
+        let (verdict, out) = test_run(rig.fabric.program_fd().expect("fd"), &case.input_bytes());
+        let after = rig.fabric.counters().expect("fabric counters");
+        let decap_after = rig.fabric.ingress_counters().expect("ingress counters");
+        assert_eq!(
+            verdict, XDP_REDIRECT,
+            "{}: redirected to the guest devmap",
+            case.name
+        );
+        let want = case.output_bytes().expect("fixture has output bytes");
+        assert_eq!(
+            out,
+            want,
+            "{}\n{}",
+            case.name,
+            common::hex_diff(&out, &want)
+        );
+        assert_eq!(
+            decap_after.decapsulated - decap_before.decapsulated,
+            1,
+            "{}",
+            case.name
+        );
+        assert_eq!(after, before, "{}: no steering counter moved", case.name);
+        took += 1;
+    }
+    println!("{took} ingress fixtures took the XDP fast path");
+    assert!(took >= 8, "only {took} fast-path ingress fixtures");
+}
+
+/// Without a guest port in the devmap, fast-path frames go to the workers; a mapping removed
+/// by the control path (through the guest program's maps: one table) is the workers' again.
+#[test]
+fn ingress_without_a_guest_port_or_a_mapping_goes_to_the_workers() {
+    require_root();
+    let case = fixture("ingress_v4_with_csum");
+    let env = common::env_for(case);
+    let bpffs = Bpffs::new("in-noport");
+    let spec = FastPathSpec {
+        ctx: env.ctx(),
+        capacity: 64,
+    };
+    let mut guest = FastPathProgram::load_sharing(&spec, Some(&bpffs.0)).expect("guest");
+    for m in mappings(env) {
+        guest.maps().upsert(&m).expect("mapping");
+    }
+    let mut fabric = FabricFastProgram::load(&spec, &bpffs.0).expect("fabric");
+    let dp = dataplane();
+    fabric.register_socket(0, dp._port.fd()).expect("socket");
+    let mut rig = IngressRig {
+        fabric,
+        guest,
+        _dataplane: Some(dp),
+        _bpffs: bpffs,
+    };
+    assert_eq!(
+        run_ingress_xdp(&rig, &case.input_bytes()),
+        IngressOutcome::ToWorkers
+    );
+    rig.fabric.set_guest_port(LO_IFINDEX).expect("lo");
+    assert!(matches!(
+        run_ingress_xdp(&rig, &case.input_bytes()),
+        IngressOutcome::Decapsulated(_)
+    ));
+    // A staged full sync hides the table from XDP until it is published.
+    let all = mappings(env);
+    let staged = rig.guest.maps().stage(&all).expect("stage");
+    assert_eq!(
+        run_ingress_xdp(&rig, &case.input_bytes()),
+        IngressOutcome::ToWorkers
+    );
+    rig.guest.maps().publish(staged).expect("publish");
+    assert!(matches!(
+        run_ingress_xdp(&rig, &case.input_bytes()),
+        IngressOutcome::Decapsulated(_)
+    ));
+    for m in &all {
+        rig.guest.maps().remove(&m.key()).expect("remove");
+    }
+    assert_eq!(
+        run_ingress_xdp(&rig, &case.input_bytes()),
+        IngressOutcome::ToWorkers
+    );
+}
+
+/// Fail closed: with no dataplane socket registered, VXLAN for us is dropped, even a frame
+/// the pinned table would decapsulate, and the host's own traffic still reaches it.
+#[test]
+fn ingress_without_a_dataplane_socket_forwards_nothing_and_the_host_still_gets_its_traffic() {
+    require_root();
+    let fast = fixture("ingress_v6_over_v6");
+    let host = fixture("ingress_not_for_us_v4");
+    let arp = fixture("ingress_outer_arp");
+    let rig = ingress_rig(common::env_for(fast), "in-closed", false);
+    assert_eq!(
+        run_ingress_xdp(&rig, &fast.input_bytes()),
+        IngressOutcome::NoSocket
+    );
+    assert_eq!(
+        run_ingress_xdp(&rig, &host.input_bytes()),
+        IngressOutcome::ToHost
+    );
+    assert_eq!(
+        run_ingress_xdp(&rig, &arp.input_bytes()),
+        IngressOutcome::ToHost
+    );
+    // And a socket that goes away (a daemon killed) closes it again.
+    let mut rig = rig;
+    let dp = dataplane();
+    rig.fabric
+        .register_socket(0, dp._port.fd())
+        .expect("socket");
+    assert!(matches!(
+        run_ingress_xdp(&rig, &fast.input_bytes()),
+        IngressOutcome::Decapsulated(_)
+    ));
+    drop(dp);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let outcome = loop {
+        let o = run_ingress_xdp(&rig, &fast.input_bytes());
+        if o == IngressOutcome::NoSocket || std::time::Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        outcome,
+        IngressOutcome::NoSocket,
+        "forwarded with no dataplane"
+    );
+    assert_eq!(
+        run_ingress_xdp(&rig, &host.input_bytes()),
+        IngressOutcome::ToHost
+    );
 }

@@ -3,7 +3,10 @@
 //! driver mode here). ARP, ICMP and the first packet of a miss still go through the workers;
 //! spoofed frames are dropped in XDP under the workers' reasons and `xvpc stats` merges them;
 //! the control path is the only writer of the XDP map, so an upsert makes a mapping fast and a
-//! delete stops XDP forwarding by it.
+//! delete stops XDP forwarding by it. The fabric port runs `xvpc_fabric_fast`, which
+//! decapsulates the common ingress case in XDP and redirects the inner frame to the guest
+//! port; the rest (outer IPv4 options, spoofed senders) is the workers' or dropped under their
+//! reasons.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -15,7 +18,9 @@ use serde_json::Value;
 use xvpc_control::{handshake, read_message, write_message, Message, Role};
 use xvpc_core::model::{MacAddr, Mapping, MappingKey, Vni};
 use xvpc_testbed::require_root;
-use xvpc_testbed::vpc::{Remote, Underlay, Vpc, GUEST_MAC, GUEST_V4, VNI};
+use xvpc_testbed::vpc::{
+    Remote, Underlay, Vpc, GUEST_MAC, GUEST_V4, GUEST_V6, UNDERLAY_V4, UNDERLAY_V6, VNI,
+};
 
 use crate::common::*;
 
@@ -114,9 +119,8 @@ fn the_xdp_tier_encapsulates_udp_and_leaves_the_rest_to_the_workers() {
     // veth transmits an XDP redirect only into a peer with NAPI: GRO on (or an XDP program)
     // on the far end of the fabric port. Without it the kernel drops every redirected frame
     // after our program returned (docs/XDP.md).
-    vpc.fabric
-        .sh("ethtool -K f0 gro on")
-        .expect("GRO on the fabric peer");
+    vpc.gro_for_xdp_redirects()
+        .expect("GRO on the peers of both ports");
     let mut daemon = start(&vpc, &config);
     let log = vpc.dataplane_log();
     assert!(
@@ -505,4 +509,210 @@ fn a_full_sync_beyond_the_xdp_capacity_leaves_the_rest_to_the_workers() {
 
     let last = stop(&vpc, &mut daemon);
     assert_eq!(last["frames_audit"], true, "{last}");
+}
+
+/// `xdp.fabric_fast.decapsulated` of a snapshot.
+fn decapsulated(snapshot: &Value) -> u64 {
+    snapshot["xdp"]["fabric_fast"]["decapsulated"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no xdp.fabric_fast.decapsulated in {snapshot}"))
+}
+
+/// What `xvpc_fabric_fast` dropped, all reasons it drops with: the kernel peers' own
+/// multicast (MLD, router solicitations) is dropped as `inner_wrong_destination` at any time.
+fn ingress_drops(snapshot: &Value) -> u64 {
+    let drops = &snapshot["xdp"]["guest_fast"]["drops"];
+    [
+        "vxlan_no_vni",
+        "unknown_vni",
+        "inner_wrong_destination",
+        "spoofed_underlay",
+    ]
+    .iter()
+    .map(|r| drops[*r].as_u64().unwrap_or(0))
+    .sum()
+}
+
+/// UDP datagrams the guest's kernel received (delivered or to a closed port).
+fn guest_udp_in(vpc: &Vpc) -> u64 {
+    let m = snmp(&vpc.guest, &[]);
+    [
+        "Udp.InDatagrams",
+        "Udp.NoPorts",
+        "Udp6InDatagrams",
+        "Udp6NoPorts",
+    ]
+    .iter()
+    .map(|k| m.get(*k).copied().unwrap_or(0))
+    .sum()
+}
+
+#[test]
+fn the_xdp_tier_decapsulates_vxlan_from_kernel_peers_and_leaves_the_rest_to_the_workers() {
+    require_root();
+    let vpc = Vpc::new("xdpi", &[Underlay::V4, Underlay::V6]).expect("topology");
+    let (r0, r1) = (&vpc.remotes[0], &vpc.remotes[1]);
+    let config = vpc.config_toml(
+        &format!("{}{}", r0.mappings_toml(), r1.mappings_toml()),
+        "fast_path = \"xdp\"\nfast_path_capacity = 4096",
+    );
+    // As for egress: veth delivers an XDP redirect into xg0 only with NAPI on g0.
+    vpc.gro_for_xdp_redirects()
+        .expect("GRO on the peers of both ports");
+    let mut daemon = start(&vpc, &config);
+    let log = vpc.dataplane_log();
+    assert!(
+        log.contains("XDP fast path (ingress) on the fabric port"),
+        "log:\n{log}"
+    );
+    assert!(
+        has_xdp(&vpc.dataplane, "xf0"),
+        "a program on the fabric port"
+    );
+    let guest_v4: IpAddr = GUEST_V4.parse().expect("guest v4");
+    let guest_v6: IpAddr = GUEST_V6.parse().expect("guest v6");
+
+    // The underlay's neighbours first (the host's own traffic: passed to its stack), so no
+    // datagram waits in a neighbour queue that holds only a few.
+    ping(&r0.ns, UNDERLAY_V4, 1).expect("remote 0 pings the host's fabric address");
+    ping(&r1.ns, UNDERLAY_V6, 1).expect("remote 1 pings the host's fabric address");
+
+    // Remote 0 over the IPv4 underlay (the kernel sends UDP checksum 0), remote 1 over IPv6
+    // (checksum computed): every datagram reaches the guest, and every one was XDP's.
+    const N: u32 = 2000;
+    for (remote, dst) in [
+        (r0, SocketAddr::new(guest_v4, 5201)),
+        (r1, SocketAddr::new(guest_v6, 5202)),
+    ] {
+        let before = stats(&vpc);
+        let report = udp_transfer(&remote.ns, &vpc.guest, dst, N);
+        let after = stats(&vpc);
+        assert!(
+            report.intact == N && report.corrupt == 0 && report.send_errors == 0,
+            "remote {} → guest over XDP: {report:?}\nxdp: {}\nlog:\n{}",
+            remote.index,
+            after["xdp"],
+            vpc.dataplane_log()
+        );
+        assert_eq!(
+            decapsulated(&after) - decapsulated(&before),
+            u64::from(N),
+            "the XDP tier decapsulated the flow from remote {}",
+            remote.index
+        );
+        assert_eq!(
+            workers(&after, "ingress_packets"),
+            workers(&before, "ingress_packets"),
+            "no datagram from remote {} went through a worker",
+            remote.index
+        );
+        assert_eq!(
+            delta(&before["total"], &after["total"], "ingress_packets"),
+            u64::from(N),
+            "the totals include what XDP delivered"
+        );
+        // Received: XDP's datagrams and drops, plus whatever the workers saw meanwhile.
+        assert_eq!(
+            delta(&before["total"], &after["total"], "fabric_rx_packets"),
+            u64::from(N) + ingress_drops(&after) - ingress_drops(&before)
+                + workers(&after, "fabric_rx_packets")
+                - workers(&before, "fabric_rx_packets")
+        );
+        assert_eq!(after["xdp"]["fabric_fast"]["aborted"], 0);
+    }
+
+    // Traffic the workers finish: an outer IPv4 header with options is outside XDP's shape;
+    // the workers decapsulate it and the guest receives it.
+    let n = 20u64;
+    let router0 = vpc.fabric.mac("r0").expect("router MAC");
+    let router1 = vpc.fabric.mac("r1").expect("router MAC");
+    let u0 = r0.ns.mac("u0").expect("remote MAC");
+    let u1 = r1.ns.mac("u0").expect("remote MAC");
+    let inner = format!(
+        r#"Ether(src="{mac}", dst="{GUEST_MAC}") / IP(src="{r4}", dst="{GUEST_V4}") / UDP(sport=4000, dport=5300) / Raw(b"via a worker")"#,
+        mac = r0.mac,
+        r4 = r0.overlay_v4,
+    );
+    let before = stats(&vpc);
+    let guest_before = guest_udp_in(&vpc);
+    scapy(
+        &r0.ns,
+        &format!(
+            r#"
+opts = [IPOption_NOP(), IPOption_NOP(), IPOption_NOP(), IPOption_EOL()]
+outer = Ether(src="{u0}", dst="{router0}") / IP(src="{src}", dst="{UNDERLAY_V4}", options=opts) / UDP(sport=4321, dport=4789) / VXLAN(vni={VNI}, flags=0x08)
+sendp([outer / {inner}] * {n}, iface="u0")
+"#,
+            src = r0.underlay_v4,
+        ),
+    );
+    let after = wait_counter(&vpc, &before["total"], "ingress_packets", n);
+    assert_eq!(
+        delta(&before["total"], &after, "ingress_packets"),
+        n,
+        "{after}"
+    );
+    let snapshot = stats(&vpc);
+    assert_eq!(
+        workers(&snapshot, "ingress_packets") - workers(&before, "ingress_packets"),
+        n,
+        "the workers delivered the frames with outer options"
+    );
+    assert_eq!(decapsulated(&snapshot), decapsulated(&before), "not XDP's");
+    let got = wait_until("the guest received them", || {
+        let rx = guest_udp_in(&vpc) - guest_before;
+        (rx >= n).then_some(rx)
+    });
+    assert_eq!(got, n);
+
+    // A spoofed sender (remote 0's overlay address from remote 1's underlay): dropped in
+    // XDP under the workers' reason, in the merged totals; no worker saw it.
+    let before = stats(&vpc);
+    scapy(
+        &r1.ns,
+        &format!(
+            r#"
+outer = Ether(src="{u1}", dst="{router1}") / IPv6(src="{src}", dst="{UNDERLAY_V6}") / UDP(sport=4321, dport=4789) / VXLAN(vni={VNI}, flags=0x08)
+sendp([outer / {inner}] * {n}, iface="u0")
+"#,
+            src = r1.underlay_v6,
+        ),
+    );
+    assert_deltas(&vpc, &before["total"], &[("spoofed_underlay", n)]);
+    let snapshot = stats(&vpc);
+    assert_eq!(
+        workers(&snapshot, "spoofed_underlay"),
+        workers(&before, "spoofed_underlay"),
+        "no worker saw them"
+    );
+    assert_eq!(
+        snapshot["xdp"]["guest_fast"]["drops"]["spoofed_underlay"]
+            .as_u64()
+            .unwrap_or(0)
+            - before["xdp"]["guest_fast"]["drops"]["spoofed_underlay"]
+                .as_u64()
+                .unwrap_or(0),
+        n,
+        "XDP dropped them: {}",
+        snapshot["xdp"]
+    );
+
+    // Fail closed: with the daemon dead, nothing from the pinned table reaches the guest,
+    // and the host's own traffic on the fabric still reaches its stack.
+    daemon.kill_hard().expect("kill -9 xvpc");
+    std::thread::sleep(Duration::from_millis(300));
+    let guest_before = guest_udp_in(&vpc);
+    let dead = udp_transfer(&r0.ns, &vpc.guest, SocketAddr::new(guest_v4, 5203), 50);
+    assert_eq!(
+        dead.intact, 0,
+        "the XDP tier delivered with no dataplane: {dead:?}"
+    );
+    assert_eq!(
+        guest_udp_in(&vpc),
+        guest_before,
+        "nothing reached the guest"
+    );
+    if let Err(out) = ping(&r0.ns, UNDERLAY_V4, 2) {
+        panic!("the host's own traffic on the fabric: {out}");
+    }
 }

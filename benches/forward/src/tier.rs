@@ -114,24 +114,24 @@ pub fn account(
                     "no XDP tier: xdp.guest_fast is null (fast_path is not \"xdp\")".into(),
                 );
             }
-            if dir == Dir::Egress {
-                let encapsulated = moved(
-                    number(before, "xdp.guest_fast.encapsulated")?,
-                    number(after, "xdp.guest_fast.encapsulated")?,
-                    "xdp.guest_fast.encapsulated",
-                )?;
-                if encapsulated != xdp {
-                    return Err(format!(
-                        "the XDP tier encapsulated {encapsulated} frames, but the totals hold {xdp} \
-                         beyond the workers'"
-                    ));
-                }
-                if workers > 0 {
-                    return Err(format!(
-                        "the workers forwarded {workers} of {forwarded} frames: every generated \
-                         frame is a fast-path case, so the XDP tier missed them"
-                    ));
-                }
+            // Every generated frame is a fast-path case in either direction.
+            let (port, counter) = match dir {
+                Dir::Egress => ("guest_fast", "encapsulated"),
+                Dir::Ingress => ("fabric_fast", "decapsulated"),
+            };
+            let path = format!("xdp.{port}.{counter}");
+            let done = moved(number(before, &path)?, number(after, &path)?, &path)?;
+            if done != xdp {
+                return Err(format!(
+                    "the XDP tier counted {done} frames in {path}, but the totals hold {xdp} \
+                     beyond the workers'"
+                ));
+            }
+            if workers > 0 {
+                return Err(format!(
+                    "the workers forwarded {workers} of {forwarded} frames: every generated \
+                     frame is a fast-path case, so the XDP tier missed them"
+                ));
             }
         }
         _ => {
@@ -168,7 +168,9 @@ mod tests {
     use serde_json::json;
 
     /// A snapshot as `xvpc stats --json` prints it (the fields the check reads).
-    fn snap(total_eg: u64, total_in: u64, workers: &[(u64, u64)], encap: Option<u64>) -> Value {
+    /// `xdp`: the XDP tiers' work, as `encapsulated` and `decapsulated` alike (a check reads
+    /// the one of its direction); `None`: no XDP tier.
+    fn snap(total_eg: u64, total_in: u64, workers: &[(u64, u64)], xdp: Option<u64>) -> Value {
         json!({
             "total": {"egress_packets": total_eg, "ingress_packets": total_in, "drops": {}},
             "workers": workers.iter().map(|(e, i)| json!({
@@ -177,9 +179,10 @@ mod tests {
             })).collect::<Vec<_>>(),
             "xdp": {
                 "guest": {"redirected": 0, "dropped_no_socket": 0},
-                "guest_fast": encap.map_or(Value::Null, |n| json!({
+                "guest_fast": xdp.map_or(Value::Null, |n| json!({
                     "encapsulated": n, "aborted": 0, "egress_bytes": 0, "drops": {},
                 })),
+                "fabric_fast": xdp.map_or(Value::Null, |n| json!({"decapsulated": n})),
             },
         })
     }
@@ -250,29 +253,36 @@ mod tests {
         let after = snap(1010, 0, &[(10, 0)], Some(999));
         let e = account(System::XvpcXdp, Dir::Egress, &before, &after, 1000, 0)
             .expect_err("encapsulated does not match");
-        assert!(e.starts_with("the XDP tier encapsulated 999 frames"), "{e}");
+        assert!(
+            e.starts_with("the XDP tier counted 999 frames in xdp.guest_fast.encapsulated"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn ingress_counts_whichever_tier_did_it() {
+    fn xvpc_xdp_ingress_is_the_xdp_tiers() {
         let before = snap(0, 5, &[(0, 5)], Some(0));
-        // Today: the workers decapsulate.
-        let after = snap(0, 805, &[(0, 805)], Some(0));
+        let after = snap(0, 805, &[(0, 5)], Some(800));
         assert_eq!(
             account(System::XvpcXdp, Dir::Ingress, &before, &after, 790, 10),
             Ok(Split {
-                xdp: 0,
-                workers: 800,
+                xdp: 800,
+                workers: 0,
                 kernel_dropped: 10
             })
         );
-        // With an ingress XDP tier merged into the totals: its share, same check.
-        let after = snap(0, 805, &[(0, 105)], Some(0));
-        assert_eq!(
-            account(System::XvpcXdp, Dir::Ingress, &before, &after, 800, 0)
-                .map(|s| (s.xdp, s.workers)),
-            Ok((700, 100))
-        );
+        // The workers decapsulated some: the XDP tier missed fast-path frames.
+        let after = snap(0, 805, &[(0, 105)], Some(700));
+        let e = account(System::XvpcXdp, Dir::Ingress, &before, &after, 800, 0)
+            .expect_err("workers did XDP's work");
+        assert!(e.contains("workers forwarded 100"), "{e}");
+        // decapsulated disagrees with the totals.
+        let after = snap(0, 805, &[(0, 5)], Some(600));
+        let e = account(System::XvpcXdp, Dir::Ingress, &before, &after, 800, 0)
+            .expect_err("decapsulated short");
+        assert!(e.contains("xdp.fabric_fast.decapsulated"), "{e}");
+        // Frames lost with no counter.
+        let after = snap(0, 805, &[(0, 5)], Some(800));
         assert!(account(System::XvpcXdp, Dir::Ingress, &before, &after, 700, 50).is_err());
     }
 

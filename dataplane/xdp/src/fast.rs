@@ -194,6 +194,10 @@ pub struct FastMaps {
     generation: Array<MapData, u32>,
     /// What `generation` holds: only this process writes it.
     live: u32,
+    /// The map holds no entry of generation `live + 1`: true after a publish (which removed
+    /// every other generation), false at start (a process killed between a stage and its
+    /// publish left its entries in the pinned map) and after a failed stage.
+    next_is_clean: bool,
 }
 
 impl std::fmt::Debug for FastMaps {
@@ -234,6 +238,7 @@ impl FastMaps {
             generation: Array::try_from(next("generation")?)
                 .map_err(err("generation is not an array of u32"))?,
             live: 0,
+            next_is_clean: false,
         }
         .read_generation()
     }
@@ -298,6 +303,12 @@ impl FastMaps {
             generation: next,
             ..FullSync::default()
         };
+        if !self.next_is_clean {
+            // Left by an interrupted stage: publishing `next` would make them live.
+            let live = self.live;
+            sync.removed += self.remove_generations(|g| g != live)?;
+        }
+        self.next_is_clean = false;
         for mapping in mappings {
             match self
                 .mappings
@@ -325,24 +336,31 @@ impl FastMaps {
             .set(0, next, 0)
             .map_err(self.map_error("writing generation"))?;
         self.live = next;
+        sync.removed += self.remove_generations(|g| g != next)?;
+        self.next_is_clean = true;
+        Ok(sync)
+    }
+
+    /// Removes every entry whose generation `stale` picks; returns how many.
+    fn remove_generations(&mut self, stale: impl Fn(u32) -> bool) -> Result<usize, XdpError> {
         // Collected first: deleting while walking a BPF hash restarts the walk.
-        let stale: Vec<[u8; KEY_SIZE]> = self
+        let keys: Vec<[u8; KEY_SIZE]> = self
             .mappings
             .iter()
             .filter_map(|kv| match kv {
-                Ok((k, v)) if generation_of(&v) != next => Some(Ok(k)),
+                Ok((k, v)) if stale(generation_of(&v)) => Some(Ok(k)),
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),
             })
             .collect::<Result<_, _>>()
             .map_err(self.map_error("walking mappings"))?;
-        for key in &stale {
+        for key in &keys {
             match self.mappings.remove(key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => sync.removed += 1,
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(e) => return Err(self.map_error("removing from mappings")(e)),
             }
         }
-        Ok(sync)
+        Ok(keys.len())
     }
 
     /// The generation XDP treats as live.

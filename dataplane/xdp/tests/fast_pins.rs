@@ -74,11 +74,32 @@ fn the_fast_tier_is_an_upgrade_of_the_pinned_guest_program() {
         assert_eq!(again.maps().len().expect("walk"), 1);
         drop(again);
         // The generation is pinned with the map: a restart finds the synced entries live.
-        let third = GuestFastPath::attach("fpg0", AttachMode::Driver, &spec, 1, Some(&pins))
+        let mut third = GuestFastPath::attach("fpg0", AttachMode::Driver, &spec, 1, Some(&pins))
             .expect("second restart");
         assert_eq!(third.maps_ref().generation(), before.wrapping_add(1));
         assert!(third.maps_ref().contains(&other.key()).expect("lookup"));
+        // A process killed between a stage and its publish leaves the staged entries in the
+        // pinned map, under the generation the next process publishes next.
+        let orphan = Mapping {
+            overlay_ip: "198.18.10.5".parse::<IpAddr>().expect("ip"),
+            ..mapping
+        };
+        let _interrupted = third.maps().stage([&orphan]).expect("stage");
+        assert_eq!(
+            third.maps().len().expect("walk"),
+            2,
+            "staged beside the live one"
+        );
         drop(third);
+        let mut fourth = GuestFastPath::attach("fpg0", AttachMode::Driver, &spec, 1, Some(&pins))
+            .expect("restart after an interrupted sync");
+        fourth.maps().replace_all([&other]).expect("full sync");
+        assert!(
+            !fourth.maps().contains(&orphan.key()).expect("lookup"),
+            "an interrupted stage's entry went live with the next full sync"
+        );
+        assert_eq!(fourth.maps().len().expect("walk"), 1);
+        drop(fourth);
         detach_pinned(pins.root(), "fpg0").expect("detach")
     });
     let removed = result.removed;

@@ -13,10 +13,6 @@
  * port are in network byte order.
  */
 #include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 
 #include "xvpc_xdp.h"
@@ -26,6 +22,13 @@ volatile const __u32 cfg_underlay_v4 = 0;
 volatile const __u32 cfg_underlay_v6[4] = {0, 0, 0, 0};
 volatile const __u16 cfg_vxlan_port = 0;
 
+#define STEER_V4_ON (cfg_flags & XVPC_CFG_V4)
+#define STEER_V6_ON (cfg_flags & XVPC_CFG_V6)
+#define STEER_UNDERLAY_V4 cfg_underlay_v4
+#define STEER_UNDERLAY_V6 cfg_underlay_v6
+#define STEER_VXLAN_PORT cfg_vxlan_port
+#include "fabric_steer.h"
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FABRIC_COUNTER_MAX);
@@ -33,60 +36,10 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* Verdicts of the parser. */
-enum verdict { NOT_OURS, OURS, MALFORMED };
-
 static __always_inline int pass(__u32 counter)
 {
 	xvpc_count(&counters, counter);
 	return XDP_PASS;
-}
-
-static __always_inline enum verdict udp_to_vxlan_port(void *udp_start, void *data_end)
-{
-	struct udphdr *udp = udp_start;
-
-	if ((void *)(udp + 1) > data_end)
-		return MALFORMED;
-	return udp->dest == cfg_vxlan_port ? OURS : NOT_OURS;
-}
-
-static __always_inline enum verdict parse_ipv4(void *l3, void *data_end)
-{
-	struct iphdr *ip = l3;
-	__u32 ihl_bytes;
-
-	if ((void *)(ip + 1) > data_end)
-		return MALFORMED;
-	if (ip->version != 4 || ip->ihl < 5)
-		return MALFORMED;
-	if (!(cfg_flags & XVPC_CFG_V4) || ip->protocol != IPPROTO_UDP ||
-	    ip->daddr != cfg_underlay_v4)
-		return NOT_OURS;
-	/* Fragments (MF set or a non-zero offset) are reassembled by the kernel. */
-	if (ip->frag_off & bpf_htons(0x3fff))
-		return NOT_OURS;
-	ihl_bytes = (__u32)ip->ihl * 4; /* 20..60: bounded for the verifier */
-	return udp_to_vxlan_port(l3 + ihl_bytes, data_end);
-}
-
-static __always_inline enum verdict parse_ipv6(void *l3, void *data_end)
-{
-	struct ipv6hdr *ip6 = l3;
-
-	if ((void *)(ip6 + 1) > data_end)
-		return MALFORMED;
-	if (ip6->version != 6)
-		return MALFORMED;
-	/* Fixed header only: extension headers are not VXLAN we steer. */
-	if (!(cfg_flags & XVPC_CFG_V6) || ip6->nexthdr != IPPROTO_UDP)
-		return NOT_OURS;
-	if (ip6->daddr.in6_u.u6_addr32[0] != cfg_underlay_v6[0] ||
-	    ip6->daddr.in6_u.u6_addr32[1] != cfg_underlay_v6[1] ||
-	    ip6->daddr.in6_u.u6_addr32[2] != cfg_underlay_v6[2] ||
-	    ip6->daddr.in6_u.u6_addr32[3] != cfg_underlay_v6[3])
-		return NOT_OURS;
-	return udp_to_vxlan_port(ip6 + 1, data_end);
 }
 
 SEC("xdp")

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* xvpc_fabric_fast: the fabric port with the XDP fast path (dataplane.fast_path = "xdp").
  *
- * Every decision of xvpc_fabric (ebpf/fabric.bpf.c) is kept, with the same parser and the
- * same counters: the host's own traffic and malformed frames go to the kernel (XDP_PASS),
+ * Every decision of xvpc_fabric (ebpf/fabric.bpf.c) is kept, with the same parser
+ * (ebpf/fabric_steer.h) and the same counters: the host's own traffic and malformed frames go to the kernel (XDP_PASS),
  * VXLAN for us to the AF_XDP socket of the RX queue, and is dropped when there is none.
  *
  * Of the VXLAN for us, the common case is finished here, as the Rust ingress fast path
@@ -104,63 +104,24 @@ struct {
 	__type(value, struct bpf_devmap_val);
 } tx_port SEC(".maps");
 
-/* ---- xvpc_fabric's steering, unchanged but for where its configuration lives ---- */
+/* ---- xvpc_fabric's steering (the shared parser), configured from `cfg` ---- */
 
-enum verdict { NOT_OURS, OURS, MALFORMED };
-
-static __always_inline int pass(__u32 counter)
-{
-	xvpc_count(&counters, counter);
-	return XDP_PASS;
-}
-
-static __always_inline enum verdict udp_to_vxlan_port(void *udp_start, void *data_end)
-{
-	struct udphdr *udp = udp_start;
-
-	if ((void *)(udp + 1) > data_end)
-		return MALFORMED;
-	return udp->dest == cfg.vxlan_port ? OURS : NOT_OURS;
-}
-
-static __always_inline enum verdict parse_ipv4(void *l3, void *data_end)
-{
-	struct iphdr *ip = l3;
-	__u32 ihl_bytes;
-
-	if ((void *)(ip + 1) > data_end)
-		return MALFORMED;
-	if (ip->version != 4 || ip->ihl < 5)
-		return MALFORMED;
-	if (!(cfg.flags & XVPC_FAST_SRC_V4) || ip->protocol != IPPROTO_UDP ||
-	    ip->daddr != cfg.src_v4)
-		return NOT_OURS;
-	/* Fragments (MF set or a non-zero offset) are reassembled by the kernel. */
-	if (ip->frag_off & bpf_htons(0x3fff))
-		return NOT_OURS;
-	ihl_bytes = (__u32)ip->ihl * 4; /* 20..60: bounded for the verifier */
-	return udp_to_vxlan_port(l3 + ihl_bytes, data_end);
-}
+#define STEER_V4_ON (cfg.flags & XVPC_FAST_SRC_V4)
+#define STEER_V6_ON (cfg.flags & XVPC_FAST_SRC_V6)
+#define STEER_UNDERLAY_V4 cfg.src_v4
+#define STEER_UNDERLAY_V6 cfg.src_v6
+#define STEER_VXLAN_PORT cfg.vxlan_port
+#include "fabric_steer.h"
 
 static __always_inline int v6_eq(const __u32 *a, const volatile __u32 *b)
 {
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
-static __always_inline enum verdict parse_ipv6(void *l3, void *data_end)
+static __always_inline int pass(__u32 counter)
 {
-	struct ipv6hdr *ip6 = l3;
-
-	if ((void *)(ip6 + 1) > data_end)
-		return MALFORMED;
-	if (ip6->version != 6)
-		return MALFORMED;
-	/* Fixed header only: extension headers are not VXLAN we steer. */
-	if (!(cfg.flags & XVPC_FAST_SRC_V6) || ip6->nexthdr != IPPROTO_UDP)
-		return NOT_OURS;
-	if (!v6_eq(ip6->daddr.in6_u.u6_addr32, cfg.src_v6))
-		return NOT_OURS;
-	return udp_to_vxlan_port(ip6 + 1, data_end);
+	xvpc_count(&counters, counter);
+	return XDP_PASS;
 }
 
 /* ---- the fast path ---- */

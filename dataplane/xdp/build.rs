@@ -13,10 +13,9 @@ fn main() {
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
 
     println!("cargo:rerun-if-env-changed=CLANG");
-    println!(
-        "cargo:rerun-if-changed={}",
-        ebpf.join("xvpc_xdp.h").display()
-    );
+    for header in ["xvpc_xdp.h", "fabric_steer.h"] {
+        println!("cargo:rerun-if-changed={}", ebpf.join(header).display());
+    }
 
     // Debian keeps asm/types.h under the multiarch directory, which `-target bpf` does not
     // search by itself.

@@ -47,20 +47,10 @@ int xvpc_fabric(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
 	enum verdict v;
 	long act;
 
-	if ((void *)(eth + 1) > data_end)
-		return pass(FABRIC_MALFORMED);
-
-	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		v = parse_ipv4(eth + 1, data_end);
-	else if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		v = parse_ipv6(eth + 1, data_end);
-	else
-		v = NOT_OURS; /* ARP, VLAN-tagged, LLDP, ...: the host's business */
-
+	v = steer_frame(data, data_end);
 	if (v == MALFORMED)
 		return pass(FABRIC_MALFORMED);
 	if (v == NOT_OURS)

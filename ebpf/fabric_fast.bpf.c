@@ -420,7 +420,6 @@ int xvpc_fabric_fast(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
 	struct target t = {};
 	__u32 queue = ctx->rx_queue_index;
 	__u32 zero = 0, bytes_idx = INGRESS_BYTES;
@@ -428,16 +427,7 @@ int xvpc_fabric_fast(struct xdp_md *ctx)
 	enum verdict v;
 	int r;
 
-	if ((void *)(eth + 1) > data_end)
-		return pass(FABRIC_MALFORMED);
-
-	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		v = parse_ipv4(eth + 1, data_end);
-	else if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		v = parse_ipv6(eth + 1, data_end);
-	else
-		v = NOT_OURS; /* ARP, VLAN-tagged, LLDP, ...: the host's business */
-
+	v = steer_frame(data, data_end);
 	if (v == MALFORMED)
 		return pass(FABRIC_MALFORMED);
 	if (v == NOT_OURS)

@@ -11,6 +11,7 @@
 #ifndef XVPC_FABRIC_STEER_H
 #define XVPC_FABRIC_STEER_H
 
+#include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
@@ -64,6 +65,21 @@ static __always_inline enum verdict parse_ipv6(void *l3, void *data_end)
 	    ip6->daddr.in6_u.u6_addr32[3] != STEER_UNDERLAY_V6[3])
 		return NOT_OURS;
 	return udp_to_vxlan_port(ip6 + 1, data_end);
+}
+
+/* The frame from its Ethernet header on: MALFORMED also for a truncated Ethernet header;
+ * NOT_OURS for ARP, VLAN-tagged, LLDP, ...: the host's business. */
+static __always_inline enum verdict steer_frame(void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return MALFORMED;
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(eth + 1, data_end);
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(eth + 1, data_end);
+	return NOT_OURS;
 }
 
 #endif

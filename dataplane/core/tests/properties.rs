@@ -3,35 +3,23 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
-use common::{Direction, Env, Path};
+use common::{
+    flow, flow_frame, mapped_v4, mapped_v6, v4_frame, v6_frame, Direction, Env, Path, GUEST4,
+    GUEST6, GUEST_MAC, GW4, GW6, GW_MAC, REMOTES,
+};
 use proptest::prelude::*;
 use xvpc_core::counters::Counters;
 use xvpc_core::egress::{egress_prepare, egress_prepared};
 use xvpc_core::frame::Frame;
 use xvpc_core::ingress::{ingress_prepare, ingress_prepared};
-use xvpc_core::model::MacAddr;
 use xvpc_core::pipeline::{Verdict, PREPARE_AHEAD};
 use xvpc_core::wire::icmpv4::Icmpv4Packet;
 use xvpc_core::wire::icmpv6::Icmpv6Packet;
 use xvpc_core::wire::ipv4::Ipv4Packet;
 use xvpc_core::wire::ipv6::Ipv6Packet;
 use xvpc_core::wire::udp::UdpPacket;
-
-const GUEST_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const GUEST4: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 2);
-const GW4: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 1);
-const GUEST6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x10, 0, 0, 0, 2);
-const GW6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x10, 0, 0, 0, 1);
-
-/// The remote hosts of the fixture context: (their guest's last address byte, the guest's MAC,
-/// their underlay, our underlay as they see it).
-const REMOTES: [(u8, [u8; 6], &str, &str); 2] = [
-    (3, [2, 0, 0, 0, 2, 2], "198.18.0.1", "198.18.0.2"),
-    (4, [2, 0, 0, 0, 2, 4], "2001:2::1", "2001:2::2"),
-];
 
 /// Run a frame (with the given room around it) through one pipeline: verdict, output bytes
 /// and the counters it moved.
@@ -73,56 +61,6 @@ fn assert_counted_once(dir: Direction, verdict: &Verdict, c: &Counters) {
     }
 }
 
-fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16) -> Vec<u8> {
-    let mut f = Vec::with_capacity(1600);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f
-}
-
-/// A guest IPv4 frame to `dst` with a valid header checksum.
-fn v4_frame(dst_mac: [u8; 6], dst: Ipv4Addr, protocol: u8, dont_frag: bool, l4: &[u8]) -> Vec<u8> {
-    let mut f = eth(dst_mac, GUEST_MAC, 0x0800);
-    let total = (20 + l4.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[
-        0x12,
-        0x34,
-        if dont_frag { 0x40 } else { 0 },
-        0,
-        64,
-        protocol,
-        0,
-        0,
-    ]);
-    f.extend_from_slice(&GUEST4.octets());
-    f.extend_from_slice(&dst.octets());
-    f.extend_from_slice(l4);
-    Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
-    f
-}
-
-/// A guest IPv6 frame to `dst`.
-fn v6_frame(
-    dst_mac: [u8; 6],
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    next: u8,
-    hop_limit: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    let mut f = eth(dst_mac, GUEST_MAC, 0x86dd);
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[next, hop_limit]);
-    f.extend_from_slice(&src.octets());
-    f.extend_from_slice(&dst.octets());
-    f.extend_from_slice(l4);
-    f
-}
-
 fn icmpv4_echo(data: &[u8]) -> Vec<u8> {
     let mut m = vec![8, 0, 0, 0, 0xab, 0xcd, 0, 1];
     m.extend_from_slice(data);
@@ -135,40 +73,6 @@ fn icmpv6_msg(msg_type: u8, body: &[u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> Vec<
     m.extend_from_slice(body);
     Icmpv6Packet::new_unchecked(&mut m[..]).fill_checksum(src, dst);
     m
-}
-
-fn mapped_v4(host: u8) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 10, host)
-}
-
-fn mapped_v6(host: u8) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 2, 0, 0x10, 0, 0, 0, u16::from(host))
-}
-
-/// An inner flow the guest may send to a mapped host: IPv4 or IPv6, some protocol, some
-/// payload, small enough for the fabric MTU over either underlay.
-fn flow() -> impl Strategy<Value = (usize, bool, u8, Vec<u8>)> {
-    (
-        0..REMOTES.len(),
-        any::<bool>(),
-        prop::sample::select(vec![1u8, 6, 17, 47, 58, 132]),
-        prop::collection::vec(any::<u8>(), 0..1380),
-    )
-}
-
-fn flow_frame(remote: usize, v6: bool, protocol: u8, l4: &[u8]) -> Vec<u8> {
-    let host = REMOTES[remote].0;
-    // A neighbor solicitation is answered locally, not tunnelled: make it an echo request.
-    let mut l4 = l4.to_vec();
-    if let (58, Some(t @ 135)) = (protocol, l4.first_mut()) {
-        *t = 128;
-    }
-    let l4 = &l4[..];
-    if v6 {
-        v6_frame(GW_MAC, GUEST6, mapped_v6(host), protocol, 64, l4)
-    } else {
-        v4_frame(GW_MAC, mapped_v4(host), protocol, true, l4)
-    }
 }
 
 proptest! {
@@ -389,15 +293,7 @@ proptest! {
         udp6_zero_checksum in any::<bool>(),
     ) {
         let env = common::shared_env(udp6_zero_checksum);
-        let (host, remote_mac, remote_u, our_u) = REMOTES[remote];
-        let remote_env = common::mirrored_env_for(
-            env,
-            MacAddr(remote_mac),
-            mapped_v4(host),
-            mapped_v6(host),
-            remote_u.parse().expect("literal"),
-            our_u.parse().expect("literal"),
-        );
+        let remote_env = common::remote_env(env, remote);
         let mut input = flow_frame(remote, v6, protocol, &l4);
         // TCP and UDP with their ports take the fast path; its output does too, remotely.
         let fast = matches!(protocol, 6 | 17) && l4.len() >= 4;
@@ -428,22 +324,14 @@ proptest! {
         udp6_zero_checksum in any::<bool>(),
     ) {
         let env = common::shared_env(udp6_zero_checksum);
-        let (host, remote_mac, remote_u, our_u) = REMOTES[remote];
-        let remote_env = common::mirrored_env_for(
-            env,
-            MacAddr(remote_mac),
-            mapped_v4(host),
-            mapped_v6(host),
-            remote_u.parse().expect("literal"),
-            our_u.parse().expect("literal"),
-        );
+        let remote_env = common::remote_env(env, remote);
         let input = flow_frame(remote, v6, protocol, &l4);
         let (verdict, outer, _) = run(env, Direction::Egress, &input, 256, 512);
         prop_assert_eq!(verdict, Verdict::ToFabric);
         let (verdict, inner, counters) = run(&remote_env, Direction::Ingress, &outer, 0, 0);
         prop_assert_eq!(verdict, Verdict::ToGuest, "{:?}", counters);
         let mut want = input.clone();
-        want[..6].copy_from_slice(&remote_mac);
+        want[..6].copy_from_slice(&REMOTES[remote].1);
         prop_assert_eq!(inner, want);
     }
 

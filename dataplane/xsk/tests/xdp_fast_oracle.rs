@@ -4,7 +4,8 @@
 //! Rust pipeline run on the same frame. Where XDP encapsulates or decapsulates, the bytes must
 //! be the Rust pipeline's; where it drops, the reason must be the Rust pipeline's; everything
 //! else must reach the workers (or, on the fabric, the host, as `xvpc_fabric` decides)
-//! unchanged. Privileged (root).
+//! unchanged. The property tests' generated flows go through both programs the same way.
+//! Privileged (root).
 //!
 //! It lives with xvpc-xsk's tests, like `steered.rs`, because the plain test run
 //! (`xvpc_xsk::testrun`, a syscall: unsafe code stays in this crate) is here and xvpc-xdp
@@ -185,12 +186,16 @@ fn run_xdp(prog: &FastPathProgram, frame: &[u8]) -> XdpOutcome {
 
 /// The Rust pipeline on the same frame, with the headroom XDP has.
 fn run_rust(env: &Env, case: &Case) -> (Verdict, Vec<u8>) {
-    let input = case.input_bytes();
     let tailroom = case.tailroom.unwrap_or(common::TAILROOM);
-    let mut buf = common::buffer_with(&input, XDP_HEADROOM, tailroom);
+    rust_on(env, Direction::Egress, &case.input_bytes(), tailroom)
+}
+
+/// One pipeline of `env` on `input`, with XDP's headroom: its verdict and output bytes.
+fn rust_on(env: &Env, dir: Direction, input: &[u8], tailroom: usize) -> (Verdict, Vec<u8>) {
+    let mut buf = common::buffer_with(input, XDP_HEADROOM, tailroom);
     let mut frame = Frame::new(&mut buf, XDP_HEADROOM, input.len()).expect("frame fits");
     let mut counters = Counters::default();
-    let verdict = env.run(Direction::Egress, &mut frame, &mut counters);
+    let verdict = env.run(dir, &mut frame, &mut counters);
     (verdict, frame.data().to_vec())
 }
 
@@ -528,13 +533,8 @@ fn run_ingress_xdp(rig: &IngressRig, frame: &[u8]) -> IngressOutcome {
 /// The Rust ingress pipeline on the same frame, with the headroom XDP has: its verdict and
 /// the frame it delivers.
 fn run_rust_ingress(env: &Env, case: &Case) -> (Verdict, Vec<u8>) {
-    let input = case.input_bytes();
     let tailroom = case.tailroom.unwrap_or(common::TAILROOM);
-    let mut buf = common::buffer_with(&input, XDP_HEADROOM, tailroom);
-    let mut frame = Frame::new(&mut buf, XDP_HEADROOM, input.len()).expect("frame fits");
-    let mut counters = Counters::default();
-    let verdict = env.run(Direction::Ingress, &mut frame, &mut counters);
-    (verdict, frame.data().to_vec())
+    rust_on(env, Direction::Ingress, &case.input_bytes(), tailroom)
 }
 
 /// Fixtures `xvpc_fabric` hands to the host (not VXLAN for us by its rules: fragments, IPv6
@@ -797,4 +797,181 @@ fn ingress_without_a_dataplane_socket_forwards_nothing_and_the_host_still_gets_i
         run_ingress_xdp(&rig, &host.input_bytes()),
         IngressOutcome::ToHost
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Generated flows (the property tests' `flow()`) through both programs.
+
+/// `frame` (a flow of our guest to `REMOTES[remote]`) as that remote guest would send it to
+/// ours: its MAC as the source, the addresses swapped (no checksum changes: the sums are
+/// commutative).
+fn from_remote(frame: &[u8], remote: usize) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[6..12].copy_from_slice(&common::REMOTES[remote].1);
+    let (src, len) = match u16::from_be_bytes([f[12], f[13]]) {
+        0x0800 => (14 + 12, 4),
+        _ => (14 + 8, 16),
+    };
+    let (a, b) = f[src..src + 2 * len].split_at_mut(len);
+    a.swap_with_slice(b);
+    f
+}
+
+/// Which way each frame went, over a whole run.
+#[derive(Default, Debug)]
+struct FlowCounts {
+    flows: usize,
+    /// Unflipped TCP/UDP flows, which must all be among `egress[0]`.
+    must_be_fast: usize,
+    egress: [usize; 3],  // encapsulated, to the workers, dropped
+    ingress: [usize; 4], // decapsulated, to the workers, to the host, dropped
+}
+
+/// Generated flows (TCP, UDP, ICMP, GRE, SCTP over IPv4 and IPv6 to both remotes, either
+/// checksum mode), and each with one byte flipped: egress through `xvpc_guest_fast`, and the
+/// remote's encapsulation of the same flow towards our guest through `xvpc_fabric_fast`.
+/// Where XDP rewrites, the bytes must be the Rust pipeline's; where it drops, the reason must
+/// be the Rust pipeline's; what it hands to the workers runs the Rust pipeline there.
+/// Unflipped TCP and UDP flows must be encapsulated in XDP, and every unflipped flow from a
+/// remote decapsulated (the Rust fast path takes them all), so a dead fast path fails.
+#[test]
+fn generated_flows_agree_with_the_rust_pipeline() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    require_root();
+    let egress_progs = [
+        load(common::shared_env(false)),
+        load(common::shared_env(true)),
+    ];
+    let ingress_rigs = [
+        ingress_rig(common::shared_env(false), "flows-plain", true),
+        ingress_rig(common::shared_env(true), "flows-zero", true),
+    ];
+    let counts = std::cell::RefCell::new(FlowCounts::default());
+    let strategy = (
+        common::flow(),
+        any::<prop::sample::Index>(),
+        1u8..=255,
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        // Failures print their minimal input; nothing is written next to the sources.
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(
+        &strategy,
+        |((remote, v6, protocol, l4), flip, xor, zero)| {
+            let env = common::shared_env(zero);
+            let (prog, _) = &egress_progs[usize::from(zero)];
+            let rig = &ingress_rigs[usize::from(zero)];
+            let mut c = counts.borrow_mut();
+            c.flows += 1;
+            let input = common::flow_frame(remote, v6, protocol, &l4);
+            let mut flipped = input.clone();
+            let i = flip.index(flipped.len());
+            flipped[i] ^= xor;
+            let must_be_fast = matches!(protocol, 6 | 17) && l4.len() >= 4;
+            c.must_be_fast += usize::from(must_be_fast);
+            for (frame, is_flipped) in [(&input, false), (&flipped, true)] {
+                let (rust, rust_out) = rust_on(env, Direction::Egress, frame, common::TAILROOM);
+                let rust_name = common::verdict_name(&rust);
+                match run_xdp(prog, frame) {
+                    XdpOutcome::Encapsulated(out) => {
+                        c.egress[0] += 1;
+                        prop_assert_eq!(
+                            &rust,
+                            &Verdict::ToFabric,
+                            "egress (flipped: {}): XDP encapsulated",
+                            is_flipped
+                        );
+                        prop_assert!(
+                            out == rust_out,
+                            "egress (flipped: {}): bytes differ\n{}",
+                            is_flipped,
+                            common::hex_diff(&out, &rust_out)
+                        );
+                    }
+                    XdpOutcome::ToWorkers => {
+                        c.egress[1] += 1;
+                        prop_assert!(
+                            is_flipped || !must_be_fast,
+                            "a TCP/UDP flow to a mapped remote went to the workers (Rust: {})",
+                            rust_name
+                        );
+                    }
+                    XdpOutcome::Dropped(reason) => {
+                        c.egress[2] += 1;
+                        prop_assert_eq!(
+                            &rust,
+                            &Verdict::Drop(reason),
+                            "egress (flipped: {}): XDP dropped",
+                            is_flipped
+                        );
+                    }
+                }
+            }
+            // The same flow from the remote's guest, encapsulated by the remote's (Rust) egress.
+            let remote_env = common::remote_env(env, remote);
+            let back = from_remote(&input, remote);
+            let (verdict, outer) = rust_on(&remote_env, Direction::Egress, &back, common::TAILROOM);
+            prop_assert_eq!(verdict, Verdict::ToFabric, "the remote encapsulates");
+            let mut flipped = outer.clone();
+            let i = flip.index(flipped.len());
+            flipped[i] ^= xor;
+            for (frame, is_flipped) in [(&outer, false), (&flipped, true)] {
+                let (rust, rust_out) = rust_on(env, Direction::Ingress, frame, common::TAILROOM);
+                let rust_name = common::verdict_name(&rust);
+                match run_ingress_xdp(rig, frame) {
+                    IngressOutcome::Decapsulated(out) => {
+                        c.ingress[0] += 1;
+                        prop_assert_eq!(
+                            &rust,
+                            &Verdict::ToGuest,
+                            "ingress (flipped: {}): XDP decapsulated",
+                            is_flipped
+                        );
+                        prop_assert!(
+                            out == rust_out,
+                            "ingress (flipped: {}): bytes differ\n{}",
+                            is_flipped,
+                            common::hex_diff(&out, &rust_out)
+                        );
+                    }
+                    IngressOutcome::Dropped(reason) => {
+                        c.ingress[3] += 1;
+                        prop_assert_eq!(
+                            &rust,
+                            &Verdict::Drop(reason),
+                            "ingress (flipped: {}): XDP dropped",
+                            is_flipped
+                        );
+                    }
+                    other => {
+                        let i = if other == IngressOutcome::ToWorkers {
+                            1
+                        } else {
+                            2
+                        };
+                        c.ingress[i] += 1;
+                        prop_assert!(
+                            is_flipped,
+                            "an unflipped flow from a remote was {:?} (Rust: {})",
+                            other,
+                            rust_name
+                        );
+                        prop_assert!(other != IngressOutcome::NoSocket, "no socket with one");
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+    let c = counts.into_inner();
+    println!("generated flows: {c:?}");
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(c.flows >= 300 && c.egress[0] >= 50, "{c:?}");
 }

@@ -9,11 +9,10 @@
 //! (`ingress_counters`, `tx_port`) are pinned beside `xsks_map` and `counters`, which have
 //! `xvpc_fabric`'s layout, so a switch of tier keeps the fabric counters.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{DevMap, Map, MapData, PerCpuArray, XskMap};
-use aya::programs::Xdp;
+use aya::maps::{DevMap, Map, MapData, PerCpuArray};
 use aya::EbpfLoader;
 
 use crate::fast::{config_bytes, FastPathSpec};
@@ -283,7 +282,7 @@ impl FabricFastPath {
 /// benchmarks), sharing the maps of a [`crate::FastPathProgram`] pinned in a directory
 /// ([`crate::FastPathProgram::load_sharing`]). Dropping it unloads it.
 pub struct FabricFastProgram {
-    ebpf: aya::Ebpf,
+    prog: crate::Unattached,
     maps: OwnMaps,
 }
 
@@ -293,7 +292,7 @@ impl std::fmt::Debug for FabricFastProgram {
     }
 }
 
-const UNATTACHED: &str = "(unattached)";
+use crate::UNATTACHED;
 
 impl FabricFastProgram {
     /// Loads the program for `spec` (verifier included) without attaching it, with the
@@ -311,60 +310,14 @@ impl FabricFastProgram {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader
-            .load(FABRIC_FAST_OBJ)
-            .map_err(|source| XdpError::Load {
-                ifname: UNATTACHED.into(),
-                program: PROGRAM,
-                source: Box::new(source),
-            })?;
-        let verify = |source| XdpError::Verify {
-            ifname: UNATTACHED.into(),
-            program: PROGRAM,
-            source: Box::new(source),
-        };
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(XdpError::Missing {
-                ifname: UNATTACHED.into(),
-                kind: "program",
-                name: PROGRAM,
-            })?
-            .try_into()
-            .map_err(verify)?;
-        prog.load().map_err(verify)?;
-        let maps = OWN_MAPS
-            .iter()
-            .map(|(name, _)| {
-                ebpf.take_map(name).ok_or(XdpError::Missing {
-                    ifname: UNATTACHED.into(),
-                    kind: "map",
-                    name,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let maps = OwnMaps::new(UNATTACHED, maps)?;
-        Ok(FabricFastProgram { ebpf, maps })
+        let mut prog = crate::Unattached::load(&mut loader, FABRIC_FAST_OBJ, PROGRAM)?;
+        let maps = OwnMaps::new(UNATTACHED, prog.take_maps(OWN_MAPS)?)?;
+        Ok(FabricFastProgram { prog, maps })
     }
 
     /// The program, for `BPF_PROG_TEST_RUN`.
     pub fn program_fd(&self) -> Result<BorrowedFd<'_>, XdpError> {
-        let verify = |source| XdpError::Verify {
-            ifname: UNATTACHED.into(),
-            program: PROGRAM,
-            source: Box::new(source),
-        };
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROGRAM)
-            .ok_or(XdpError::Missing {
-                ifname: UNATTACHED.into(),
-                kind: "program",
-                name: PROGRAM,
-            })?
-            .try_into()
-            .map_err(verify)?;
-        Ok(prog.fd().map_err(verify)?.as_fd())
+        self.prog.program_fd()
     }
 
     /// Sends decapsulated frames to the interface `ifindex` (the guest port).
@@ -375,39 +328,16 @@ impl FabricFastProgram {
     /// Registers the AF_XDP socket `fd` for RX `queue`, as the daemon's workers do: without
     /// one the program forwards nothing (fail closed).
     pub fn register_socket(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
-        let map = self.ebpf.map_mut("xsks_map").ok_or(XdpError::Missing {
-            ifname: UNATTACHED.into(),
-            kind: "map",
-            name: "xsks_map",
-        })?;
-        let mut xsks: XskMap<&mut MapData> =
-            XskMap::try_from(map).map_err(map_error(UNATTACHED, "xsks_map is not an XSKMAP"))?;
-        xsks.set(queue, fd, 0).map_err(map_error(
-            UNATTACHED,
-            "registering the AF_XDP socket in xsks_map",
-        ))
+        self.prog.register_socket(queue, fd)
     }
 
     /// The counters it shares with `xvpc_fabric` (`counters`).
     pub fn counters(&self) -> Result<FabricCounters, XdpError> {
-        let arr: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map("counters").ok_or(XdpError::Missing {
-                ifname: UNATTACHED.into(),
-                kind: "map",
-                name: "counters",
-            })?)
-            .map_err(map_error(UNATTACHED, "counters is not a per-CPU array"))?;
-        let get = |idx: u32| -> Result<u64, XdpError> {
-            let v = arr
-                .get(&idx, 0)
-                .map_err(map_error(UNATTACHED, "reading counters"))?;
-            Ok(v.iter().fold(0u64, |a, x| a.wrapping_add(*x)))
-        };
         Ok(FabricCounters {
-            steered: get(fabric_idx::STEERED)?,
-            passed: get(fabric_idx::PASSED)?,
-            dropped_no_socket: get(fabric_idx::DROPPED_NO_SOCKET)?,
-            malformed: get(fabric_idx::MALFORMED)?,
+            steered: self.prog.counter(fabric_idx::STEERED)?,
+            passed: self.prog.counter(fabric_idx::PASSED)?,
+            dropped_no_socket: self.prog.counter(fabric_idx::DROPPED_NO_SOCKET)?,
+            malformed: self.prog.counter(fabric_idx::MALFORMED)?,
         })
     }
 

@@ -8,16 +8,17 @@
 //! shares with `xvpc_guest` (same layout), so the counters survive a change of tier.
 
 use std::net::IpAddr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
-use aya::maps::{Array, DevMap, HashMap, Map, MapData, PerCpuArray, XskMap};
-use aya::programs::Xdp;
-use aya::{Ebpf, EbpfLoader};
+use aya::maps::{Array, DevMap, HashMap, Map, MapData, PerCpuArray};
+use aya::EbpfLoader;
 use xvpc_core::counters::DropReason;
 use xvpc_core::model::{Mapping, MappingKey};
 use xvpc_core::pipeline::Context;
 
-use crate::{AttachMode, Attached, GuestCounters, PinDir, ProgramSpec, XdpError, GUEST_FAST_OBJ};
+use crate::{
+    AttachMode, Attached, GuestCounters, PinDir, ProgramSpec, Unattached, XdpError, GUEST_FAST_OBJ,
+};
 
 /// `XVPC_FAST_MAX_V4` / `XVPC_FAST_MAX_V6` in `ebpf/xvpc_xdp.h`.
 pub(crate) const MAX_V4: usize = 8;
@@ -447,7 +448,7 @@ fn configure<'a>(loader: &mut EbpfLoader<'a>, config: &'a [u8], capacity: u32) {
 /// `xvpc_guest_fast` loaded but attached nowhere: for `BPF_PROG_TEST_RUN` (the oracle tests,
 /// benchmarks). Dropping it unloads it.
 pub struct FastPathProgram {
-    ebpf: Ebpf,
+    prog: Unattached,
     maps: FastMaps,
 }
 
@@ -470,83 +471,27 @@ impl FastPathProgram {
         spec: &FastPathSpec<'_>,
         shared_dir: Option<&std::path::Path>,
     ) -> Result<Self, XdpError> {
-        let ifname = "(unattached)";
         let config = config_bytes(spec)?;
         let mut loader = EbpfLoader::new();
         configure(&mut loader, &config, spec.capacity);
-        let mut ebpf = loader
-            .load(GUEST_FAST_OBJ)
-            .map_err(|source| XdpError::Load {
-                ifname: ifname.into(),
-                program: PROGRAM,
-                source: Box::new(source),
-            })?;
-        let verify = |source| XdpError::Verify {
-            ifname: ifname.into(),
-            program: PROGRAM,
-            source: Box::new(source),
-        };
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(XdpError::Missing {
-                ifname: ifname.into(),
-                kind: "program",
-                name: PROGRAM,
-            })?
-            .try_into()
-            .map_err(verify)?;
-        prog.load().map_err(verify)?;
+        let mut prog = Unattached::load(&mut loader, GUEST_FAST_OBJ, PROGRAM)?;
         if let Some(dir) = shared_dir {
             for name in ["mappings", "generation", "drops"] {
                 let path = dir.join(name);
-                let map = ebpf.map(name).ok_or(XdpError::Missing {
-                    ifname: ifname.into(),
-                    kind: "map",
-                    name,
-                })?;
-                map.pin(&path).map_err(|e| XdpError::Pin {
-                    ifname: ifname.into(),
+                prog.map(name)?.pin(&path).map_err(|e| XdpError::Pin {
+                    ifname: crate::UNATTACHED.into(),
                     path,
                     reason: format!("cannot pin: {}", crate::pins::chain(&e)),
                 })?;
             }
         }
-        let maps = EXTRA_MAPS
-            .iter()
-            .map(|(name, _)| {
-                ebpf.take_map(name).ok_or(XdpError::Missing {
-                    ifname: ifname.into(),
-                    kind: "map",
-                    name,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let maps = FastMaps::new(ifname, maps)?;
-        Ok(FastPathProgram { ebpf, maps })
+        let maps = FastMaps::new(crate::UNATTACHED, prog.take_maps(EXTRA_MAPS)?)?;
+        Ok(FastPathProgram { prog, maps })
     }
 
     /// The program, for `BPF_PROG_TEST_RUN`.
     pub fn program_fd(&self) -> Result<BorrowedFd<'_>, XdpError> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROGRAM)
-            .ok_or(XdpError::Missing {
-                ifname: "(unattached)".into(),
-                kind: "program",
-                name: PROGRAM,
-            })?
-            .try_into()
-            .map_err(|source| XdpError::Verify {
-                ifname: "(unattached)".into(),
-                program: PROGRAM,
-                source: Box::new(source),
-            })?;
-        let fd = prog.fd().map_err(|source| XdpError::Verify {
-            ifname: "(unattached)".into(),
-            program: PROGRAM,
-            source: Box::new(source),
-        })?;
-        Ok(fd.as_fd())
+        self.prog.program_fd()
     }
 
     /// Its maps.
@@ -562,37 +507,14 @@ impl FastPathProgram {
     /// Registers the AF_XDP socket `fd` for RX `queue`, as the daemon's workers do: without
     /// one the program forwards nothing (fail closed).
     pub fn register_socket(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
-        let map = self.ebpf.map_mut("xsks_map").ok_or(XdpError::Missing {
-            ifname: "(unattached)".into(),
-            kind: "map",
-            name: "xsks_map",
-        })?;
-        let mut xsks: XskMap<&mut MapData> =
-            XskMap::try_from(map).map_err(self.maps.map_error("xsks_map is not an XSKMAP"))?;
-        xsks.set(queue, fd, 0).map_err(
-            self.maps
-                .map_error("registering the AF_XDP socket in xsks_map"),
-        )
+        self.prog.register_socket(queue, fd)
     }
 
     /// The counters it shares with `xvpc_guest` (`counters`).
     pub fn guest_counters(&self) -> Result<GuestCounters, XdpError> {
-        let arr: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map("counters").ok_or(XdpError::Missing {
-                ifname: "(unattached)".into(),
-                kind: "map",
-                name: "counters",
-            })?)
-            .map_err(self.maps.map_error("counters is not a per-CPU array"))?;
-        let get = |idx: u32| -> Result<u64, XdpError> {
-            let v = arr
-                .get(&idx, 0)
-                .map_err(self.maps.map_error("reading counters"))?;
-            Ok(v.iter().fold(0u64, |a, x| a.wrapping_add(*x)))
-        };
         Ok(GuestCounters {
-            redirected: get(crate::guest_idx::REDIRECTED)?,
-            dropped_no_socket: get(crate::guest_idx::DROPPED_NO_SOCKET)?,
+            redirected: self.prog.counter(crate::guest_idx::REDIRECTED)?,
+            dropped_no_socket: self.prog.counter(crate::guest_idx::DROPPED_NO_SOCKET)?,
         })
     }
 }

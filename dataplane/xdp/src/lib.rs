@@ -23,7 +23,7 @@ mod pins;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Map, MapData, MapError, PerCpuArray, XskMap};
@@ -596,6 +596,115 @@ fn take_fd_link(
 /// A map a program has beyond `xsks_map` and `counters`: its name, and the [`Map`] kind that
 /// wraps it when it is reopened from its pin.
 type ExtraMap = (&'static str, fn(MapData) -> Map);
+
+/// The interface name errors give for a program attached nowhere.
+const UNATTACHED: &str = "(unattached)";
+
+/// An XDP program loaded (verifier included) but attached nowhere, for `BPF_PROG_TEST_RUN`
+/// (the oracle tests, benchmarks): what [`FastPathProgram`] and [`FabricFastProgram`] hold.
+/// Dropping it unloads it.
+struct Unattached {
+    ebpf: Ebpf,
+    program: &'static str,
+}
+
+impl Unattached {
+    /// Loads `obj` with `loader` and `program` in it through the verifier.
+    fn load(
+        loader: &mut EbpfLoader<'_>,
+        obj: &[u8],
+        program: &'static str,
+    ) -> Result<Self, XdpError> {
+        let mut ebpf = loader.load(obj).map_err(|source| XdpError::Load {
+            ifname: UNATTACHED.into(),
+            program,
+            source: Box::new(source),
+        })?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(program)
+            .ok_or_else(|| Self::missing("program", program))?
+            .try_into()
+            .map_err(Self::verify(program))?;
+        prog.load().map_err(Self::verify(program))?;
+        Ok(Unattached { ebpf, program })
+    }
+
+    fn missing(kind: &'static str, name: &'static str) -> XdpError {
+        XdpError::Missing {
+            ifname: UNATTACHED.into(),
+            kind,
+            name,
+        }
+    }
+
+    fn verify(program: &'static str) -> impl Fn(ProgramError) -> XdpError {
+        move |source| XdpError::Verify {
+            ifname: UNATTACHED.into(),
+            program,
+            source: Box::new(source),
+        }
+    }
+
+    fn map_error(what: &'static str) -> impl FnOnce(MapError) -> XdpError {
+        move |source| XdpError::Map {
+            ifname: UNATTACHED.into(),
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    /// Takes `maps` out of the object, in order.
+    fn take_maps(&mut self, maps: &[ExtraMap]) -> Result<Vec<Map>, XdpError> {
+        maps.iter()
+            .map(|(name, _)| {
+                self.ebpf
+                    .take_map(name)
+                    .ok_or_else(|| Self::missing("map", name))
+            })
+            .collect()
+    }
+
+    /// A map still in the object.
+    fn map(&self, name: &'static str) -> Result<&Map, XdpError> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| Self::missing("map", name))
+    }
+
+    /// The program, for `BPF_PROG_TEST_RUN`.
+    fn program_fd(&self) -> Result<BorrowedFd<'_>, XdpError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(self.program)
+            .ok_or_else(|| Self::missing("program", self.program))?
+            .try_into()
+            .map_err(Self::verify(self.program))?;
+        Ok(prog.fd().map_err(Self::verify(self.program))?.as_fd())
+    }
+
+    /// Registers the AF_XDP socket `fd` for RX `queue` in `xsks_map`, as the daemon's
+    /// workers do: without one the program forwards nothing (fail closed).
+    fn register_socket(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut("xsks_map")
+            .ok_or_else(|| Self::missing("map", "xsks_map"))?;
+        let mut xsks: XskMap<&mut MapData> =
+            XskMap::try_from(map).map_err(Self::map_error("xsks_map is not an XSKMAP"))?;
+        xsks.set(queue, fd, 0)
+            .map_err(Self::map_error("registering the AF_XDP socket in xsks_map"))
+    }
+
+    /// Counter `idx` of `counters` (the steering counters), summed over CPUs.
+    fn counter(&self, idx: u32) -> Result<u64, XdpError> {
+        let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map("counters")?)
+            .map_err(Self::map_error("counters is not a per-CPU array"))?;
+        let v = arr
+            .get(&idx, 0)
+            .map_err(Self::map_error("reading counters"))?;
+        Ok(v.iter().fold(0u64, |a, x| a.wrapping_add(*x)))
+    }
+}
 
 /// An embedded program: its object, its name in the object, and the configuration it is
 /// loaded with (part of its version).

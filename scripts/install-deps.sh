@@ -9,6 +9,7 @@ packages=(
   protobuf-compiler                # etcd-client crate
   gnuplot-nox                      # benchmark plots
   systemd                          # systemd-analyze verify of the units
+  systemd-container                # systemd-nspawn: the units under a real systemd
   prometheus                       # promtool check metrics; the scrape test runs a real server
   lintian debootstrap dpkg-dev     # the .deb: lint, install into a fresh Debian root
   curl                             # HTTP checks of /metrics and the Prometheus API

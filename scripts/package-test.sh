@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Tests the Debian packages (root): builds them (scripts/package.sh, with --bin-dir DIR to
 # package binaries built already), lintian with no error, installs them into a fresh Debian 12
-# root (debootstrap --variant=minbase from deb.debian.org, cached as a tarball in
+# root (debootstrap --variant=minbase, plus systemd, from deb.debian.org, cached as a tarball in
 # target/debian/) with dpkg -i + apt-get install -f, checks the installed config passes
-# `xvpc check-config`, runs scripts/demo.sh --installed against the installed binaries,
-# then removes and purges them and checks nothing is left. Any failure exits non-zero.
+# `xvpc check-config`, runs scripts/demo.sh --installed against the installed binaries, boots
+# the root's systemd (scripts/systemd-test.sh: the units under a real systemd), then removes
+# and purges the packages and checks nothing is left. Any failure exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "package-test.sh: run as root (chroot, namespaces)" >&2; exit 1; }
@@ -21,11 +22,12 @@ unexpected=$(grep '^W: ' <<<"$lint" | grep -v ' no-manual-page ' || true)
 if [ -n "$unexpected" ]; then echo "package-test.sh: unexpected lintian warnings" >&2; exit 1; fi
 
 echo "== a fresh Debian 12 root"
-cache="$out/bookworm-minbase.tar"
+# minbase plus systemd, the init of any fleet image: the units are tested under it.
+cache="$out/bookworm-minbase-systemd.tar"
 if [ ! -s "$cache" ]; then
   start=$(date +%s)
   rm -rf "$out/bootstrap"
-  debootstrap --variant=minbase bookworm "$out/bootstrap" http://deb.debian.org/debian >"$out/debootstrap.log" 2>&1 ||
+  debootstrap --variant=minbase --include=systemd,systemd-sysv bookworm "$out/bootstrap" http://deb.debian.org/debian >"$out/debootstrap.log" 2>&1 ||
     { tail -20 "$out/debootstrap.log"; exit 1; }
   tar -C "$out/bootstrap" -cf "$cache.tmp" . && mv "$cache.tmp" "$cache"
   rm -rf "$out/bootstrap"
@@ -78,6 +80,11 @@ in_root sh -c '/var/lib/dpkg/info/xvpc.postinst configure'
 
 echo "== the demo against the installed binaries"
 scripts/demo.sh --installed "$root"
+
+echo "== the units under systemd (systemd-nspawn --boot of this root)"
+umount "$root/proc"   # nspawn mounts the container's own
+scripts/systemd-test.sh "$root"
+mount -t proc proc "$root/proc"
 
 echo "== remove and purge"
 in_root dpkg -r xvpc xvpc-tools >/dev/null

@@ -588,6 +588,7 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
     let ping_every = notifier.as_ref().and_then(notify::Notifier::ping_every);
     let mut beats = notify::Heartbeats::default();
     let mut last_ping = Instant::now();
+    let mut stalled = false;
     while !stop.load(Ordering::Relaxed) {
         if let Ok((stream, _)) = takeover_listener.accept() {
             if !takeover::is_request(&stream) {
@@ -611,10 +612,22 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
                     .map(|h| h.load(Ordering::Relaxed))
                     .collect();
                 if beats.all_moved(&now) {
+                    if stalled {
+                        stalled = false;
+                        tracing::info!(
+                            "every worker's heartbeat moves again: watchdog pings resume"
+                        );
+                    }
                     n.ping();
                     last_ping = Instant::now();
-                } else {
-                    tracing::warn!("a worker's heartbeat stalled: withholding the watchdog ping");
+                } else if !stalled {
+                    // Once per stall: the check runs every 50 ms.
+                    stalled = true;
+                    tracing::warn!(
+                        workers = ?beats.stalled(&now),
+                        "a worker's heartbeat stalled: withholding the watchdog pings until it \
+                         moves (the service manager restarts xvpc after WatchdogSec)"
+                    );
                 }
             }
         }

@@ -114,6 +114,17 @@ impl Heartbeats {
         }
         moved
     }
+
+    /// The workers whose beat is what it was at the last ping (for the log).
+    pub fn stalled(&self, beats: &[u64]) -> Vec<usize> {
+        beats
+            .iter()
+            .zip(&self.last)
+            .enumerate()
+            .filter(|(_, (now, before))| now == before)
+            .map(|(index, _)| index)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +138,7 @@ mod tests {
         assert!(h.all_moved(&[1, 1]));
         assert!(h.all_moved(&[2, 5]));
         assert!(!h.all_moved(&[3, 5]), "worker 1 did not beat");
+        assert_eq!(h.stalled(&[3, 5]), vec![1]);
         // Compared with the last ping, not the last call: worker 1 moves later, worker 0 too.
         assert!(h.all_moved(&[4, 6]));
     }

@@ -82,6 +82,30 @@ pub enum TestbedError {
     },
 }
 
+/// A directory a test mounts something on (a bpffs of its own): on drop, even when the test
+/// fails, it is unmounted and removed, so no mount outlives the test.
+#[derive(Debug)]
+pub struct MountDir(std::path::PathBuf);
+
+impl MountDir {
+    /// `<temp dir>/xvpc-<tag>-<pid>`, not created: the caller mounts on it.
+    pub fn new(tag: &str) -> MountDir {
+        MountDir(std::env::temp_dir().join(format!("xvpc-{tag}-{}", std::process::id())))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for MountDir {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// Panics with a clear message unless the effective uid is 0.
 ///
 /// Privileged tests (namespaces, XDP, AF_XDP) call this first so that, run without

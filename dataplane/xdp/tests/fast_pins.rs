@@ -9,7 +9,7 @@ mod common;
 use std::net::IpAddr;
 
 use xvpc_core::model::{MacAddr, Mapping};
-use xvpc_testbed::{require_root, veth_pair, Netns};
+use xvpc_testbed::{require_root, veth_pair, MountDir, Netns};
 use xvpc_xdp::{
     detach_pinned, Adoption, AttachMode, FastPathSpec, GuestFastPath, GuestSteering, PinDir,
 };
@@ -19,8 +19,8 @@ fn the_fast_tier_is_an_upgrade_of_the_pinned_guest_program() {
     require_root();
     let ns = Netns::new("fpin").expect("ns");
     veth_pair((&ns, "fpg0"), (&ns, "fpg1")).expect("veth");
-    let root = std::env::temp_dir().join(format!("xvpc-fast-pins-{}", std::process::id()));
-    let pins = PinDir::prepare(&root).expect("bpffs pin dir");
+    let bpffs = MountDir::new("fast-pins");
+    let pins = PinDir::prepare(bpffs.path()).expect("bpffs pin dir");
     let env = common::shared_env(false);
     let spec = FastPathSpec {
         ctx: env.ctx(),
@@ -116,8 +116,6 @@ fn the_fast_tier_is_an_upgrade_of_the_pinned_guest_program() {
             "{pin} not removed: {removed:?}"
         );
     }
-    nix::mount::umount(&root).expect("unmount the test's bpffs");
-    std::fs::remove_dir(&root).expect("remove the pin dir");
 }
 
 /// The ingress half: `xvpc_fabric` → `xvpc_fabric_fast` is an atomic upgrade of the pinned
@@ -131,8 +129,8 @@ fn the_fast_fabric_tier_is_an_upgrade_of_the_pinned_fabric_program() {
     let ns = Netns::new("ffpin").expect("ns");
     veth_pair((&ns, "ffg0"), (&ns, "ffg1")).expect("guest veth");
     veth_pair((&ns, "fff0"), (&ns, "fff1")).expect("fabric veth");
-    let root = std::env::temp_dir().join(format!("xvpc-fabric-pins-{}", std::process::id()));
-    let pins = PinDir::prepare(&root).expect("bpffs pin dir");
+    let bpffs = MountDir::new("fabric-pins");
+    let pins = PinDir::prepare(bpffs.path()).expect("bpffs pin dir");
     let env = common::shared_env(false);
     let spec = FastPathSpec {
         ctx: env.ctx(),
@@ -195,6 +193,4 @@ fn the_fast_fabric_tier_is_an_upgrade_of_the_pinned_fabric_program() {
         detach_pinned(pins.root(), "fff0").expect("detach the fabric");
         detach_pinned(pins.root(), "ffg0").expect("detach the guest");
     });
-    nix::mount::umount(&root).expect("unmount the test's bpffs");
-    std::fs::remove_dir(&root).expect("remove the pin dir");
 }

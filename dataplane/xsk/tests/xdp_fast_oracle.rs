@@ -399,23 +399,12 @@ fn without_a_dataplane_socket_nothing_is_forwarded() {
 /// `XDP_PASS`: to the host's kernel stack.
 const XDP_PASS: u32 = 2;
 
-/// A bpffs of the test's own, mounted on a fresh directory and unmounted on drop: the
-/// fabric program shares the guest program's maps through pins, as in the daemon.
-struct Bpffs(std::path::PathBuf);
-
-impl Bpffs {
-    fn new(tag: &str) -> Bpffs {
-        let dir = std::env::temp_dir().join(format!("xvpc-oracle-{tag}-{}", std::process::id()));
-        let pins = xvpc_xdp::PinDir::prepare(&dir).expect("a bpffs for the shared maps");
-        Bpffs(pins.root().to_path_buf())
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount(&self.0);
-        let _ = std::fs::remove_dir(&self.0);
-    }
+/// A bpffs of the test's own (unmounted on drop): the fabric program shares the guest
+/// program's maps through pins, as in the daemon.
+fn bpffs(tag: &str) -> xvpc_testbed::MountDir {
+    let dir = xvpc_testbed::MountDir::new(&format!("oracle-{tag}"));
+    xvpc_xdp::PinDir::prepare(dir.path()).expect("a bpffs for the shared maps");
+    dir
 }
 
 /// Both fast-path programs of one environment, sharing `mappings`, `generation` and
@@ -426,22 +415,22 @@ struct IngressRig {
     fabric: FabricFastProgram,
     guest: FastPathProgram,
     _dataplane: Option<Dataplane>,
-    _bpffs: Bpffs,
+    _bpffs: xvpc_testbed::MountDir,
 }
 
 fn ingress_rig(env: &Env, tag: &str, socket: bool) -> IngressRig {
-    let bpffs = Bpffs::new(tag);
+    let bpffs = bpffs(tag);
     let spec = FastPathSpec {
         ctx: env.ctx(),
         capacity: 64,
     };
     let mut guest =
-        FastPathProgram::load_sharing(&spec, Some(&bpffs.0)).expect("xvpc_guest_fast loads");
+        FastPathProgram::load_sharing(&spec, Some(bpffs.path())).expect("xvpc_guest_fast loads");
     for m in mappings(env) {
         guest.maps().upsert(&m).expect("mapping into the BPF map");
     }
     let mut fabric =
-        FabricFastProgram::load(&spec, &bpffs.0).expect("xvpc_fabric_fast loads and verifies");
+        FabricFastProgram::load(&spec, bpffs.path()).expect("xvpc_fabric_fast loads and verifies");
     fabric
         .set_guest_port(LO_IFINDEX)
         .expect("lo as the guest port");
@@ -700,16 +689,16 @@ fn ingress_without_a_guest_port_or_a_mapping_goes_to_the_workers() {
     require_root();
     let case = fixture("ingress_v4_with_csum");
     let env = common::env_for(case);
-    let bpffs = Bpffs::new("in-noport");
+    let bpffs = bpffs("in-noport");
     let spec = FastPathSpec {
         ctx: env.ctx(),
         capacity: 64,
     };
-    let mut guest = FastPathProgram::load_sharing(&spec, Some(&bpffs.0)).expect("guest");
+    let mut guest = FastPathProgram::load_sharing(&spec, Some(bpffs.path())).expect("guest");
     for m in mappings(env) {
         guest.maps().upsert(&m).expect("mapping");
     }
-    let mut fabric = FabricFastProgram::load(&spec, &bpffs.0).expect("fabric");
+    let mut fabric = FabricFastProgram::load(&spec, bpffs.path()).expect("fabric");
     let dp = dataplane();
     fabric.register_socket(0, dp._port.fd()).expect("socket");
     let mut rig = IngressRig {

@@ -1,5 +1,6 @@
 //! The file source end to end: a destination absent from the mappings file misses (the agent
-//! answers NotFound); adding it to the file makes traffic flow.
+//! answers NotFound); adding it to the file makes traffic flow. And the agent follows an
+//! upgrade by takeover: it reconnects to the new daemon, which then gets its changes.
 
 mod agent_common;
 
@@ -57,4 +58,55 @@ fn file_source_miss_then_mapping_added() {
     );
     wait_ping(&vpc, absent);
     wait_mappings(&vpc, 2);
+}
+
+#[test]
+fn the_agent_follows_a_takeover_to_the_new_daemon() {
+    require_root();
+    let vpc = Vpc::new("ae6", &[Underlay::V4, Underlay::V4]).expect("topology");
+    let (r0, r1) = (&vpc.remotes[0], &vpc.remotes[1]);
+    let (known, added) = (IpAddr::V4(r0.overlay_v4), IpAddr::V4(r1.overlay_v4));
+    write_file(&vpc, &mapping_toml(r0, known));
+    let config = vpc.config_toml("", "");
+    let xvpc = workspace_bin("xvpc");
+    let mut old = vpc.start_dataplane(&xvpc, &config).expect("xvpc starts");
+    let file = vpc.work.join("mappings.toml");
+    let file = file.to_str().expect("utf-8 path");
+    let _agent = start_agent(&vpc, 0, &["--source", "file", "--file", file]);
+    wait_full_syncs(&vpc, 1);
+    wait_ping(&vpc, known);
+
+    let mut new = vpc
+        .start_takeover(&xvpc, &config)
+        .expect("xvpc run --takeover");
+    let status = old
+        .wait_timeout(PATIENCE)
+        .expect("wait for the old daemon")
+        .unwrap_or_else(|| panic!("the old daemon still runs\n{}", logs(&vpc)));
+    assert!(
+        status.success(),
+        "the old daemon exited with {status}\n{}",
+        logs(&vpc)
+    );
+    // The new daemon starts with the handed-over table, then the agent reconnects and syncs it.
+    wait_full_syncs(&vpc, 1);
+    wait_until(
+        &vpc,
+        "the agent connected twice (old daemon, then new)",
+        || {
+            std::fs::read_to_string(vpc.work.join("agent-0.log"))
+                .map(|log| log.matches("connected to the dataplane").count() >= 2)
+                .unwrap_or(false)
+        },
+    );
+    wait_ping(&vpc, known);
+    // A change after the takeover reaches the new daemon.
+    write_file(
+        &vpc,
+        &format!("{}{}", mapping_toml(r0, known), mapping_toml(r1, added)),
+    );
+    wait_mappings(&vpc, 2);
+    wait_ping(&vpc, added);
+    let status = new.terminate().expect("stop the new daemon");
+    assert!(status.success(), "{}", logs(&vpc));
 }

@@ -6,7 +6,7 @@
 #   - start xvpc-agent.service: Wants=/After= start xvpc.service first, which is active only
 #     after READY=1 (both ports held, xvpc status passes at once); the agent starts after that,
 #     runs in /run/netns/mgmt (NetworkNamespacePath=) and syncs the mappings file; the guest
-#     pings the remote guest through xvpc;
+#     pings the remote guest through xvpc; under journald neither stamps its own lines;
 #   - WatchdogSec=: no restart over more than WatchdogSec while the workers run; one worker
 #     thread frozen (scripts/freeze-thread.py) makes the daemon withhold its pings, systemd's
 #     watchdog aborts it, Restart= brings it back, and traffic flows again;
@@ -111,6 +111,11 @@ agent=$(show xvpc-agent MainPID)
 [ "$(in_ct readlink "/proc/$agent/ns/net")" = "net:[$(in_ct stat -L -c %i /run/netns/mgmt)]" ] ||
   fail "xvpc-agent does not run in /run/netns/mgmt"
 within 10 synced || fail "the agent did not sync the dataplane"
+# Under journald the daemons' lines carry no timestamp of their own (the journal stamps them).
+for unit in xvpc xvpc-agent; do
+  line=$(in_ct journalctl -b --no-pager -o cat _PID="$(show "$unit" MainPID)" | head -1)
+  [[ -n $line && $line != 20[0-9][0-9]-* ]] || fail "$unit logs its own timestamp to the journal: $line"
+done
 guest_reaches_remote || fail "the guest cannot reach the remote guest"
 echo "ok: ready after attach, agent after xvpc and in the management namespace, traffic flows"
 

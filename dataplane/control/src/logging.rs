@@ -1,6 +1,8 @@
 //! Log set-up shared by `xvpc` and `xvpc-agent`: to stderr, one event per line, colour only
 //! when stderr is a terminal, and `--log-format json` (one JSON object per line) for
-//! journald and log shippers. `RUST_LOG` filters as usual (default `info`).
+//! journald and log shippers. `RUST_LOG` filters as usual (default `info`). Under journald
+//! (stderr is the stream `$JOURNAL_STREAM` names) text events carry no timestamp of their
+//! own: the journal stamps every line already.
 
 use std::io::{IsTerminal, Write};
 use std::str::FromStr;
@@ -41,10 +43,32 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(OneLine);
     match format {
+        LogFormat::Text if stderr_is_journal() => builder.with_ansi(false).without_time().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         // JSON escapes newlines itself.
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// Is stderr the journal stream systemd connected us to? `$JOURNAL_STREAM` is `<dev>:<inode>`
+/// of that stream; a child whose stderr was redirected inherits the variable but not the
+/// stream, hence the comparison (as sd_journal_stream_fd(3) advises).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(var), Ok(stderr)) = (
+        std::env::var("JOURNAL_STREAM"),
+        std::fs::metadata("/proc/self/fd/2"),
+    ) else {
+        return false;
+    };
+    names_stream(&var, stderr.dev(), stderr.ino())
+}
+
+/// Does a `$JOURNAL_STREAM` value name the stream with this device and inode?
+fn names_stream(var: &str, dev: u64, ino: u64) -> bool {
+    var.split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
 }
 
 /// stderr, with newlines inside an event (a multi-line error message) escaped, so every
@@ -78,5 +102,20 @@ impl Write for OneLine {
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_stream_must_name_our_stderr() {
+        assert!(names_stream("9:123456", 9, 123456));
+        assert!(!names_stream("9:123457", 9, 123456), "another stream");
+        assert!(!names_stream("8:123456", 9, 123456), "another device");
+        assert!(!names_stream("9", 9, 123456));
+        assert!(!names_stream("", 9, 123456));
+        assert!(!names_stream("x:y", 9, 123456));
     }
 }

@@ -107,6 +107,11 @@ struct RawFabric {
     udp6_zero_checksum_rx: bool,
 }
 
+/// Empty iterations a worker spins before sleeping, by default (a few microseconds).
+pub const DEFAULT_IDLE_SPINS: u32 = 32;
+/// Most idle spins accepted: about a second of spinning on an idle worker.
+const MAX_IDLE_SPINS: u32 = 1 << 20;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawDataplane {
@@ -117,6 +122,7 @@ struct RawDataplane {
     fast_path: FastPathConfig,
     fast_path_capacity: u32,
     batch_size: usize,
+    idle_spins: u32,
     frame_count: u32,
     frame_size: u32,
     ring_size: u32,
@@ -143,6 +149,7 @@ impl Default for RawDataplane {
             fast_path: FastPathConfig::Afxdp,
             fast_path_capacity: 1 << 20,
             batch_size: 64,
+            idle_spins: DEFAULT_IDLE_SPINS,
             frame_count: 8192,
             frame_size: 2048,
             ring_size: 2048,
@@ -194,6 +201,8 @@ pub struct DataplaneSettings {
     pub fast_path_capacity: u32,
     /// Frames per receive batch.
     pub batch_size: usize,
+    /// Empty iterations a worker spins before it sleeps on its rings.
+    pub idle_spins: u32,
     /// UMEM frames per queue pair.
     pub frame_count: u32,
     /// UMEM frame size.
@@ -531,6 +540,12 @@ impl RawDataplane {
         if !(1..=256).contains(&d.batch_size) {
             return Err(invalid("dataplane.batch_size", "must be within 1..=256"));
         }
+        if d.idle_spins > MAX_IDLE_SPINS {
+            return Err(invalid(
+                "dataplane.idle_spins",
+                format!("must be within 0..={MAX_IDLE_SPINS}"),
+            ));
+        }
         if !d.pin_dir.is_absolute() || d.pin_dir.parent().is_none() {
             return Err(invalid(
                 "dataplane.pin_dir",
@@ -577,6 +592,7 @@ impl RawDataplane {
             fast_path: d.fast_path,
             fast_path_capacity: d.fast_path_capacity,
             batch_size: d.batch_size,
+            idle_spins: d.idle_spins,
             frame_count: d.frame_count,
             frame_size: d.frame_size,
             ring_size: d.ring_size,
@@ -709,6 +725,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn idle_spins_default_to_a_few_and_zero_sleeps_at_once() {
+        let config = Config::parse(EXAMPLE).expect("example parses");
+        assert_eq!(config.dataplane.idle_spins, DEFAULT_IDLE_SPINS);
+        let zero = with("batch_size = 64", "batch_size = 64\nidle_spins = 0");
+        let config = Config::parse(&zero).expect("idle_spins = 0 parses");
+        assert_eq!(config.dataplane.idle_spins, 0);
+    }
+
     fn config_capacity(capacity: Option<u32>) -> Result<u32, String> {
         let line = capacity.map_or(String::new(), |c| format!("\nfast_path_capacity = {c}"));
         let text = with("batch_size = 64", &format!("batch_size = 64{line}"));
@@ -757,6 +782,10 @@ mod tests {
             (
                 with("vni = 100\noverlay_ip", "vni = 101\noverlay_ip"),
                 "mappings[0].vni",
+            ),
+            (
+                with("batch_size = 64", "batch_size = 64\nidle_spins = 2000000"),
+                "dataplane.idle_spins",
             ),
             (
                 with("batch_size = 64", "batch_size = 0"),

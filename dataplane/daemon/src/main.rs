@@ -482,6 +482,7 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
             gateway: config.gateway.clone(),
             fabric: config.fabric.clone(),
             batch_size: settings.batch_size,
+            idle_spins: settings.idle_spins,
             updates: update_rx,
             garbage: garbage_tx.clone(),
             misses: miss_tx.clone(),

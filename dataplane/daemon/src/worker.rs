@@ -36,8 +36,6 @@ const UPDATES_PER_ITERATION: usize = 1024;
 /// hundred ns when the table holds any; a 2M-slot table is swept in seconds when busy, in
 /// about 16 minutes when idle (one iteration per `IDLE_WAIT_MAX`).
 const EXPIRE_SLOTS_PER_ITERATION: usize = 16;
-/// Idle iterations before sleeping on the rings.
-const IDLE_SPINS: u32 = 32;
 /// How long one sleep on the rings lasts when the worker has just gone idle, or holds frames
 /// waiting for their mappings (bounds update, held-frame and shutdown latency).
 const IDLE_WAIT: Duration = Duration::from_millis(1);
@@ -102,6 +100,8 @@ pub struct WorkerSetup<R = QueuePair> {
     pub fabric: Fabric,
     /// Frames per batch.
     pub batch_size: usize,
+    /// Empty iterations before sleeping on the rings (`dataplane.idle_spins`).
+    pub idle_spins: u32,
     /// Table updates from the control thread.
     pub updates: Receiver<TableUpdate>,
     /// Replaced tables go back to be freed off the fast path.
@@ -207,6 +207,7 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> (WorkerStatus, R) {
         gateway,
         fabric,
         batch_size,
+        idle_spins,
         updates,
         garbage,
         misses,
@@ -248,8 +249,8 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> (WorkerStatus, R) {
                 worker.publish(&status, false);
             }
             idle = idle.saturating_add(1);
-            if idle > IDLE_SPINS {
-                worker.sleep(index, idle - IDLE_SPINS);
+            if idle > idle_spins {
+                worker.sleep(index, idle - idle_spins);
             }
         }
         let ended = Instant::now();
@@ -1199,6 +1200,7 @@ mod tests {
             gateway: env.gateway.clone(),
             fabric: env.fabric.clone(),
             batch_size: 64,
+            idle_spins: crate::config::DEFAULT_IDLE_SPINS,
             updates,
             garbage,
             misses,

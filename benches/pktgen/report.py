@@ -180,6 +180,14 @@ def main():
                   "the kernel after the DUT (the outgoing veth's tx_dropped), every run of the "
                   "measurement:", ""]
         lines += [f"- {s} {d} {z} B rep {n}: `{x}`" for s, d, z, n, x in tiers]
+    losses = sorted((r["system"], r["dir"], int(r["size"]), r["rep"], r["losses"]) for r in rows
+                    if r.get("losses"))
+    if losses:
+        lines += ["", "Kernel drops around the DUT in each full-speed run (only counters that moved; "
+                  "gen_refused: the DUT's receiving veth had no room; in_*: its ethtool drop "
+                  "counters; xsk_*: xvpc's socket on the receiving port; out_refused: the sink's "
+                  "veth had no room):", ""]
+        lines += [f"- {s} {d} {z} B rep {n}: `{x}`" for s, d, z, n, x in losses]
     drops = sorted({(r["system"], r["dir"], r["size"], r["dut_drops"]) for r in rows
                     if r.get("dut_drops")})
     if drops:

@@ -1,5 +1,6 @@
 //! `results.csv`: one row per measurement, the columns `benches/pktgen/report.py` reads.
-//! `dut_tier` (the 18th) follows `gen_mode`; report.py reads older files without it.
+//! `dut_tier` (the 18th) follows `gen_mode`, and `losses` (the 19th) follows it; report.py reads
+//! older files without them.
 //!
 //! Written by hand: every value is a number, a fixed word or the quoted drop list (which
 //! holds no quote or comma-separated values of its own: `path=value;path=value`).
@@ -13,7 +14,7 @@ use crate::search::ZeroLoss;
 use crate::HarnessError;
 
 /// The header line (without newline).
-pub const HEADER: &str = "rep,size,system,dir,gen_pps,sink_pps,sink_frames,zero_loss_pps,zl_lossy_pps,dut_ns_per_pkt,p50_ns,p99_ns,lat_base,steered,check,dut_drops,gen_mode,dut_tier";
+pub const HEADER: &str = "rep,size,system,dir,gen_pps,sink_pps,sink_frames,zero_loss_pps,zl_lossy_pps,dut_ns_per_pkt,p50_ns,p99_ns,lat_base,steered,check,dut_drops,gen_mode,dut_tier,losses";
 
 /// What the latency run was paced against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,9 @@ pub struct Row {
     /// xvpc's split of the forwarded frames between its tiers ([`crate::tier::Split`]; empty
     /// for other systems).
     pub dut_tier: String,
+    /// The kernel's drop counters around the DUT that moved in the full-speed run
+    /// ([`crate::losses::column`]; every system).
+    pub losses: String,
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -103,7 +107,7 @@ impl Row {
         let rate = |v: Option<f64>| format!("{:.0}", v.unwrap_or(0.0));
         let _ = write!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\",{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\",{},{},{}",
             self.rep,
             self.size,
             self.system,
@@ -128,6 +132,8 @@ impl Row {
             self.gen_modes.join("+"),
             // Words and numbers joined by `=` and `;`: no comma, no quote.
             self.dut_tier,
+            // The same alphabet.
+            self.losses,
         );
         s
     }
@@ -213,16 +219,17 @@ mod tests {
             dut_drops: "workers.0.drops.no_mapping=3".into(),
             gen_modes: vec!["afxdp"],
             dut_tier: "xdp=0;workers=612000;kernel_dropped=0".into(),
+            losses: "xsk_fill_empty=12;out_refused=3".into(),
         }
     }
 
     /// Lines as bash bench.sh wrote them for the same values.
     #[test]
     fn rows_match_bench_sh() {
-        assert_eq!(HEADER.split(',').count(), 18);
+        assert_eq!(HEADER.split(',').count(), 19);
         assert_eq!(
             row().to_csv(),
-            "1,64,xvpc,egress,2101234,612345,612000,250000,312000,1634,,,,1,ok(20),\"workers.0.drops.no_mapping=3\",afxdp,xdp=0;workers=612000;kernel_dropped=0"
+            "1,64,xvpc,egress,2101234,612345,612000,250000,312000,1634,,,,1,ok(20),\"workers.0.drops.no_mapping=3\",afxdp,xdp=0;workers=612000;kernel_dropped=0,xsk_fill_empty=12;out_refused=3"
         );
         let r = Row {
             system: System::KernelVxlan,
@@ -243,11 +250,12 @@ mod tests {
             dut_drops: String::new(),
             gen_modes: vec!["live", "afxdp"],
             dut_tier: String::new(),
+            losses: "gen_refused=7".into(),
             ..row()
         };
         assert_eq!(
             r.to_csv(),
-            "1,64,kernel-vxlan,ingress,0,0,0,0,,,8000,64000,max,0,FAIL:nothing-captured,\"\",live+afxdp,"
+            "1,64,kernel-vxlan,ingress,0,0,0,0,,,8000,64000,max,0,FAIL:nothing-captured,\"\",live+afxdp,,gen_refused=7"
         );
         let r = Row {
             zero_loss: None,
@@ -258,7 +266,7 @@ mod tests {
         };
         assert_eq!(
             r.to_csv(),
-            "1,64,xvpc,egress,2101234,612345,612000,,,1634,,,zero-loss,1,-,\"workers.0.drops.no_mapping=3\",,xdp=0;workers=612000;kernel_dropped=0"
+            "1,64,xvpc,egress,2101234,612345,612000,,,1634,,,zero-loss,1,-,\"workers.0.drops.no_mapping=3\",,xdp=0;workers=612000;kernel_dropped=0,xsk_fill_empty=12;out_refused=3"
         );
         let r = Row {
             system: System::XvpcXdp,

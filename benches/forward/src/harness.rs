@@ -19,6 +19,7 @@ use xvpc_testbed::{ChildGuard, Netns};
 use crate::check::{self, TSHARK_FIELDS};
 use crate::csv::{Check, LatBase, Row};
 use crate::drops::drop_counters;
+use crate::losses;
 use crate::options::{Dir, Options, System};
 use crate::search::{zero_loss_search, Trial};
 use crate::tier::account;
@@ -1157,7 +1158,20 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
             if o.steer { "steered" } else { "unsteered" }
         ))
     });
+    let losses0 = losses_reading(ctx, &m.topo, sys, dir)?;
     let full = m.run_once(0, o.seconds, None, perf_out.as_deref())?;
+    let losses = losses::column(&losses0, &losses_reading(ctx, &m.topo, sys, dir)?);
+    eprintln!(
+        "losses {sys} {dir} {size} B, full speed: sent {}, sink {}; kernel drops around the \
+         DUT: {}",
+        full.gen.as_ref().map_or(0, |g| g.sent),
+        full.sink.as_ref().map_or(0, |s| s.marked),
+        if losses.is_empty() {
+            "none counted"
+        } else {
+            &losses
+        }
+    );
     let sink_pps = full.sink.as_ref().map(|s| s.pps);
     let marked = full.sink.as_ref().map(|s| s.marked);
     let per_pkt = marked.filter(|&n| n > 0).map(|n| full.busy_ns / n);
@@ -1264,6 +1278,27 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
         dut_drops,
         gen_modes: m.gen_modes,
         dut_tier,
+        losses,
+    })
+}
+
+/// The counters [`losses::column`] compares: the veths around the DUT, and xvpc's sockets.
+fn losses_reading(
+    ctx: &Ctx,
+    t: &Topology,
+    sys: System,
+    dir: Dir,
+) -> Result<losses::Reading, HarnessError> {
+    let r = t.roles(dir);
+    Ok(losses::Reading {
+        gen_tx_dropped: tx_dropped(r.tx_ns, r.tx_dev)?,
+        dut_in: losses::ethtool_drops(&t.dut.sh(&format!("ethtool -S {}", r.dut_in))?),
+        xsk: if sys.is_xvpc() {
+            losses::xsk_counters(&xvpc_stats(ctx)?, dir)
+        } else {
+            None
+        },
+        dut_out_tx_dropped: tx_dropped(&t.dut, r.dut_out)?,
     })
 }
 

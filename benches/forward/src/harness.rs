@@ -836,9 +836,17 @@ impl Measurement<'_> {
         let pktgen = ctx.pktgen.to_string_lossy();
         let duration = (secs + 30).to_string();
         let idle = ctx.o.sink_idle_arg();
+        // Pinned beside the generator: unpinned, the scheduler moves the sink onto the DUT's
+        // core whenever the dataplane there sleeps (measured: xvpc's worker then shared CPU 1
+        // with the sink, while OVS and testpmd, which spin, kept it off), and the DUT core's
+        // time and the dataplane's wakeups would carry the sink's work.
+        let cpu = GEN_CPU.to_string();
         let mut c = in_ns(
             r.rx_ns,
             &[
+                "taskset",
+                "-c",
+                &cpu,
                 &pktgen,
                 "sink",
                 "--dev",

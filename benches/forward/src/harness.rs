@@ -1153,22 +1153,32 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
         gen_modes: vec![],
         marked: 0,
     };
-    // The accounting check's first half: counters before any traffic.
+    // Counters before any traffic: the accounting check's first half (xvpc), and the loss
+    // counters' first reading, which shares its stats snapshot and outgoing `tx_dropped`.
     let out_dev = m.topo.roles(dir).dut_out;
-    let before = if sys.is_xvpc() {
-        Some((xvpc_stats(ctx)?, tx_dropped(&m.topo.dut, out_dev)?))
+    let stats0 = if sys.is_xvpc() {
+        Some(xvpc_stats(ctx)?)
     } else {
         None
     };
+    let losses0 = losses_reading(&m.topo, dir, stats0.as_ref())?;
+    let before = stats0.map(|s| (s, losses0.dut_out_tx_dropped));
     let perf_out = (o.perf && rep == 1).then(|| {
         o.out.join(format!(
             "perf-{sys}-{dir}-{size}-{}",
             if o.steer { "steered" } else { "unsteered" }
         ))
     });
-    let losses0 = losses_reading(ctx, &m.topo, sys, dir)?;
     let full = m.run_once(0, o.seconds, None, perf_out.as_deref())?;
-    let losses = losses::column(&losses0, &losses_reading(ctx, &m.topo, sys, dir)?);
+    let stats_full = if sys.is_xvpc() {
+        Some(xvpc_stats(ctx)?)
+    } else {
+        None
+    };
+    let losses = losses::column(
+        &losses0,
+        &losses_reading(&m.topo, dir, stats_full.as_ref())?,
+    );
     eprintln!(
         "losses {sys} {dir} {size} B, full speed: sent {}, sink {}; kernel drops around the \
          DUT: {}",
@@ -1290,22 +1300,18 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
     })
 }
 
-/// The counters [`losses::column`] compares: the veths around the DUT, and xvpc's sockets.
+/// The counters [`losses::column`] compares: the veths around the DUT, and xvpc's sockets
+/// from `stats`, its stats snapshot taken at the same point (`None` for other systems).
 fn losses_reading(
-    ctx: &Ctx,
     t: &Topology,
-    sys: System,
     dir: Dir,
+    stats: Option<&serde_json::Value>,
 ) -> Result<losses::Reading, HarnessError> {
     let r = t.roles(dir);
     Ok(losses::Reading {
         gen_tx_dropped: tx_dropped(r.tx_ns, r.tx_dev)?,
         dut_in: losses::ethtool_drops(&t.dut.sh(&format!("ethtool -S {}", r.dut_in))?),
-        xsk: if sys.is_xvpc() {
-            losses::xsk_counters(&xvpc_stats(ctx)?, dir)
-        } else {
-            None
-        },
+        xsk: stats.and_then(|s| losses::xsk_counters(s, dir)),
         dut_out_tx_dropped: tx_dropped(&t.dut, r.dut_out)?,
     })
 }

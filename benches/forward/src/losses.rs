@@ -4,7 +4,8 @@
 //! - `gen_refused`: the generator's veth `tx_dropped`, frames the DUT's receiving veth had no
 //!   room for (its NAPI ring was full);
 //! - `in_<stat>`: the DUT's receiving veth's own drop and error counters (`ethtool -S`, e.g.
-//!   `rx_queue_0_xdp_drops`, an XDP program's drop or a failed redirect into a socket);
+//!   `rx_queue_0_drops`, which counts redirects into a socket that failed, and
+//!   `rx_queue_0_xdp_drops`, an XDP program's drops);
 //! - `xsk_rx_dropped`, `xsk_fill_empty`, `xsk_ring_full` (xvpc only, from its stats): the
 //!   kernel could not place a frame in the worker's socket because no fill descriptor was
 //!   there (the fill ring ran empty) or the RX ring was full;

@@ -483,6 +483,7 @@ fn run(path: &Path, takeover: bool) -> anyhow::Result<()> {
             fabric: config.fabric.clone(),
             batch_size: settings.batch_size,
             idle_spins: settings.idle_spins,
+            spin_after_traffic: Duration::from_micros(settings.idle_spin_us.into()),
             updates: update_rx,
             garbage: garbage_tx.clone(),
             misses: miss_tx.clone(),

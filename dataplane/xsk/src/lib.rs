@@ -48,6 +48,12 @@ pub use port::Port;
 pub use queue_pair::{HandoverFds, QueuePair, QueueState};
 pub use rings::Rings;
 
+/// How often the calling thread has been preempted so far (involuntary context switches):
+/// a worker that was preempted while it spun shares its core with work that needs it.
+pub fn involuntary_switches() -> std::io::Result<u64> {
+    sys::involuntary_switches()
+}
+
 #[cfg(test)]
 mod tests {
     /// Workers are handed their queue pair from the thread that opened it.

@@ -193,6 +193,17 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Res
     Ok(ret as usize)
 }
 
+/// How often the calling thread has been preempted (`getrusage(RUSAGE_THREAD)`'s
+/// involuntary context switches): whether something else wants its core.
+pub(crate) fn involuntary_switches() -> io::Result<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable rusage for the kernel to fill.
+    cvt(unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) })?;
+    // SAFETY: getrusage succeeded, so it wrote the whole struct (and it was zeroed before).
+    let usage = unsafe { usage.assume_init() };
+    Ok(usage.ru_nivcsw as u64)
+}
+
 /// An anonymous memory file of `len` bytes (`memfd_create` + `ftruncate`): UMEM memory that
 /// can be handed to another process over a Unix socket.
 pub(crate) fn memfd(name: &std::ffi::CStr, len: usize) -> io::Result<OwnedFd> {

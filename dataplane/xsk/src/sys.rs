@@ -196,11 +196,10 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Res
 /// How often the calling thread has been preempted (`getrusage(RUSAGE_THREAD)`'s
 /// involuntary context switches): whether something else wants its core.
 pub(crate) fn involuntary_switches() -> io::Result<u64> {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: rusage is plain integers, for which all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { mem::zeroed() };
     // SAFETY: `usage` is a valid, writable rusage for the kernel to fill.
-    cvt(unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) })?;
-    // SAFETY: getrusage succeeded, so it wrote the whole struct (and it was zeroed before).
-    let usage = unsafe { usage.assume_init() };
+    cvt(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) })?;
     Ok(usage.ru_nivcsw as u64)
 }
 

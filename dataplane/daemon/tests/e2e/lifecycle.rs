@@ -206,8 +206,10 @@ fn kill_9_fails_closed_counts_the_drops_and_only_detach_opens_the_port() {
     );
 
     // The pinned counters, read through `xvpc status` while no daemon runs, move by what the
-    // guest sends: bracketed by g0's own count before and after the read, since the guest's
-    // kernel may still send an ARP retry of its own at any moment.
+    // guest sends. The guest's kernel may send a frame of its own (an ARP retry) at any
+    // moment, so the move is bracketed by g0's own count: at least what it sent between the
+    // two reads, at most what it sent from just before the first read (a frame counted in
+    // g0's tx can still be on its way through the veth) to just after the second.
     let status_drops = |vpc: &Vpc| -> u64 {
         let (_, out) = xvpc_cmd(vpc, &["status", "--config", &config_path(vpc)]);
         out.lines()
@@ -217,13 +219,15 @@ fn kill_9_fails_closed_counts_the_drops_and_only_detach_opens_the_port() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no guest dropped_no_socket in xvpc status:\n{out}"))
     };
+    let guest_sent = |vpc: &Vpc| dev_counter(vpc, &vpc.guest, "g0", "tx_packets");
+    let sent_before_d0 = guest_sent(&vpc);
     let d0 = status_drops(&vpc);
-    let sent_before = dev_counter(&vpc, &vpc.guest, "g0", "tx_packets");
+    let sent_after_d0 = guest_sent(&vpc);
     let probe = probe_host(&vpc);
     assert_closed(&probe, "after kill -9");
-    let sent_low = dev_counter(&vpc, &vpc.guest, "g0", "tx_packets") - sent_before;
+    let sent_low = guest_sent(&vpc) - sent_after_d0;
     let d1 = status_drops(&vpc);
-    let sent_high = dev_counter(&vpc, &vpc.guest, "g0", "tx_packets") - sent_before;
+    let sent_high = guest_sent(&vpc) - sent_before_d0;
     assert!(
         sent_low >= 3,
         "the guest sent its probes ({sent_low} frames)"

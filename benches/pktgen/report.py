@@ -198,71 +198,100 @@ def main():
     print("\n".join(lines))
 
     if shutil.which("gnuplot"):
-        # One data block per series; solid lines the max forwarding rate, dashed lines in the
-        # same colour the zero-loss rate.
-        tp = os.path.join(out, "throughput.dat")
-        zlp = os.path.join(out, "throughput-zero-loss.dat")
-        plots = []
-        with open(tp, "w") as f, open(zlp, "w") as fz:
-            zi = 0
-            for i, (name, pts) in enumerate(dat.items()):
-                f.write(f"# {name}\n" + "".join(f"{s} {v}\n" for s, v in pts) + "\n\n")
-                plots.append(f'"{tp}" index {i} using 1:2 with linespoints lc {i + 1} '
-                             f'dt 1 pt 7 title "{name}"')
-                if name in zl_dat:
-                    fz.write(f"# {name}\n" +
-                             "".join(f"{s} {v}\n" for s, v in zl_dat[name]) + "\n\n")
-                    plots.append(f'"{zlp}" index {zi} using 1:2 with linespoints lc {i + 1} '
-                                 f'dt 2 pt 6 title "{name}, zero loss"')
-                    zi += 1
-        # Latency CDF at the smallest size, all repetitions pooled.
-        small = min(int(r["size"]) for r in rows)
-        cdf = os.path.join(out, "latency-cdf.dat")
-        have_cdf = False
-        with open(cdf, "w") as f:
-            for sys_, dir_, size in keys:
-                if size != small:
-                    continue
-                buckets = {}
-                for h in glob.glob(os.path.join(out, f"latency-{sys_}-{dir_}-{size}-*.hist")):
-                    for line in open(h):
-                        lo, hi, n = (int(x) for x in line.split())
-                        buckets[hi] = buckets.get(hi, 0) + n
-                total = sum(buckets.values())
-                if not total:
-                    continue
-                have_cdf = True
-                f.write(f'"{sys_} {dir_}"\n')
-                acc = 0
-                for hi in sorted(buckets):
-                    acc += buckets[hi]
-                    f.write(f"{hi} {acc / total}\n")
-                f.write("\n\n")
-        tp_sub = "\\nsolid: max rate; dashed: zero-loss rate (RFC 2544)" if zl_dat else ""
-        script = f"""
-set terminal pngcairo size 900,540 noenhanced
+        plot(out, img, mode, rows, keys, dat, zl_dat, has_zl)
+    for f in failed:
+        print(f"report: FAIL: {f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# One colour per system in every plot, so a system is the same line in both panels and in
+# the CDF (gnuplot's default cycle repeats after eight series).
+COLOURS = {"kernel-vxlan": "#000000", "xvpc": "#d62728", "xvpc-xdp": "#ff7f0e",
+           "ovs": "#1f77b4", "testpmd": "#2ca02c", "xdp-redirect": "#9467bd"}
+
+
+def colour(system):
+    return COLOURS.get(system, "#7f7f7f")
+
+
+def plot(out, img, mode, rows, keys, dat, zl_dat, has_zl):
+    """The throughput plot (a panel per direction: solid the max forwarding rate, dashed in
+    the same colour the zero-loss rate) and the latency CDF at the smallest size (solid
+    egress, dashed ingress)."""
+    tp = os.path.join(out, "throughput.dat")
+    zlp = os.path.join(out, "throughput-zero-loss.dat")
+    panels = {"egress": [], "ingress": []}
+    with open(tp, "w") as f, open(zlp, "w") as fz:
+        zi = 0
+        for i, (name, pts) in enumerate(dat.items()):
+            system, direction = name.rsplit(" ", 1)
+            lc = f'lc rgb "{colour(system)}"'
+            f.write(f"# {name}\n" + "".join(f"{s} {v}\n" for s, v in pts) + "\n\n")
+            series = panels.setdefault(direction, [])
+            series.append(f'"{tp}" index {i} using 1:2 with linespoints {lc} '
+                          f'dt 1 pt 7 title "{system}"')
+            if name in zl_dat:
+                fz.write(f"# {name}\n" +
+                         "".join(f"{s} {v}\n" for s, v in zl_dat[name]) + "\n\n")
+                series.append(f'"{zlp}" index {zi} using 1:2 with linespoints {lc} '
+                              f'dt 2 pt 6 title "{system}, zero loss"')
+                zi += 1
+    panels = {d: p for d, p in panels.items() if p}
+    sub = "; solid: max rate, dashed: zero-loss rate (RFC 2544)" if zl_dat else ""
+    script = f"""
+set terminal pngcairo size {560 * len(panels) + 80},720 noenhanced
 set output "{img}/throughput-{mode}.png"
-set title "Forwarding rate vs guest frame size ({mode}, median, DUT on one core){tp_sub}"
+set multiplot layout 1,{len(panels)} title "Forwarding rate vs guest frame size ({mode}, median over repetitions, DUT on one core{sub})"
 set xlabel "guest frame size (bytes)"
 set ylabel "Mpps at the sink"
-set key outside right
+set yrange [0:*]
+set key below maxcols 2 font ",9"
+set bmargin 10
 set grid
-plot {", ".join(plots)}
 """
-        if have_cdf:
-            script += f"""
+    for direction, series in panels.items():
+        script += f'set title "{direction}"\nplot {", ".join(series)}\n'
+    script += "unset multiplot\n"
+
+    # Latency CDF at the smallest size, all repetitions pooled.
+    small = min(int(r["size"]) for r in rows)
+    cdf = os.path.join(out, "latency-cdf.dat")
+    curves = []
+    with open(cdf, "w") as f:
+        for sys_, dir_, size in keys:
+            if size != small:
+                continue
+            buckets = {}
+            for h in glob.glob(os.path.join(out, f"latency-{sys_}-{dir_}-{size}-*.hist")):
+                for line in open(h):
+                    lo, hi, n = (int(x) for x in line.split())
+                    buckets[hi] = buckets.get(hi, 0) + n
+            total = sum(buckets.values())
+            if not total:
+                continue
+            f.write(f'"{sys_} {dir_}"\n')
+            acc = 0
+            for hi in sorted(buckets):
+                acc += buckets[hi]
+                f.write(f"{hi} {acc / total}\n")
+            f.write("\n\n")
+            dt = 1 if dir_ == "egress" else 2
+            curves.append(f'"{cdf}" index {len(curves)} using 1:2 with steps '
+                          f'lc rgb "{colour(sys_)}" dt {dt} lw 1.5 title "{sys_} {dir_}"')
+    if curves:
+        script += f"""
+set terminal pngcairo size 900,540 noenhanced
 set output "{img}/latency-cdf-{mode}.png"
-set title "Latency CDF at 50% of each system's {'zero-loss' if has_zl else 'max'} rate ({small} B, {mode})"
+set title "Latency CDF at 50% of each system's {'zero-loss' if has_zl else 'max'} rate ({small} B, {mode})\\nsolid: egress, dashed: ingress"
 set xlabel "latency, microseconds (bucket upper edge)"
 set ylabel "fraction of samples"
 set logscale x
 set yrange [0:1]
-plot for [i=0:*] "{cdf}" index i using 1:2 with steps title columnheader(1)
+set key outside right top font ",9"
+plot {", ".join(curves)}
 """
-        subprocess.run(["gnuplot"], input=script.encode(), check=False)
-    for f in failed:
-        print(f"report: FAIL: {f}", file=sys.stderr)
-    return 1 if failed else 0
+    subprocess.run(["gnuplot"], input=script.encode(), check=False)
+
 
 
 if __name__ == "__main__":

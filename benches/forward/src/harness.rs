@@ -22,7 +22,7 @@ use crate::drops::drop_counters;
 use crate::losses;
 use crate::options::{Dir, Options, System};
 use crate::search::{zero_loss_search, Trial};
-use crate::tier::account;
+use crate::tier::{self, account};
 use crate::topo::{
     gen_args, gen_size, Topology, DUT_CPU, DUT_FAB_MAC, GEN_CPU, GUEST_MAC, GW_MAC, PEER_FAB_MAC,
     REMOTE_OVL_MAC, VNI,
@@ -1247,6 +1247,14 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
             let stats1 = xvpc_stats(ctx)?;
             let dropped = tx_dropped(&m.topo.dut, out_dev)?.saturating_sub(dropped0);
             let verdict = account(sys, dir, &stats0, &stats1, m.marked, dropped);
+            match tier::spin_ends(&stats0, &stats1) {
+                Ok((0, 0)) => {}
+                Ok((window, preempted)) => eprintln!(
+                    "spins {sys} {dir} {size} B: {window} ran their window, {preempted} ended \
+                     by a preemption"
+                ),
+                Err(why) => eprintln!("spins {sys} {dir} {size} B: not counted: {why}"),
+            }
             match &verdict {
                 Ok(split) => eprintln!(
                     "accounting {sys} {dir} {size} B: {} (sink: {} frames)",

@@ -58,14 +58,28 @@ fn number(v: &Value, path: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {path} in the stats snapshot"))
 }
 
-fn workers_sum(v: &Value, name: &str) -> Result<u64, String> {
+/// `path` (within each worker) summed over the workers.
+fn workers_sum(v: &Value, path: &str) -> Result<u64, String> {
     let ws = v
         .get("workers")
         .and_then(Value::as_array)
         .ok_or("no workers in the stats snapshot")?;
-    ws.iter().try_fold(0u64, |acc, w| {
-        number(w, &format!("counters.{name}")).map(|n| acc + n)
-    })
+    ws.iter()
+        .try_fold(0u64, |acc, w| number(w, path).map(|n| acc + n))
+}
+
+/// How the workers' spins after traffic (`dataplane.idle_spin_us`) ended between two
+/// snapshots: (ran their window, cut short by a preemption).
+pub fn spin_ends(before: &Value, after: &Value) -> Result<(u64, u64), String> {
+    let ends = |end: &str| {
+        let path = format!("spin_ends.{end}");
+        moved(
+            workers_sum(before, &path)?,
+            workers_sum(after, &path)?,
+            &path,
+        )
+    };
+    Ok((ends("window")?, ends("preempted")?))
 }
 
 /// `after - before`, refusing a counter that went backwards (another daemon in between).
@@ -94,8 +108,8 @@ pub fn account(
         &total_path,
     )?;
     let workers = moved(
-        workers_sum(before, name)?,
-        workers_sum(after, name)?,
+        workers_sum(before, &format!("counters.{name}"))?,
+        workers_sum(after, &format!("counters.{name}"))?,
         &format!("the workers' {name}"),
     )?;
     let xdp = forwarded.checked_sub(workers).ok_or_else(|| {
@@ -343,5 +357,20 @@ mod tests {
         )
         .expect_err("backwards");
         assert_eq!(e, "total.egress_packets went backwards (9 -> 0)");
+    }
+
+    #[test]
+    fn spin_ends_are_summed_over_the_workers_between_the_snapshots() {
+        let ends = |w: &[(u64, u64)]| {
+            json!({"workers": w.iter().map(|(window, preempted)| json!({
+                "spin_ends": {"window": window, "preempted": preempted},
+            })).collect::<Vec<_>>()})
+        };
+        let (before, after) = (ends(&[(1, 2), (0, 5)]), ends(&[(4, 2), (10, 6)]));
+        assert_eq!(spin_ends(&before, &after), Ok((13, 1)));
+        let e = spin_ends(&after, &before).expect_err("a restarted daemon");
+        assert_eq!(e, "spin_ends.window went backwards (14 -> 1)");
+        let e = spin_ends(&json!({"workers": [{}]}), &after).expect_err("an older daemon");
+        assert_eq!(e, "no spin_ends.window in the stats snapshot");
     }
 }

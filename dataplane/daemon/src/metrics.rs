@@ -60,6 +60,18 @@ fn worker(e: &mut Exposition, index: usize, s: &WorkerStatus) {
         &[("worker", w)],
         s.idle_ns,
     );
+    for (how, ends) in [
+        ("window", s.spin_ends.window),
+        ("preempted", s.spin_ends.preempted),
+    ] {
+        e.counter(
+            "xvpc_worker_spin_ends_total",
+            "Spins after traffic (dataplane.idle_spin_us) that ran their window, or that a \
+             preemption ended early.",
+            &[("worker", w), ("end", how)],
+            ends,
+        );
+    }
     e.gauge(
         "xvpc_worker_mappings",
         "Live mappings in the worker's table.",

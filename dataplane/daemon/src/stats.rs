@@ -54,6 +54,7 @@ fn worker_json(index: usize, status: &WorkerStatus) -> Value {
         "epoch": status.epoch,
         "busy_ns": status.busy_ns,
         "idle_ns": status.idle_ns,
+        "spin_ends": {"window": status.spin_ends.window, "preempted": status.spin_ends.preempted},
         "table_refused": status.table_refused,
         "counters": counters_json(&status.counters),
         "frames": status.accounting.map(|a| json!({

@@ -77,6 +77,18 @@ pub struct WorkerStatus {
     pub busy_ns: u64,
     /// See `busy_ns`.
     pub idle_ns: u64,
+    /// How the spins after traffic (`dataplane.idle_spin_us`) ended.
+    pub spin_ends: SpinEnds,
+}
+
+/// How many spins after traffic ran their whole window, and how many a preemption cut short
+/// (the core is shared: the worker slept at once, and its next frames wait for a wake-up).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpinEnds {
+    /// Spun for the whole window without a frame, then slept.
+    pub window: u64,
+    /// Preempted while spinning (or while busy): slept at the first idle look.
+    pub preempted: u64,
 }
 
 /// The worker's shared slot for its status.
@@ -241,7 +253,7 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> (WorkerStatus, R) {
     let mut last_publish = clock;
     let mut idle = 0u32;
     let mut sleeps = 0u32;
-    let mut spin = SpinWindow::new(spin_after_traffic, preemptions());
+    worker.spin = SpinWindow::new(spin_after_traffic, preemptions());
     while !stop.load(Ordering::Relaxed) {
         // Two clock reads per iteration, as before: the worker's time and busy/idle time.
         let started = Instant::now();
@@ -249,7 +261,7 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> (WorkerStatus, R) {
         if busy {
             idle = 0;
             sleeps = 0;
-            spin.traffic(started);
+            worker.spin.traffic(started);
         } else {
             if idle == 0 {
                 // Just went idle: publish now, so stats are current whenever traffic pauses.
@@ -257,7 +269,7 @@ pub fn run<R: Rings>(setup: WorkerSetup<R>) -> (WorkerStatus, R) {
                 worker.publish(&status, false);
             }
             idle = idle.saturating_add(1);
-            if idle > idle_spins && !spin.keep_spinning(started, preemptions) {
+            if idle > idle_spins && !worker.spin.keep_spinning(started, preemptions) {
                 sleeps = sleeps.saturating_add(1);
                 worker.sleep(index, sleeps);
             }
@@ -301,6 +313,7 @@ struct SpinWindow {
     until: Option<Instant>,
     /// Preemptions at the last look.
     preemptions: u64,
+    ends: SpinEnds,
 }
 
 impl SpinWindow {
@@ -309,6 +322,7 @@ impl SpinWindow {
             window,
             until: None,
             preemptions,
+            ends: SpinEnds::default(),
         }
     }
 
@@ -330,11 +344,15 @@ impl SpinWindow {
         let seen = preemptions();
         let preempted = seen != self.preemptions;
         self.preemptions = seen;
-        if now >= until || preempted {
-            self.until = None;
-            return false;
+        if preempted {
+            self.ends.preempted += 1;
+        } else if now >= until {
+            self.ends.window += 1;
+        } else {
+            return true;
         }
-        true
+        self.until = None;
+        false
     }
 }
 
@@ -475,6 +493,8 @@ struct Worker<'a, R> {
     updates: Receiver<TableUpdate>,
     garbage: Sender<Box<MappingTable>>,
     times: LoopTimes,
+    /// Off until [`run`] sets the configured window.
+    spin: SpinWindow,
 }
 
 impl<'a, R: Rings> Worker<'a, R> {
@@ -503,6 +523,7 @@ impl<'a, R: Rings> Worker<'a, R> {
             updates,
             garbage,
             times: LoopTimes::default(),
+            spin: SpinWindow::new(Duration::ZERO, 0),
         }
     }
 
@@ -656,6 +677,7 @@ impl<'a, R: Rings> Worker<'a, R> {
         ];
         s.busy_ns = self.times.busy_ns;
         s.idle_ns = self.times.idle_ns;
+        s.spin_ends = self.spin.ends;
         if last {
             s.audit = Some(rings.audit());
         }
@@ -875,6 +897,14 @@ mod tests {
         );
         spin.traffic(us(200));
         assert!(spin.keep_spinning(us(250), || 7), "traffic opens it again");
+        let ended_once = SpinEnds {
+            window: 1,
+            preempted: 0,
+        };
+        assert_eq!(
+            spin.ends, ended_once,
+            "one spin ran its window, counted once"
+        );
     }
 
     #[test]
@@ -896,9 +926,15 @@ mod tests {
             !spin.keep_spinning(us(30), || 9),
             "preempted while busy: the core is shared"
         );
+        let cut_twice = SpinEnds {
+            window: 0,
+            preempted: 2,
+        };
+        assert_eq!(spin.ends, cut_twice, "each cut counted once");
         let mut off = SpinWindow::new(Duration::ZERO, 0);
         off.traffic(t0);
         assert!(!off.keep_spinning(t0, || 0), "a zero window never spins");
+        assert_eq!(off.ends, SpinEnds::default(), "and counts no spin");
     }
 
     #[global_allocator]

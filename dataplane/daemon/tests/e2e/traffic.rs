@@ -109,3 +109,53 @@ fn tcp_50_mb_transfer_is_byte_exact() {
     let t = totals(&vpc);
     assert_eq!(counter(&t, "tx_ring_full"), 0, "{t}");
 }
+
+/// Spins after traffic (`dataplane.idle_spin_us`) are counted by how they ended, and a worker
+/// with the default window never spins: every ping leaves the worker idle for far longer than
+/// a 1 ms window (they are 200 ms apart), so each ends at least one spin.
+#[test]
+fn spins_after_traffic_are_counted_by_how_they_ended() {
+    require_root();
+    let vpc = Vpc::new("spn", &[Underlay::V4]).expect("topology");
+    let target = vpc.remotes[0].overlay_v4.to_string();
+    let spin_ends = |vpc: &Vpc| -> (u64, u64) {
+        let s = stats(vpc);
+        let workers = s["workers"].as_array().cloned().unwrap_or_default();
+        assert!(!workers.is_empty(), "xvpc stats lists its workers: {s}");
+        workers.iter().fold((0, 0), |(w, p), worker| {
+            let ends = &worker["spin_ends"];
+            let read = |k: &str| {
+                ends[k]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no spin_ends.{k} in {worker}"))
+            };
+            (w + read("window"), p + read("preempted"))
+        })
+    };
+    // The workers' tier whatever the environment asks: the XDP tier would answer these pings.
+    let mut daemon = start(
+        &vpc,
+        &vpc.config_toml(
+            &static_mappings(&vpc),
+            "fast_path = \"afxdp\"\nidle_spin_us = 1000\n",
+        ),
+    );
+    ping(&vpc.guest, &target, 4).unwrap_or_else(|out| panic!("ping: {out}"));
+    let (window, preempted) = wait_until("the pings' spins to be counted", || {
+        let (w, p) = spin_ends(&vpc);
+        (w + p >= 4).then_some((w, p))
+    });
+    eprintln!(
+        "idle_spin_us = 1000, 4 pings: {window} spins ran their window, {preempted} preempted"
+    );
+    stop(&vpc, &mut daemon);
+
+    let mut daemon = start(
+        &vpc,
+        &vpc.config_toml(&static_mappings(&vpc), "fast_path = \"afxdp\"\n"),
+    );
+    ping(&vpc.guest, &target, 4).unwrap_or_else(|out| panic!("ping: {out}"));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(spin_ends(&vpc), (0, 0), "the default window never spins");
+    stop(&vpc, &mut daemon);
+}

@@ -107,9 +107,10 @@ pub fn account(
         number(after, &total_path)?,
         &total_path,
     )?;
+    let workers_path = format!("counters.{name}");
     let workers = moved(
-        workers_sum(before, &format!("counters.{name}"))?,
-        workers_sum(after, &format!("counters.{name}"))?,
+        workers_sum(before, &workers_path)?,
+        workers_sum(after, &workers_path)?,
         &format!("the workers' {name}"),
     )?;
     let xdp = forwarded.checked_sub(workers).ok_or_else(|| {

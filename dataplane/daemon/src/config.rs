@@ -114,7 +114,7 @@ const MAX_IDLE_SPINS: u32 = 1 << 20;
 /// How long a worker keeps spinning after its last frame, while nothing else wants its core,
 /// by default: off. 1000 µs cut the unsteered p99 (0.3 against 2.4 ms at 128 B) but cost
 /// 0.77–0.81× of the steered rate in three of four cells, where a preemption does not come
-/// soon enough to stop the spin (docs/PERFORMANCE.md, fifth sitting); see `SpinWindow`.
+/// soon enough to stop the spin (docs/PERFORMANCE.md, "What was tried"); see `SpinWindow`.
 pub const DEFAULT_IDLE_SPIN_US: u32 = 0;
 /// Longest spin window accepted (one second).
 const MAX_IDLE_SPIN_US: u32 = 1_000_000;

@@ -60,8 +60,13 @@ done
 # passes its correctness check), so they reuse the debug binaries built above instead of
 # spending minutes on release builds.
 bins="$(cargo metadata --format-version 1 --no-deps | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
-echo "== benchmark smoke: scripts/bench.sh --smoke"
-BENCH_FORWARD="$bins/xvpc-bench-forward" XVPC="$bins/xvpc" PKTGEN="$bins/xvpc-pktgen" scripts/bench.sh --smoke
+# --isolate: every system must also start and pin itself onto a DUT core that its own
+# process may not run on (as under isolcpus=), and every task moved off it goes back.
+echo "== benchmark smoke: scripts/bench.sh --smoke --isolate"
+cpus_before="$(grep Cpus_allowed_list /proc/1/status)"
+BENCH_FORWARD="$bins/xvpc-bench-forward" XVPC="$bins/xvpc" PKTGEN="$bins/xvpc-pktgen" scripts/bench.sh --smoke --isolate
+cpus_after="$(grep Cpus_allowed_list /proc/1/status)"
+[[ $cpus_after == "$cpus_before" ]] || { echo "test.sh: --isolate left PID 1 on $cpus_after (was $cpus_before)" >&2; exit 1; }
 echo "== benchmark smoke: scripts/bench-control.sh --smoke"
 BIN_DIR="$bins" scripts/bench-control.sh --smoke
 echo "test.sh: all tests passed"

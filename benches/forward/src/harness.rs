@@ -685,7 +685,16 @@ fn setup_ovs(ctx: &Ctx, t: &Topology) -> Result<Dut, HarnessError> {
     t.dut
         .ip(&["addr", "add", "198.19.0.1/24", "dev", "br-phy"])?;
     t.dut.ip(&["link", "set", "br-phy", "up"])?;
-    ovs.appctl(&["ovs/route/add", "198.19.0.2/24", "br-phy"])?;
+    // OVS learns br-phy's new address from netlink on its own time, and refuses the route
+    // until it has ("Error while inserting route"; seen once in 40 setups): retry for 2 s.
+    let mut tries = 0;
+    while let Err(e) = ovs.appctl(&["ovs/route/add", "198.19.0.2/24", "br-phy"]) {
+        tries += 1;
+        if tries == 20 {
+            return Err(e);
+        }
+        ctx.sleep(Duration::from_millis(100))?;
+    }
     ovs.appctl(&["tnl/arp/set", "br-phy", "198.19.0.2", PEER_FAB_MAC])?;
     // Explicit flows (no learning, no flooding): guest <-> tunnel, tunnel endpoint <-> d1.
     // Like xvpc and the kernel, decapsulated frames leave with the gateway as source.
@@ -1169,7 +1178,7 @@ pub fn measure(ctx: &Ctx, sys: System, dir: Dir, size: u16, rep: u32) -> Result<
             if o.steer { "steered" } else { "unsteered" }
         ))
     });
-    let full = m.run_once(0, o.seconds, None, perf_out.as_deref())?;
+    let full = m.run_once(o.rate.unwrap_or(0), o.seconds, None, perf_out.as_deref())?;
     let stats_full = if sys.is_xvpc() {
         Some(xvpc_stats(ctx)?)
     } else {

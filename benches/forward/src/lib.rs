@@ -13,6 +13,7 @@ pub mod csv;
 pub mod drops;
 pub mod estimate;
 pub mod harness;
+pub mod isolate;
 pub mod losses;
 pub mod options;
 pub mod search;

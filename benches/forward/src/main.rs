@@ -105,6 +105,17 @@ fn run(o: Options, root: PathBuf, stop: Arc<AtomicBool>) -> anyhow::Result<ExitC
     } else {
         None
     };
+    // Dropped at the end of the run (errors and Ctrl-C included): every task goes back.
+    let _isolation = o.isolate.then(|| {
+        let iso = xvpc_bench_forward::isolate::Isolation::apply(xvpc_bench_forward::topo::DUT_CPU);
+        eprintln!(
+            "bench.sh: --isolate: moved {} tasks off CPU {} ({} refused)",
+            iso.moved(),
+            xvpc_bench_forward::topo::DUT_CPU,
+            iso.refused
+        );
+        iso
+    });
     for d in [&o.out, &o.img] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }

@@ -153,6 +153,11 @@ pub struct Options {
     pub tx: Tx,
     /// perf record the xvpc daemon in its first full-speed run per direction and size.
     pub perf: bool,
+    /// The "full-speed" runs offer this many frames a second instead (None: as fast as the
+    /// generator can).
+    pub rate: Option<u64>,
+    /// Move every other task that may run elsewhere off the DUT core for the run.
+    pub isolate: bool,
     /// Print the estimate and exit.
     pub estimate: bool,
     /// CI smoke run (plots go to `out`).
@@ -182,7 +187,8 @@ pub const EXIT_USAGE: u8 = 64;
 pub const USAGE: &str = r#"usage: scripts/bench.sh [--reps N] [--sizes "64 1400"] [--seconds S] [--systems "..."]
                         [--dirs "egress ingress"] [--out DIR] [--no-steer] [--no-latency]
                         [--no-zero-loss] [--trial-seconds S] [--search-steps N]
-                        [--time-limit MIN] [--tx auto|live|afxdp] [--estimate] [--smoke]
+                        [--time-limit MIN] [--tx auto|live|afxdp] [--rate PPS] [--perf]
+                        [--isolate] [--estimate] [--smoke]
 
   --reps N        repetitions, systems interleaved within each (default 5)
   --sizes LIST    guest frame sizes in bytes, 64..1400 (default "64 128 256 512 1024 1400")
@@ -208,6 +214,11 @@ pub const USAGE: &str = r#"usage: scripts/bench.sh [--reps N] [--sizes "64 1400"
   --perf          perf record the DUT core (-C, call graphs) during each system's first
                   full-speed run per direction and size ($OUT/perf-*.data; perf-*.txt:
                   samples by thread, the top symbols, the core's context switches)
+  --rate PPS      the max-rate runs offer PPS frames a second instead of as many as the
+                  generator can: with --perf and --no-zero-loss, profiles systems at the
+                  same load (e.g. another system's zero-loss rate)
+  --isolate       move every task that may run elsewhere off the DUT core for the run (as a
+                  cpuset shield would on a real host), putting each back at the end
   --tx MODE       how the generator transmits: auto (default: XDP live frames, or AF_XDP
                   where the kernel refuses them), live (fail if refused) or afxdp; the
                   mode of every measurement is in the gen_mode column and the table
@@ -242,6 +253,7 @@ const WITH_VALUE: &[&str] = &[
     "--search-steps",
     "--time-limit",
     "--tx",
+    "--rate",
 ];
 
 /// `^[0-9]+$` as a number; `None` for anything else (or too large to matter).
@@ -274,9 +286,11 @@ pub fn parse(args: &[String], root: &std::path::Path) -> Result<Parsed, UsageErr
     let mut search_steps = "6".to_string();
     let mut time_limit = String::new();
     let mut perf = false;
+    let mut isolate = false;
     let mut smoke = false;
     let mut estimate = false;
     let mut tx = "auto".to_string();
+    let mut rate = String::new();
     let mut sink_idle_ds = 10;
 
     let mut i = 0;
@@ -303,10 +317,12 @@ pub fn parse(args: &[String], root: &std::path::Path) -> Result<Parsed, UsageErr
             "--search-steps" => search_steps = value,
             "--time-limit" => time_limit = value,
             "--tx" => tx = value,
+            "--rate" => rate = value,
             "--no-steer" => steer = false,
             "--no-latency" => latency = false,
             "--no-zero-loss" => zero_loss = false,
             "--perf" => perf = true,
+            "--isolate" => isolate = true,
             "--estimate" => estimate = true,
             "--smoke" => {
                 reps = "1".into();
@@ -355,6 +371,14 @@ pub fn parse(args: &[String], root: &std::path::Path) -> Result<Parsed, UsageErr
             _ => return Err(usage("--time-limit takes whole minutes (>= 1)")),
         }
     };
+    let rate = if rate.is_empty() {
+        None
+    } else {
+        match digits(&rate) {
+            Some(n @ 1000..=100_000_000) => Some(n),
+            _ => return Err(usage("--rate 1000..100000000 (frames a second)")),
+        }
+    };
     if sizes.split_whitespace().next().is_none() {
         return Err(usage("--sizes is empty"));
     }
@@ -401,6 +425,8 @@ pub fn parse(args: &[String], root: &std::path::Path) -> Result<Parsed, UsageErr
         time_limit_min,
         tx,
         perf,
+        rate,
+        isolate,
         estimate,
         smoke,
         sink_idle_ds,
@@ -479,9 +505,9 @@ mod tests {
         assert_eq!(o.dirs, vec![Dir::Egress, Dir::Ingress]);
         assert_eq!(o.out, Path::new("/repo/target/bench"));
         assert_eq!(o.img, Path::new("/repo/docs/img"));
-        assert!(o.steer && o.latency && o.zero_loss && !o.perf && !o.smoke);
+        assert!(o.steer && o.latency && o.zero_loss && !o.perf && !o.smoke && !o.isolate);
         assert_eq!(o.sink_idle_arg(), "1");
-        assert_eq!(o.tx, Tx::Auto);
+        assert_eq!((o.tx, o.rate), (Tx::Auto, None));
         // 6 systems egress + 4 ingress, per size.
         assert_eq!(o.measurements().count(), 10 * 6);
     }
@@ -510,6 +536,22 @@ mod tests {
                 .reps,
             1
         );
+    }
+
+    #[test]
+    fn rate_is_frames_a_second_within_bounds() {
+        assert_eq!(
+            run(&["--rate", "800000"]).expect("valid options").rate,
+            Some(800_000)
+        );
+        for bad in ["999", "0", "8e5", "-1", "100000001"] {
+            assert!(
+                err(&["--rate", bad]).contains("--rate 1000..100000000"),
+                "{bad}"
+            );
+        }
+        assert!(err(&["--rate"]).contains("needs a value"));
+        assert!(run(&["--isolate"]).expect("valid options").isolate);
     }
 
     #[test]

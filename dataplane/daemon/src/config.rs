@@ -176,6 +176,22 @@ impl Default for RawDataplane {
     }
 }
 
+/// The CPUs the kernel has online. Not this process's affinity: a daemon started on the
+/// housekeeping CPUs (systemd `CPUAffinity=`, `isolcpus=`, a cpuset shield) pins its workers
+/// onto the isolated ones.
+const ONLINE_CPUS: &str = "/sys/devices/system/cpu/online";
+
+/// Whether a kernel CPU list ("0-3,8,10-11") holds `cpu`; an unreadable list holds nothing.
+fn cpu_list_has(list: &str, cpu: usize) -> bool {
+    list.split(',').any(|part| {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        match (lo.trim().parse::<usize>(), hi.trim().parse::<usize>()) {
+            (Ok(lo), Ok(hi)) => (lo..=hi).contains(&cpu),
+            _ => false,
+        }
+    })
+}
+
 /// Where the pins go unless `dataplane.pin_dir` says otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/xvpc";
 
@@ -533,13 +549,12 @@ impl RawDataplane {
                 "one core per queue (or leave empty for no pinning)",
             ));
         }
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        if let Some(core) = d.cores.iter().find(|c| **c >= cores) {
+        let online = std::fs::read_to_string(ONLINE_CPUS).unwrap_or_default();
+        let online = online.trim();
+        if let Some(core) = d.cores.iter().find(|&&c| !cpu_list_has(online, c)) {
             return Err(invalid(
                 "dataplane.cores",
-                format!("core {core} does not exist (this machine has {cores})"),
+                format!("core {core} is not an online CPU (online: {online:?}, {ONLINE_CPUS})"),
             ));
         }
         if !(1..=MAX_FAST_PATH_CAPACITY).contains(&d.fast_path_capacity) {
@@ -767,6 +782,37 @@ mod tests {
     fn with(from: &str, to: &str) -> String {
         assert!(EXAMPLE.contains(from), "example lacks {from:?}");
         EXAMPLE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn cpu_lists_read_as_the_kernel_writes_them() {
+        assert!(cpu_list_has("0-3,8,10-11", 2) && cpu_list_has("0-3,8,10-11", 8));
+        assert!(cpu_list_has("0-3,8,10-11", 11) && !cpu_list_has("0-3,8,10-11", 9));
+        assert!(cpu_list_has("0", 0) && !cpu_list_has("0", 1));
+        assert!(!cpu_list_has("", 0) && !cpu_list_has("x-y", 0));
+    }
+
+    /// A daemon confined to other CPUs (systemd `CPUAffinity=`, `isolcpus=`) may still pin
+    /// its workers onto an online core; a core that is not online is refused by name.
+    #[test]
+    fn cores_are_checked_against_the_online_cpus_not_our_affinity() {
+        let online = std::fs::read_to_string(ONLINE_CPUS).expect("online CPUs");
+        assert!(
+            cpu_list_has(online.trim(), 1),
+            "needs CPU 1 online (the example pins its worker there): {online}"
+        );
+        assert!(core_affinity::set_for_current(core_affinity::CoreId {
+            id: 0
+        }));
+        let config = Config::parse(EXAMPLE).expect("core 1 is online");
+        assert_eq!(config.dataplane.queues, vec![(0, Some(1))]);
+        let e = Config::parse(&with("cores = [1]", "cores = [4095]"))
+            .expect_err("core 4095 is not online")
+            .to_string();
+        assert!(
+            e.contains("dataplane.cores") && e.contains("core 4095 is not an online CPU"),
+            "{e}"
+        );
     }
 
     #[test]
